@@ -1,0 +1,162 @@
+// The contracts between the stages of the pipeline:
+//   source -> cluster state -> compiler -> rule table -> dataplane -> kernel
+// Each stage depends on these types only, never on another stage's internals.
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+export type Direction = 'ingress' | 'egress';
+export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+export type IpFamily = 4 | 6;
+
+export type Labels = Readonly<Record<string, string>>;
+
+/** Names a namespaced object; used in every error and every reason we print. */
+export interface ObjectRef {
+  readonly namespace: string;
+  readonly name: string;
+}
+
+// ---------------------------------------------------------------------------
+// Cluster model: only what enforcement needs, validated once on the way in.
+// ---------------------------------------------------------------------------
+
+export interface NamespaceState {
+  readonly name: string;
+  readonly labels: Labels;
+}
+
+export interface ContainerPort {
+  readonly name?: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+export interface PodState {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly labels: Labels;
+  readonly nodeName: string;
+  readonly hostNetwork: boolean;
+  readonly phase: string;
+  /** Canonical text form, IPv4 and IPv6, from status.podIPs (or status.podIP). */
+  readonly ips: readonly string[];
+  readonly ports: readonly ContainerPort[];
+}
+
+export type SelectorOperator = 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+
+export interface LabelRequirement {
+  readonly key: string;
+  readonly operator: SelectorOperator;
+  readonly values: readonly string[];
+}
+
+/** A validated LabelSelector: matchLabels folded into In requirements. Empty = everything. */
+export interface Selector {
+  readonly requirements: readonly LabelRequirement[];
+}
+
+export type PolicyPeer =
+  | { readonly kind: 'pods'; readonly podSelector: Selector; readonly namespaceSelector: Selector | null }
+  | { readonly kind: 'ipBlock'; readonly cidr: string; readonly except: readonly string[] };
+
+export type PortSpec =
+  | { readonly kind: 'number'; readonly protocol: Protocol; readonly port: number; readonly endPort: number }
+  | { readonly kind: 'named'; readonly protocol: Protocol; readonly name: string }
+  | { readonly kind: 'allPorts'; readonly protocol: Protocol };
+
+export interface PolicyRule {
+  /** null: the rule has no peers, so it matches every peer. */
+  readonly peers: readonly PolicyPeer[] | null;
+  /** null: the rule has no ports, so it matches every port of every protocol. */
+  readonly ports: readonly PortSpec[] | null;
+}
+
+export interface PolicyState {
+  readonly namespace: string;
+  readonly name: string;
+  readonly podSelector: Selector;
+  readonly ingressIsolation: boolean;
+  readonly egressIsolation: boolean;
+  readonly ingress: readonly PolicyRule[];
+  readonly egress: readonly PolicyRule[];
+}
+
+export type ClusterEvent =
+  | { readonly type: 'upsert'; readonly kind: 'Namespace'; readonly object: NamespaceState }
+  | { readonly type: 'delete'; readonly kind: 'Namespace'; readonly name: string }
+  | { readonly type: 'upsert'; readonly kind: 'Pod'; readonly object: PodState }
+  | { readonly type: 'delete'; readonly kind: 'Pod'; readonly ref: ObjectRef }
+  | { readonly type: 'upsert'; readonly kind: 'NetworkPolicy'; readonly object: PolicyState }
+  | { readonly type: 'delete'; readonly kind: 'NetworkPolicy'; readonly ref: ObjectRef };
+
+// ---------------------------------------------------------------------------
+// Rule table: the compiled, per-node form. It is a set of elements; a change is
+// a delta of elements. Everything is resolved: selectors became addresses, named
+// ports became numbers, ipBlock excepts became CIDRs that do not overlap them.
+// ---------------------------------------------------------------------------
+
+/** A remote peer: every address, or a CIDR (a pod address is a /32 or /128). */
+export type PeerMatch = 'any' | string;
+
+/** A port match: every port of every protocol, or one protocol and an inclusive range. */
+export type PortMatch = 'any' | { readonly protocol: Protocol; readonly from: number; readonly to: number };
+
+/** A local pod owns these addresses on this node. */
+export interface PodAddressElement {
+  readonly kind: 'address';
+  readonly pod: string; // "namespace/name"
+  readonly ip: string;
+}
+
+/** The local pod is isolated for this direction (some policy selecting it has that type). */
+export interface IsolationElement {
+  readonly kind: 'isolation';
+  readonly pod: string;
+  readonly direction: Direction;
+}
+
+/** Traffic of the local pod in this direction to/from the peer on the port is allowed by the rule. */
+export interface AllowElement {
+  readonly kind: 'allow';
+  readonly pod: string;
+  readonly direction: Direction;
+  /** "namespace/policy/direction/index": names the policy rule that allows it. */
+  readonly rule: string;
+  readonly peer: PeerMatch;
+  readonly port: PortMatch;
+}
+
+export type RuleTableElement = PodAddressElement | IsolationElement | AllowElement;
+
+export interface RuleTableDelta {
+  readonly added: readonly RuleTableElement[];
+  readonly removed: readonly RuleTableElement[];
+}
+
+/** The readable, grouped view of one node's rule table (what /rules and probe show). */
+export interface RuleTable {
+  readonly node: string;
+  readonly pods: readonly LocalPodRules[];
+}
+
+export interface LocalPodRules {
+  readonly pod: string;
+  readonly ips: readonly string[];
+  readonly ingress: DirectionRules;
+  readonly egress: DirectionRules;
+}
+
+export interface DirectionRules {
+  readonly isolated: boolean;
+  readonly rules: readonly RuleMatches[];
+}
+
+export interface RuleMatches {
+  readonly rule: string;
+  readonly peers: readonly PeerMatch[];
+  readonly ports: readonly PortMatch[];
+  /** Named ports resolved per peer make (peer, port) pairs that are not a cross product. */
+  readonly pairs: readonly { readonly peer: PeerMatch; readonly port: PortMatch }[];
+}
