@@ -110,11 +110,12 @@ export interface PodAddressElement {
   readonly ip: string;
 }
 
-/** The local pod is isolated for this direction (some policy selecting it has that type). */
+/** The local pod is isolated for this direction by this policy (it selects the pod and has that type). */
 export interface IsolationElement {
   readonly kind: 'isolation';
   readonly pod: string;
   readonly direction: Direction;
+  readonly policy: string; // "namespace/name"
 }
 
 /** Traffic of the local pod in this direction to/from the peer on the port is allowed by the rule. */
@@ -149,14 +150,13 @@ export interface LocalPodRules {
 }
 
 export interface DirectionRules {
-  readonly isolated: boolean;
+  /** Policies that isolate the pod in this direction; empty: not isolated, everything is allowed. */
+  readonly isolatedBy: readonly string[];
   readonly rules: readonly RuleMatches[];
 }
 
 export interface RuleMatches {
   readonly rule: string;
-  readonly peers: readonly PeerMatch[];
-  readonly ports: readonly PortMatch[];
-  /** Named ports resolved per peer make (peer, port) pairs that are not a cross product. */
-  readonly pairs: readonly { readonly peer: PeerMatch; readonly port: PortMatch }[];
+  /** Grouped by port, because named ports resolved per peer do not form a cross product. */
+  readonly byPort: readonly { readonly port: PortMatch; readonly peers: readonly PeerMatch[] }[];
 }

@@ -1,0 +1,2 @@
+export { NodeCompiler, podKey } from './node-compiler';
+export { selectorMatches } from './selector';

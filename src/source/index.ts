@@ -1,0 +1,2 @@
+export { loadManifests, addObject } from './manifests';
+export type { ClusterObjects } from './manifests';
