@@ -92,18 +92,23 @@ export type ClusterEvent =
   | { readonly type: 'delete'; readonly kind: 'NetworkPolicy'; readonly ref: ObjectRef };
 
 // ---------------------------------------------------------------------------
-// Rule table: the compiled, per-node form. It is a set of elements; a change is
-// a delta of elements. Everything is resolved: selectors became addresses, named
-// ports became numbers, ipBlock excepts became CIDRs that do not overlap them.
+// Rule table: the compiled, per-node form. It is a set of elements; a change is a delta of elements.
+// Everything is resolved: selectors became addresses, named ports became numbers, ipBlock excepts
+// became CIDRs that do not overlap them. Peers are held once per rule and bound to local pods, so a
+// peer pod joining a rule is one element however many local pods the rule applies to.
+//
+//   allowed(pod, direction, remote, port) <=> pod is isolated in that direction and for some rule R
+//     bound to it:  peer(R, p, null) with remote in p and bind(pod, R, port') with port in port'
+//              or   peer(R, p, port') with remote in p and port in port'   (egress named ports)
 // ---------------------------------------------------------------------------
 
-/** A remote peer: every address, or a CIDR (a pod address is a /32 or /128). */
+/** A remote peer: every address, or a CIDR (a pod address is written without a prefix). */
 export type PeerMatch = 'any' | string;
 
 /** A port match: every port of every protocol, or one protocol and an inclusive range. */
 export type PortMatch = 'any' | { readonly protocol: Protocol; readonly from: number; readonly to: number };
 
-/** A local pod owns these addresses on this node. */
+/** A local pod owns this address on this node. */
 export interface PodAddressElement {
   readonly kind: 'address';
   readonly pod: string; // "namespace/name"
@@ -118,18 +123,33 @@ export interface IsolationElement {
   readonly policy: string; // "namespace/name"
 }
 
-/** Traffic of the local pod in this direction to/from the peer on the port is allowed by the rule. */
-export interface AllowElement {
-  readonly kind: 'allow';
+/**
+ * The rule applies to the local pod. port null: the binding itself (every bound rule has one);
+ * otherwise a port the rule allows for this pod (numbers, ranges, and ingress named ports resolved
+ * against this pod's container ports).
+ */
+export interface BindElement {
+  readonly kind: 'bind';
   readonly pod: string;
   readonly direction: Direction;
-  /** "namespace/policy/direction/index": names the policy rule that allows it. */
+  /** "namespace/policy/direction/index". */
   readonly rule: string;
-  readonly peer: PeerMatch;
-  readonly port: PortMatch;
+  readonly port: PortMatch | null;
 }
 
-export type RuleTableElement = PodAddressElement | IsolationElement | AllowElement;
+/**
+ * A remote peer of the rule. port null: on the ports bound to each local pod; otherwise on this port
+ * only (an egress named port, resolved against the peer pod's own container ports).
+ */
+export interface PeerElement {
+  readonly kind: 'peer';
+  readonly rule: string;
+  readonly direction: Direction;
+  readonly peer: PeerMatch;
+  readonly port: PortMatch | null;
+}
+
+export type RuleTableElement = PodAddressElement | IsolationElement | BindElement | PeerElement;
 
 export interface RuleTableDelta {
   readonly added: readonly RuleTableElement[];
@@ -140,6 +160,7 @@ export interface RuleTableDelta {
 export interface RuleTable {
   readonly node: string;
   readonly pods: readonly LocalPodRules[];
+  readonly rules: readonly RulePeers[];
 }
 
 export interface LocalPodRules {
@@ -152,11 +173,15 @@ export interface LocalPodRules {
 export interface DirectionRules {
   /** Policies that isolate the pod in this direction; empty: not isolated, everything is allowed. */
   readonly isolatedBy: readonly string[];
-  readonly rules: readonly RuleMatches[];
+  /** The rules bound to the pod, with the ports they allow it. */
+  readonly rules: readonly { readonly rule: string; readonly ports: readonly PortMatch[] }[];
 }
 
-export interface RuleMatches {
+export interface RulePeers {
   readonly rule: string;
-  /** Grouped by port, because named ports resolved per peer do not form a cross product. */
-  readonly byPort: readonly { readonly port: PortMatch; readonly peers: readonly PeerMatch[] }[];
+  readonly direction: Direction;
+  /** Peers on the bound ports. */
+  readonly peers: readonly PeerMatch[];
+  /** Peers on a port of their own (egress named ports), grouped by port. */
+  readonly peersByPort: readonly { readonly port: PortMatch; readonly peers: readonly PeerMatch[] }[];
 }

@@ -7,11 +7,12 @@
 //                                          │
 //                      ElementStore (refcounted) ──> RuleTableDelta
 //
-// Every element of the rule table is produced by a "unit": the isolation of a local pod by one policy,
-// the addresses of a local pod, the static part of a rule for a local pod (ipBlocks, "all peers"), or
-// the contribution of one peer pod to a rule for a local pod. Recomputing a unit from the current
-// state is idempotent, so an event only has to find the units it may have changed and recompute
-// them; the refcounted store turns that into a delta of elements whose presence really changed.
+// Every element of the rule table is produced by a "unit": the addresses of a local pod, its isolation
+// by one policy, the binding of one rule to it, the static peers of a rule (ipBlocks, "all peers"),
+// or the contribution of one peer pod to a rule. Peers belong to the rule, not to each local pod, so
+// a peer event costs the same however many local pods a rule applies to. Recomputing a unit from the
+// current state is idempotent, so an event only has to find the units it may have changed and
+// recompute them; the refcounted store turns that into a delta of elements whose presence changed.
 import type {
   ClusterEvent, Direction, NamespaceState, PodState, PolicyRule, PolicyState, PortMatch, PortSpec,
   RuleTableDelta, RuleTableElement, Selector,
@@ -227,10 +228,7 @@ export class NodeCompiler {
     if (state.ingressIsolation) isolation.push({ kind: 'isolation', pod: target, direction: 'ingress', policy: policyKey });
     if (state.egressIsolation) isolation.push({ kind: 'isolation', pod: target, direction: 'egress', policy: policyKey });
     this.setUnit(`isolation\0${policyKey}\0${target}`, isolation);
-    for (const rule of policy.rules) {
-      this.setUnit(`${rule.id}\0${target}\0`, this.staticElements(rule, target));
-      for (const peer of rule.contributors) this.setUnit(`${rule.id}\0${target}\0${peer}`, this.peerElements(rule, target, peer));
-    }
+    for (const rule of policy.rules) this.setUnit(`bind\0${rule.id}\0${target}`, this.bindElements(rule, target));
   }
 
   private removeTarget(policyKey: string, target: string): void {
@@ -238,10 +236,7 @@ export class NodeCompiler {
     if (policy === undefined || !policy.targets.delete(target)) return;
     removeFromIndex(this.targetPolicies, target, policyKey);
     this.setUnit(`isolation\0${policyKey}\0${target}`, []);
-    for (const rule of policy.rules) {
-      this.setUnit(`${rule.id}\0${target}\0`, []);
-      for (const peer of rule.contributors) this.setUnit(`${rule.id}\0${target}\0${peer}`, []);
-    }
+    for (const rule of policy.rules) this.setUnit(`bind\0${rule.id}\0${target}`, []);
     if (policy.targets.size === 0) this.deactivate(policy);
   }
 
@@ -260,6 +255,8 @@ export class NodeCompiler {
 
   private deactivate(policy: ActivePolicy): void {
     for (const rule of policy.rules) {
+      this.setUnit(`peer\0${rule.id}\0`, []);
+      for (const peer of rule.contributors) this.setUnit(`peer\0${rule.id}\0${peer}`, []);
       removeFromIndex(this.rulesByOwnNamespace, policy.state.namespace, rule);
       for (const ns of this.allNamespaces()) removeFromIndex(this.rulesBySelectedNamespace, ns, rule);
       this.namespaceSelectorRules.delete(rule);
@@ -311,7 +308,8 @@ export class NodeCompiler {
       this.namedEgressRules.add(rule);
       for (const name of rule.namedEgressNames) for (const pk of this.podsByPortName.get(name) ?? []) scan.add(pk);
     }
-    for (const pk of scan) if (this.peerRelevant(rule, this.pods.get(pk))) rule.contributors.add(pk);
+    this.setUnit(`peer\0${rule.id}\0`, this.staticPeers(rule));
+    for (const pk of scan) this.refreshContribution(rule, pk);
   }
 
   // --- peers ----------------------------------------------------------------------------------
@@ -355,48 +353,46 @@ export class NodeCompiler {
     const relevant = this.peerRelevant(rule, this.pods.get(peer));
     if (!relevant && !rule.contributors.has(peer)) return;
     if (relevant) rule.contributors.add(peer);
-    for (const target of rule.policy.targets) {
-      this.setUnit(`${rule.id}\0${target}\0${peer}`, relevant ? this.peerElements(rule, target, peer) : []);
-    }
-    if (!relevant) rule.contributors.delete(peer);
+    else rule.contributors.delete(peer);
+    this.setUnit(`peer\0${rule.id}\0${peer}`, relevant ? this.peerElements(rule, peer) : []);
   }
 
   // --- elements -------------------------------------------------------------------------------
 
-  /** Elements that do not depend on any peer pod: "all peers" and ipBlocks. */
-  private staticElements(rule: ActiveRule, target: string): RuleTableElement[] {
+  /** The rule applies to the target: the binding, and the ports known without looking at peers. */
+  private bindElements(rule: ActiveRule, target: string): RuleTableElement[] {
     const targetPod = this.pods.get(target);
     if (targetPod === undefined) return [];
-    // Egress named ports resolve against the peer, so they only exist in per-pod contributions.
-    const ports = rule.direction === 'ingress' ? resolvePorts(rule.rule.ports, targetPod) : resolvePorts(rule.rule.ports, null);
-    const peers = rule.rule.peers === null ? ['any'] : rule.blockCidrs;
-    return this.allowElements(rule, target, peers, ports);
+    // Ingress named ports name the target's own ports; egress ones name the peer's (see peerElements).
+    const ports = resolvePorts(rule.rule.ports, rule.direction === 'ingress' ? targetPod : null);
+    const base = { kind: 'bind', pod: target, direction: rule.direction, rule: rule.id } as const;
+    return [{ ...base, port: null }, ...ports.map((port) => ({ ...base, port }))];
   }
 
-  /** Elements a peer pod adds to the rule for one local target. */
-  private peerElements(rule: ActiveRule, target: string, peer: string): RuleTableElement[] {
-    const peerPod = this.pods.get(peer);
-    const targetPod = this.pods.get(target);
-    if (peerPod === undefined || targetPod === undefined) return [];
-    if (this.matchesPodPeer(rule, peerPod)) {
-      const ports = resolvePorts(rule.rule.ports, rule.direction === 'ingress' ? targetPod : peerPod);
-      return this.allowElements(rule, target, peerPod.ips, ports);
-    }
-    // Egress named ports towards "all peers" or an ipBlock: the pod's own ports name the numbers.
-    const named = (rule.rule.ports ?? []).filter((p) => p.kind === 'named');
-    const ips = rule.rule.peers === null ? peerPod.ips : peerPod.ips.filter((ip) => this.inBlocks(rule, ip));
-    return this.allowElements(rule, target, ips, resolvePorts(named, peerPod).filter((p) => p !== 'any'));
+  /** Peers that do not depend on any pod: "all peers" and ipBlocks. */
+  private staticPeers(rule: ActiveRule): RuleTableElement[] {
+    const peers = rule.rule.peers === null ? ['any'] : rule.blockCidrs;
+    return peers.map((peer) => ({ kind: 'peer', rule: rule.id, direction: rule.direction, peer, port: null }));
+  }
+
+  /** What a pod adds to the rule's peers: its addresses, and for egress its resolved named ports. */
+  private peerElements(rule: ActiveRule, peer: string): RuleTableElement[] {
+    const pod = this.pods.get(peer);
+    if (pod === undefined) return [];
+    const selected = this.matchesPodPeer(rule, pod);
+    // Egress named ports towards selected pods, "all peers" or an ipBlock: the pod's own ports name the numbers.
+    const named = rule.direction === 'egress' ? resolvePorts((rule.rule.ports ?? []).filter((p) => p.kind === 'named'), pod) : [];
+    const namedIps = selected || rule.rule.peers === null ? pod.ips : pod.ips.filter((ip) => this.inBlocks(rule, ip));
+    const out: RuleTableElement[] = [];
+    const base = { kind: 'peer', rule: rule.id, direction: rule.direction } as const;
+    if (selected) for (const ip of pod.ips) out.push({ ...base, peer: ip, port: null });
+    for (const ip of namedIps) for (const port of named) out.push({ ...base, peer: ip, port });
+    return out;
   }
 
   private inBlocks(rule: ActiveRule, text: string): boolean {
     const ip = parseIp(text);
     return ip !== null && rule.blocks.some((b) => cidrContainsIp(b.cidr, ip) && !b.except.some((e) => cidrContainsIp(e, ip)));
-  }
-
-  private allowElements(rule: ActiveRule, pod: string, peers: readonly string[], ports: readonly PortMatch[]): RuleTableElement[] {
-    const out: RuleTableElement[] = [];
-    for (const peer of peers) for (const port of ports) out.push({ kind: 'allow', pod, direction: rule.direction, rule: rule.id, peer, port });
-    return out;
   }
 
   private setUnit(unit: string, elements: readonly RuleTableElement[]): void {

@@ -13,8 +13,10 @@ export function elementKey(e: RuleTableElement): string {
       return `address|${e.pod}|${e.ip}`;
     case 'isolation':
       return `isolation|${e.pod}|${e.direction}|${e.policy}`;
-    case 'allow':
-      return `allow|${e.pod}|${e.direction}|${e.rule}|${e.peer}|${portMatchText(e.port)}`;
+    case 'bind':
+      return `bind|${e.pod}|${e.rule}|${e.port === null ? '' : portMatchText(e.port)}`;
+    case 'peer':
+      return `peer|${e.rule}|${e.peer}|${e.port === null ? '' : portMatchText(e.port)}`;
   }
 }
 

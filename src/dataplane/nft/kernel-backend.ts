@@ -1,0 +1,201 @@
+// KernelNftBackend: NftBackend over libnftables through the nftables-napi addon.
+//
+// - run/check send tx.toString() as one batch: nft applies it in one netlink
+//   transaction, so it is atomic.
+// - Always the async path (NftContext.run/check on the addon's worker), never
+//   runSync, even for one-line batches: libnftables fetches its cache of the
+//   ruleset before applying (element adds to interval sets need the set's
+//   contents), so the time a call takes grows with the size of the table, not
+//   of the batch, and a blocked event loop stalls the informers.
+// - list() is `list table inet NAME` as JSON (parse-json.ts); a missing table
+//   lists as null.
+// - NftError messages are mapped onto the fake's codes (mapNftError).
+
+import { NftApplyError, NftClosedError, NftValidationError, type NftApplyErrorCode, type OpSummary } from './errors';
+import type { NftBackend, TableSnapshot } from './backend';
+import { FAMILY } from './objects';
+import { parseTableJson } from './parse-json';
+import { Transaction } from './transaction';
+
+/** What this backend needs of nftables-napi's NftContext. */
+export interface NftContextLike {
+  run(batch: string): Promise<void>;
+  check(batch: string): Promise<void>;
+  list(command: string): Promise<unknown>;
+  close(): void;
+}
+
+export interface KernelBackendOptions {
+  /** The inet table the agent owns. */
+  readonly table: string;
+  /** Network namespace for the context (as nftables-napi takes it); default: the process's own. */
+  readonly netns?: string;
+  /** An open context to use instead of loading nftables-napi (tests, dataplane/native.ts). */
+  readonly context?: NftContextLike;
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null;
+}
+
+function isContext(x: unknown): x is NftContextLike {
+  return isRecord(x) && ['run', 'check', 'list', 'close'].every((m) => typeof x[m] === 'function');
+}
+
+/** Loads nftables-napi and opens an NftContext (in `netns` if given). */
+export function openNftContext(netns?: string): NftContextLike {
+  // Loaded lazily so that everything else in this folder works without the addon.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod: unknown = require('nftables-napi');
+  const Ctor = isRecord(mod) ? mod['NftContext'] : undefined;
+  if (typeof Ctor !== 'function') throw new TypeError('nftables-napi does not export NftContext');
+  const ctx: unknown = Reflect.construct(Ctor, netns === undefined ? [] : [{ netns }]);
+  if (!isContext(ctx)) throw new TypeError('nftables-napi NftContext lacks run/check/list/close');
+  return ctx;
+}
+
+/** The nftables-napi NftError fields we use (narrowed from unknown). */
+interface NftErrorLike {
+  readonly code: string;
+  readonly nftMessage: string;
+  /** The line(s) nft pointed at, one per line. */
+  readonly command: string;
+  readonly errno?: number;
+}
+
+function asNftError(err: unknown): NftErrorLike | null {
+  if (!(err instanceof Error) || !isRecord(err)) return null;
+  const code = err['code'];
+  const nftMessage = err['nftMessage'];
+  if (code !== 'NFT_COMMAND_FAILED' || typeof nftMessage !== 'string') return null;
+  const errno = err['errno'];
+  const command = err['command'];
+  return { code, nftMessage, command: typeof command === 'string' ? command : '', ...(typeof errno === 'number' ? { errno } : {}) };
+}
+
+const ERRNO_CODES: Readonly<Record<number, NftApplyErrorCode>> = { 2: 'ENOENT', 16: 'EBUSY', 17: 'EEXIST', 22: 'EINVAL' };
+
+/**
+ * The code for nft's error text. Kernel errors come as strerror text; some
+ * checks are nft's own, with their own words:
+ *   ENOENT: "No such file or directory" (kernel, and nft's cache lookups),
+ *           "element does not exist" (nft, delete in an interval set);
+ *   EEXIST: "File exists" (kernel), "interval overlaps with an existing one"
+ *           and "conflicting intervals specified" (nft, interval sets);
+ *   EBUSY:  "Device or resource busy";
+ *   EINVAL: everything else ("Invalid argument", "Operation not supported",
+ *           "Too many links", datatype mismatches, syntax errors).
+ */
+export function classifyNftMessage(message: string, errno?: number): NftApplyErrorCode {
+  if (/No such file or directory|element does not exist/.test(message)) return 'ENOENT';
+  if (/File exists|interval overlaps with an existing one|conflicting intervals specified/.test(message)) return 'EEXIST';
+  if (/Device or resource busy/.test(message)) return 'EBUSY';
+  return (errno === undefined ? undefined : ERRNO_CODES[errno]) ?? 'EINVAL';
+}
+
+/**
+ * The failing operation: from the error's line number (`<batch>:3:20-25:
+ * Error: ...`; a one-line batch has none), else from the command line nft
+ * pointed at, else from the line echoed under the error.
+ */
+function locateOp(e: NftErrorLike, tx: Transaction | null): OpSummary | null {
+  if (tx === null) return null;
+  if (tx.operations.length === 1) return tx.operations[0]?.summary ?? null;
+  const m = /^[^\n]*?:(\d+):\d+(?:-\d+)?: Error:/m.exec(e.nftMessage);
+  if (m !== null) {
+    const owner = tx.lineOwners()[Number(m[1]) - 1];
+    const op = owner === undefined ? undefined : tx.operations[owner];
+    if (op !== undefined) return op.summary;
+  }
+  const lines = e.nftMessage.split('\n');
+  const at = lines.findIndex((l) => l.includes('Error:'));
+  for (const candidate of [e.command.split('\n')[0], at >= 0 ? lines[at + 1] : undefined]) {
+    const text = candidate?.trim();
+    if (text === undefined || text === '') continue;
+    const op = tx.operations.find((o) => o.lines.includes(text));
+    if (op !== undefined) return op.summary;
+  }
+  return null;
+}
+
+/**
+ * An NftApplyError for a failed nft command (with the failing op when it can
+ * be found), or `err` itself when it is not a command failure (closed
+ * context, netns errors, bugs).
+ */
+export function mapNftError(err: unknown, tx: Transaction | null): unknown {
+  const e = asNftError(err);
+  if (e === null) return err;
+  const first = e.nftMessage.split('\n').find((l) => l.includes('Error:')) ?? e.nftMessage.split('\n')[0] ?? '';
+  const text = first.replace(/^.*?Error:\s*/, '');
+  return new NftApplyError(classifyNftMessage(e.nftMessage, e.errno), text, locateOp(e, tx), {
+    cause: err,
+    ...(e.errno === undefined ? {} : { errno: e.errno }),
+  });
+}
+
+export class KernelNftBackend implements NftBackend {
+  readonly table: string;
+  readonly #ctx: NftContextLike;
+  #closed = false;
+
+  constructor(opts: KernelBackendOptions) {
+    this.table = opts.table;
+    this.#ctx = opts.context ?? openNftContext(opts.netns);
+  }
+
+  newTransaction(): Transaction {
+    return new Transaction(this.table);
+  }
+
+  async run(tx: Transaction): Promise<void> {
+    const batch = this.#batch(tx);
+    if (batch === '') return;
+    try {
+      await this.#ctx.run(batch);
+    } catch (err) {
+      throw mapNftError(err, tx);
+    }
+  }
+
+  async check(tx: Transaction): Promise<void> {
+    const batch = this.#batch(tx);
+    if (batch === '') return;
+    try {
+      await this.#ctx.check(batch);
+    } catch (err) {
+      throw mapNftError(err, tx);
+    }
+  }
+
+  async list(): Promise<TableSnapshot | null> {
+    this.#assertOpen();
+    let doc: unknown;
+    try {
+      doc = await this.#ctx.list(`list table ${FAMILY} ${this.table}`);
+    } catch (err) {
+      const mapped = mapNftError(err, null);
+      if (mapped instanceof NftApplyError && mapped.code === 'ENOENT') return null;
+      throw mapped;
+    }
+    // The addon gives null when nft printed nothing; `list table` of an existing table always prints.
+    return doc === null ? null : parseTableJson(doc, this.table);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ctx.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new NftClosedError(`KernelNftBackend(${this.table})`);
+  }
+
+  #batch(tx: Transaction): string {
+    this.#assertOpen();
+    if (tx.table !== this.table) throw new NftValidationError('table', tx.table, `this backend owns table ${this.table}`);
+    if (tx.error !== null) throw tx.error;
+    return tx.toString();
+  }
+}

@@ -1,0 +1,75 @@
+// Last-resort teardown: if the process exits, or gets SIGINT/SIGTERM/SIGHUP, while sandboxes are alive,
+// kill their child processes and delete their namespaces synchronously. destroy() is the normal path;
+// this only makes sure nothing leaks when it is never reached.
+import { execFileSync } from 'node:child_process';
+
+export interface LiveSandbox {
+  /** Every process this sandbox started that may still be running. */
+  processIds(): number[];
+  /** Every namespace this sandbox created (or was about to create). */
+  netnsNames(): string[];
+}
+
+const live = new Set<LiveSandbox>();
+const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+let installed = false;
+
+/** Kills and deletes synchronously; never throws. */
+export function teardownSync(s: LiveSandbox): void {
+  for (const pid of s.processIds()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  const names = s.netnsNames();
+  if (names.length === 0) return;
+  try {
+    execFileSync('ip', ['-force', '-batch', '-'], {
+      input: names.map((n) => `netns del ${n}\n`).join(''),
+      stdio: ['pipe', 'ignore', 'ignore'],
+      timeout: 30_000,
+    });
+  } catch {
+    // -force reports missing namespaces as a failure; the rest were still deleted
+  }
+}
+
+function onExit(): void {
+  for (const s of live) teardownSync(s);
+  live.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  onExit();
+  uninstall();
+  // Keep the signal's usual meaning: if nobody else handles it, die of it as if we had not listened.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+const signalHandlers = new Map<NodeJS.Signals, () => void>(SIGNALS.map((sig) => [sig, () => onSignal(sig)]));
+
+function install(): void {
+  if (installed) return;
+  installed = true;
+  process.on('exit', onExit);
+  for (const [sig, h] of signalHandlers) process.on(sig, h);
+}
+
+function uninstall(): void {
+  if (!installed) return;
+  installed = false;
+  process.off('exit', onExit);
+  for (const [sig, h] of signalHandlers) process.off(sig, h);
+}
+
+export function registerLive(s: LiveSandbox): void {
+  live.add(s);
+  install();
+}
+
+export function unregisterLive(s: LiveSandbox): void {
+  live.delete(s);
+  if (live.size === 0) uninstall();
+}
