@@ -41,6 +41,8 @@ interface ActiveRule {
   readonly namedEgressNames: readonly string[];
   /** Pods that currently contribute peer elements to this rule. */
   readonly contributors: Set<string>;
+  /** Namespaces its namespaceSelectors currently match (its entries in rulesBySelectedNamespace). */
+  readonly selectedNamespaces: Set<string>;
 }
 
 interface ActivePolicy {
@@ -144,8 +146,11 @@ export class NodeCompiler {
       const was = this.rulesBySelectedNamespace.get(name)?.has(rule) ?? false;
       const is = this.ruleSelectsNamespace(rule, name);
       if (was === is) continue;
-      if (is) addToIndex(this.rulesBySelectedNamespace, name, rule);
-      else removeFromIndex(this.rulesBySelectedNamespace, name, rule);
+      if (is) this.selectNamespace(rule, name);
+      else {
+        removeFromIndex(this.rulesBySelectedNamespace, name, rule);
+        rule.selectedNamespaces.delete(name);
+      }
       for (const key of this.podsByNamespace.get(name) ?? []) this.refreshContribution(rule, key);
     }
   }
@@ -258,7 +263,7 @@ export class NodeCompiler {
       this.setUnit(`peer\0${rule.id}\0`, []);
       for (const peer of rule.contributors) this.setUnit(`peer\0${rule.id}\0${peer}`, []);
       removeFromIndex(this.rulesByOwnNamespace, policy.state.namespace, rule);
-      for (const ns of this.allNamespaces()) removeFromIndex(this.rulesBySelectedNamespace, ns, rule);
+      for (const ns of rule.selectedNamespaces) removeFromIndex(this.rulesBySelectedNamespace, ns, rule);
       this.namespaceSelectorRules.delete(rule);
       this.namedEgressRules.delete(rule);
     }
@@ -286,6 +291,7 @@ export class NodeCompiler {
       blockCidrs: blocks.flatMap((b) => subtractCidrs(b.cidr, b.except).map(formatCidr)),
       namedEgressNames,
       contributors: new Set(),
+      selectedNamespaces: new Set(),
     };
   }
 
@@ -297,7 +303,7 @@ export class NodeCompiler {
       this.namespaceSelectorRules.add(rule);
       for (const name of this.allNamespaces()) {
         if (!this.ruleSelectsNamespace(rule, name)) continue;
-        addToIndex(this.rulesBySelectedNamespace, name, rule);
+        this.selectNamespace(rule, name);
         for (const pk of this.podsByNamespace.get(name) ?? []) scan.add(pk);
       }
     }
@@ -321,6 +327,11 @@ export class NodeCompiler {
 
   private allNamespaces(): Set<string> {
     return new Set([...this.namespaces.keys(), ...this.podsByNamespace.keys()]);
+  }
+
+  private selectNamespace(rule: ActiveRule, name: string): void {
+    addToIndex(this.rulesBySelectedNamespace, name, rule);
+    rule.selectedNamespaces.add(name);
   }
 
   private ruleSelectsNamespace(rule: ActiveRule, name: string): boolean {

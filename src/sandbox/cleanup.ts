@@ -14,26 +14,32 @@ const live = new Set<LiveSandbox>();
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let installed = false;
 
-/** Kills and deletes synchronously; never throws. */
-export function teardownSync(s: LiveSandbox): void {
-  for (const pid of s.processIds()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+export function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
+}
+
+function ipBatchSync(lines: string[]): string {
+  try {
+    return execFileSync('ip', ['-force', '-batch', '-'], { input: lines.join(''), encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'], timeout: 30_000 });
+  } catch (err) {
+    // -force still runs every line; a missing namespace only makes the exit status non-zero
+    const out = (err as { stdout?: unknown }).stdout;
+    return typeof out === 'string' ? out : '';
+  }
+}
+
+/** Kills (our children, then anything else still inside our namespaces) and deletes; never throws. */
+export function teardownSync(s: LiveSandbox): void {
+  for (const pid of s.processIds()) killQuietly(pid);
   const names = s.netnsNames();
   if (names.length === 0) return;
-  try {
-    execFileSync('ip', ['-force', '-batch', '-'], {
-      input: names.map((n) => `netns del ${n}\n`).join(''),
-      stdio: ['pipe', 'ignore', 'ignore'],
-      timeout: 30_000,
-    });
-  } catch {
-    // -force reports missing namespaces as a failure; the rest were still deleted
-  }
+  const inside = ipBatchSync(names.map((n) => `netns pids ${n}\n`));
+  for (const pid of inside.split(/\s+/).filter((x) => /^\d+$/.test(x))) killQuietly(Number(pid));
+  ipBatchSync(names.map((n) => `netns del ${n}\n`));
 }
 
 function onExit(): void {

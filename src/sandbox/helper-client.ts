@@ -2,6 +2,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { HelperConfig, HelperMessage, HelperNotServing, HelperProbeCommand } from './helper-protocol';
 import { SandboxError } from './errors';
@@ -62,6 +63,10 @@ export class HelperClient {
     const child = spawn('ip', ['netns', 'exec', netns, process.execPath, script, JSON.stringify(config)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
+    // Helpers do not keep the parent alive: a program that ends without destroy() still exits, and the
+    // exit handler (cleanup.ts) removes the sandbox. Pending probes and start-up hold their own timers.
+    child.unref();
+    for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as Socket).unref();
     const client = new HelperClient(config.label, child);
     client.ready = new Promise((resolve, reject) => {
       const fail = (why: string): void => {
@@ -120,7 +125,12 @@ export class HelperClient {
 
   /** Kills the helper and waits until it is gone (bounded: a SIGKILLed process exits promptly). */
   async stop(): Promise<void> {
-    if (this.exitText === null) this.child.kill('SIGKILL');
+    if (this.exitText === null) {
+      // Waiting for the exit must keep the event loop alive (the child is unref'd while it runs).
+      this.child.ref();
+      for (const stream of [this.child.stdout, this.child.stderr]) (stream as Socket).ref();
+      this.child.kill('SIGKILL');
+    }
     await this.exited;
   }
 }

@@ -15,11 +15,13 @@ export interface RunOptions {
   timeoutMs: number;
   /** Told about the child as soon as it exists, and again (with null) once it has exited. */
   track?: (child: ChildProcess, running: boolean) => void;
+  /** Run in its own process group and kill the whole group at the deadline (for `sh -c` pipelines). */
+  group?: boolean;
 }
 
 export function run(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: opts.group === true });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -28,7 +30,7 @@ export function run(file: string, args: readonly string[], opts: RunOptions): Pr
     child.stdin.on('error', () => undefined); // the command may exit before reading all input
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      killChild(child, opts.group === true);
     }, opts.timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -43,6 +45,16 @@ export function run(file: string, args: readonly string[], opts: RunOptions): Pr
     opts.track?.(child, true);
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** SIGKILLs a child, and its whole process group if it was started as a group leader. */
+export function killChild(child: ChildProcess, group: boolean): void {
+  try {
+    if (group && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    else child.kill('SIGKILL');
+  } catch {
+    // already gone
+  }
 }
 
 const IP_TIMEOUT_MS = 30_000;
@@ -64,6 +76,13 @@ export async function ipBatch(netns: string | null, lines: readonly string[], wh
       `${res.timedOut ? `ip did not finish within ${IP_TIMEOUT_MS} ms` : err || `ip exited with ${String(res.code ?? res.signal)}`}. ` +
       'Check that this runs as root with iproute2 installed; the sandbox has been torn down.',
   );
+}
+
+/** Every process inside any of these namespaces (`ip netns pids`, one process for all of them). */
+export async function pidsInNetns(names: readonly string[]): Promise<number[]> {
+  if (names.length === 0) return [];
+  const res = await run('ip', ['-force', '-batch', '-'], { input: names.map((n) => `netns pids ${n}\n`).join(''), timeoutMs: IP_TIMEOUT_MS });
+  return res.stdout.split(/\s+/).filter((x) => /^\d+$/.test(x)).map(Number);
 }
 
 /** Sets sysctls inside a namespace in one process. */

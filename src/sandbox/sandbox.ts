@@ -10,12 +10,13 @@ import { cpus } from 'node:os';
 import { PROTOCOLS } from '../api';
 import { fabricV4, fabricV6 } from './addresses';
 import { bridgedPlan } from './bridged';
-import { registerLive, unregisterLive, type LiveSandbox } from './cleanup';
+import { killQuietly, registerLive, unregisterLive, type LiveSandbox } from './cleanup';
 import { SandboxError } from './errors';
 import { HelperClient, helperScript } from './helper-client';
+import type { HelperNotServing } from './helper-protocol';
 import { FABRIC_BRIDGE, NODE_FABRIC_IF, Names, fabricPortName, netnsPath, newRunId, podVethName } from './naming';
 import { routedPlan } from './routed';
-import { ipBatch, mapLimit, run, sysctlIn } from './run-command';
+import { ipBatch, killChild, mapLimit, pidsInNetns, run, sysctlIn } from './run-command';
 import type { NodeInfo, PodInfo, TopologyPlan } from './topology';
 import {
   NODE_SOURCE_PREFIX,
@@ -114,7 +115,7 @@ export class Sandbox {
   }
 
   /** Ports a pod declared but its helper could not serve (SCTP, or a bind failure), with the reason. */
-  unservedPorts(pod: string): { port: number; protocol: string; reason: string }[] {
+  unservedPorts(pod: string): HelperNotServing[] {
     return this.podEntry(pod).helper?.notServing ?? [];
   }
 
@@ -177,6 +178,7 @@ export class Sandbox {
     const netns = pod.startsWith(NODE_SOURCE_PREFIX) ? this.nodeInfo(pod.slice(NODE_SOURCE_PREFIX.length)).netns : this.podEntry(pod).netns;
     const res = await run('ip', ['netns', 'exec', netns, ...argv], {
       timeoutMs,
+      group: true,
       track: (child, running) => (running ? this.execChildren.add(child) : this.execChildren.delete(child)),
     });
     return { code: res.timedOut ? null : res.code, stdout: res.stdout, stderr: res.stderr };
@@ -193,7 +195,7 @@ export class Sandbox {
   private async teardown(): Promise<void> {
     // Kill first, so a mutation in flight fails fast, then wait for it before deleting namespaces.
     const stopAll = async (): Promise<void> => {
-      for (const c of this.execChildren) c.kill('SIGKILL');
+      for (const c of this.execChildren) killChild(c, true);
       const helpers = [...this.nodeHelpers.values(), ...[...this.pods.values()].map((p) => p.helper)];
       await Promise.all(helpers.map((h) => h?.stop()));
     };
@@ -201,6 +203,8 @@ export class Sandbox {
     await this.mutex;
     await stopAll();
     const names = [...this.netns];
+    // Anything still inside (a daemon an exec'd command left behind) would keep a namespace alive.
+    for (const pid of await pidsInNetns(names)) killQuietly(pid);
     await ipBatch(null, names.map((n) => `netns del ${n}`), 'teardown', true);
     const left = names.filter((n) => existsSync(netnsPath(n)));
     for (const n of names) if (!left.includes(n)) this.netns.delete(n);
@@ -302,8 +306,11 @@ export class Sandbox {
       ...this.otherNodes(e.node).map((n) => ipBatch(n.netns, this.plan.detachRemote(e), `removing node ${n.name}'s route to pod ${e.key}`)),
       this.forgetOnNode(e),
     ]);
-    await ipBatch(null, [`netns del ${e.netns}`], `deleting pod ${e.key}'s namespace`, true);
-    if (!existsSync(netnsPath(e.netns))) this.netns.delete(e.netns);
+    if (this.netns.has(e.netns)) {
+      for (const pid of await pidsInNetns([e.netns])) killQuietly(pid);
+      await ipBatch(null, [`netns del ${e.netns}`], `deleting pod ${e.key}'s namespace`, true);
+      if (!existsSync(netnsPath(e.netns))) this.netns.delete(e.netns);
+    }
     const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason instanceof Error ? r.reason.message : String(r.reason)] : []));
     if (this.netns.has(e.netns)) failed.push(`namespace ${e.netns} is still there`);
     if (failed.length > 0) throw new SandboxError(`removing pod ${e.key} left something behind: ${failed.join('; ')}`);

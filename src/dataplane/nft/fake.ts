@@ -323,7 +323,7 @@ class Simulator {
             kind: obj.kind,
             name: obj.name,
             handle: t.nextHandle++,
-            type: obj.type,
+            type: obj.type ?? [],
             flags: obj.flags ?? [],
             counter: obj.counter === true,
             ...(obj.comment === undefined ? {} : { comment: obj.comment }),
@@ -334,7 +334,7 @@ class Simulator {
         if (verb === 'create') fail('EEXIST');
         if (
           existing.kind !== obj.kind ||
-          existing.type.join(' . ') !== obj.type.join(' . ') ||
+          existing.type.join(' . ') !== (obj.type ?? []).join(' . ') ||
           existing.flags.join(',') !== (obj.flags ?? []).join(',') ||
           existing.counter !== (obj.counter === true)
         ) {

@@ -48,37 +48,27 @@ export const MAX_LOG_PREFIX_LENGTH = 127;
 const NAME_RE = new RegExp(`^[A-Za-z_][A-Za-z0-9_.-]{0,${MAX_NAME_LENGTH - 1}}$`);
 
 /**
- * Words nft 1.0.6's parser reads as keywords: used as a bare name they are a
- * syntax error ("unexpected accept, expecting string"), and nft has no quoting
- * for names. This is the token list of the 1.0.6 grammar (some are keywords
- * only in some contexts; we reject them everywhere, which is the safe side).
+ * Words that nft 1.0.6 cannot take as a bare object name: each of these was
+ * tried as a chain, set, map and counter name, as an @set reference and as a
+ * jump/goto target (rule and map element) with `nft -c`, and failed in at
+ * least one of those places ("syntax error, unexpected accept, expecting
+ * string"); nft has no quoting for names. Other grammar tokens (in, out,
+ * state, port, vm, ...) passed everywhere and are allowed. `destroy` works in
+ * 1.0.6 but is a keyword from nft 1.0.8 on.
  */
 const NFT_KEYWORDS: ReadonlySet<string> = new Set(
   (
-    'a-rwnd abort accept ackseq add addr ah all arp asconf asconf-ack auto-merge avgpkt bridge burst ' +
-    'bypass bytes cfi cgroup cgroupv2 chain chains checksum chunk classid code colon comma comment comp ' +
-    'constant continue cookie-ack cookie-echo count counter counters cpi cpu create csumcov ct ' +
-    'cum-tsn-ack cwr daddr data day dccp define dei delete describe destroy device devices direction dnat doff ' +
-    'dport drop dscp dst dup dynamic echo ecn ecne element elements eol error esp ether event exists ' +
-    'expectation expiration expires export exthdr fanout fastopen fib flags flow flowlabel flowtable ' +
-    'flowtables flush forward-tsn frag frag-off fully-random fwd gateway gc-interval get goto group ' +
-    'handle hbh hdrlength heartbeat heartbeat-ack helper helpers hlen hook hooks hoplimit hour htype ' +
-    'ibriport ibrname icmp icmpv6 icmpx id igmp iif iifgroup iifname iiftype import in inc include index ' +
-    'inet init init-ack init-tag initial-tsn insert interval ip ip6 ipsec jhash json jump junk l3proto ' +
-    'label last-entry left length level limit limits list ll log lowest-tsn lsrr map maps mark ' +
-    'masquerade max-delay md5sig memory meta meter meters mh minute missing mod monitor more-fragments ' +
-    'mptcp mrt mss mtu name netdev new-cum-tsn newline nexthdr nexthop nftrace nh nop notrack num ' +
-    'num-dup-tsns num-gap-ack-blocks num-inbound-streams num-outbound-streams number numgen obriport ' +
-    'obrname offload offset oif oifgroup oifname oiftype operation option options original osf out over ' +
-    'packets param-problem pcp performance persistent pkttype plen policy port position ppid prefix ' +
-    'priority proto-dst proto-src protocol ptr ptype queue queue-threshold quota quotas ra random rate ' +
-    'redefine redirect reject rename replace reply reqid reserved reserved2 reset return right rr rt rt0 ' +
-    'rt2 rtclassid rule rules ruleset sack sack-permitted sack0 sack1 sack2 sack3 saddr sctp secmark ' +
-    'secmarks second seed seg-left semicolon seq seqno set sets shutdown shutdown-ack shutdown-complete ' +
-    'sid size skgid skuid snaplen snat socket spi spnum sport srh ssn ssrr state status stream string ' +
-    'subtype symhash synproxy synproxys table tables tag tcp th time timeout timestamp to tproxy trace ' +
-    'transparent tsecr tsn tsval ttl type typeof udp udplite undefine until update urgptr used value ' +
-    'version vlan vm vmap vtag week wildcard window with wscale xml xt zone'
+    'accept add ah all arp auto-merge bridge bytes cgroup chain comment comp constant continue ' +
+    'counter cpu create ct day dccp define delete describe device devices dnat drop dst dup dynamic ' +
+    'ecn element elements esp ether exists expires export exthdr fib flags flow flowtable flush ' +
+    'frag fwd gc-interval get goto handle hbh hook hour ibriport ibrname icmp icmpv6 igmp iif ' +
+    'iifgroup iifname iiftype import include index inet insert interval ip ip6 ipsec jhash jump ' +
+    'limit list ll log map mark masquerade meta meter mh missing monitor name netdev nftrace nh ' +
+    'notrack numgen obriport obrname offload oif oifgroup oifname oiftype osf packets pkttype ' +
+    'policy position priority queue quota random redefine redirect reject rename replace reset ' +
+    'return rt rt0 rt2 rtclassid rule ruleset sctp secmark set size skgid skuid snat socket srh ' +
+    'symhash synproxy table tcp th time timeout tproxy type typeof udp udplite undefine update vlan ' +
+    'vmap xt destroy'
   ).split(' '),
 );
 
@@ -195,6 +185,18 @@ export interface TokenRefs {
 }
 
 const NO_REFS: TokenRefs = Object.freeze({ sets: [], chains: [], counters: [] });
+
+/**
+ * What a token matches, for the checks that keep rules in the form nft lists
+ * them in (checkRuleShape).
+ */
+export type TokenShape =
+  | { readonly kind: 'nfproto'; readonly family: 4 | 6 }
+  | { readonly kind: 'l4proto' }
+  | { readonly kind: 'port'; readonly proto: L4Protocol }
+  | { readonly kind: 'fields'; readonly fields: readonly MatchField[] }
+  | { readonly kind: 'other' };
+const OTHER: TokenShape = Object.freeze({ kind: 'other' });
 const tokenKey = Symbol('nft.RuleToken');
 
 /**
@@ -207,12 +209,14 @@ export class RuleToken {
   readonly #brand = true;
   readonly text: string;
   readonly refs: TokenRefs;
+  readonly shape: TokenShape;
   readonly error: NftValidationError | null;
 
-  constructor(key: symbol, text: string, refs: TokenRefs, error: NftValidationError | null = null) {
+  constructor(key: symbol, text: string, refs: TokenRefs, error: NftValidationError | null = null, shape: TokenShape = OTHER) {
     if (key !== tokenKey) throw new TypeError('RuleToken is built by the helpers in dataplane/nft/objects.ts');
     this.text = text;
     this.refs = refs;
+    this.shape = shape;
     this.error = error;
     Object.freeze(this);
   }
@@ -222,8 +226,8 @@ export class RuleToken {
   }
 }
 
-function token(text: string, refs: TokenRefs = NO_REFS): RuleToken {
-  return new RuleToken(tokenKey, text, refs);
+function token(text: string, refs: TokenRefs = NO_REFS, shape: TokenShape = OTHER): RuleToken {
+  return new RuleToken(tokenKey, text, refs, null, shape);
 }
 
 /** Runs `build`; a validation/value failure becomes a poisoned token. */
@@ -266,7 +270,7 @@ export function matchAddress(field: AddressField, value: string, opts: { readonl
     const v = parseAddressValue(value);
     const want = MATCH_FIELD_TYPE[field] === 'ipv4_addr' ? 'ipv4' : 'ipv6';
     if (v.kind !== want) throw new NftValidationError(field, value, `not an ${want} value`);
-    return token(`${field} ${opts.negate === true ? '!= ' : ''}${v.text}`);
+    return token(`${field} ${opts.negate === true ? '!= ' : ''}${v.text}`, NO_REFS, { kind: 'fields', fields: [field] });
   });
 }
 
@@ -276,7 +280,7 @@ export function matchSet(fields: readonly MatchField[], set: string, opts: { rea
     validateFields(fields);
     validateName(set, 'set');
     const ref: SetRef = { name: set, key: fields.map((f) => MATCH_FIELD_TYPE[f]), verdictMap: false };
-    return token(`${fields.join(' . ')} ${opts.negate === true ? '!= ' : ''}@${set}`, { ...NO_REFS, sets: [ref] });
+    return token(`${fields.join(' . ')} ${opts.negate === true ? '!= ' : ''}@${set}`, { ...NO_REFS, sets: [ref] }, { kind: 'fields', fields });
   });
 }
 
@@ -286,7 +290,7 @@ export function vmap(fields: readonly MatchField[], map: string): RuleToken {
     validateFields(fields);
     validateName(map, 'map');
     const ref: SetRef = { name: map, key: fields.map((f) => MATCH_FIELD_TYPE[f]), verdictMap: true };
-    return token(`${fields.join(' . ')} vmap @${map}`, { ...NO_REFS, sets: [ref] });
+    return token(`${fields.join(' . ')} vmap @${map}`, { ...NO_REFS, sets: [ref] }, { kind: 'fields', fields });
   });
 }
 
@@ -294,7 +298,7 @@ export function vmap(fields: readonly MatchField[], map: string): RuleToken {
 export function l4proto(proto: L4Protocol): RuleToken {
   return guarded('meta l4proto', proto, () => {
     if (!isL4Protocol(proto)) throw new NftValidationError('meta l4proto', String(proto), 'must be tcp, udp or sctp');
-    return token(`meta l4proto ${proto}`);
+    return token(`meta l4proto ${proto}`, NO_REFS, { kind: 'l4proto' });
   });
 }
 
@@ -307,7 +311,7 @@ export function port(proto: L4Protocol, field: 'sport' | 'dport', from: number, 
   return guarded(`${String(proto)} ${String(field)}`, `${from}-${to}`, () => {
     if (!isL4Protocol(proto)) throw new NftValidationError('protocol', String(proto), 'must be tcp, udp or sctp');
     if (field !== 'sport' && field !== 'dport') throw new NftValidationError('port field', String(field), 'must be sport or dport');
-    return token(`${proto} ${field} ${portRangeValue(from, to).text}`);
+    return token(`${proto} ${field} ${portRangeValue(from, to).text}`, NO_REFS, { kind: 'port', proto });
   });
 }
 
@@ -315,7 +319,7 @@ export function port(proto: L4Protocol, field: 'sport' | 'dport', from: number, 
 export function nfproto(family: 4 | 6): RuleToken {
   return guarded('meta nfproto', family, () => {
     if (family !== 4 && family !== 6) throw new NftValidationError('meta nfproto', String(family), 'must be 4 or 6');
-    return token(`meta nfproto ipv${family}`);
+    return token(`meta nfproto ipv${family}`, NO_REFS, { kind: 'nfproto', family });
   });
 }
 
@@ -393,6 +397,56 @@ export function unsupported(description: string): RuleToken {
   );
 }
 
+/**
+ * Refuses token combinations that nft would rewrite when listing the rule, so
+ * that what we send is what we read back (checked against nft 1.0.6):
+ *   - `meta nfproto ipv4` before an `ip ...` match (or ipv6 / `ip6 ...`) is an
+ *     implied dependency: nft drops it from the listing (other family: nft
+ *     rejects the rule);
+ *   - `meta l4proto P` before `P dport ...` is likewise dropped, and before a
+ *     `th dport` field in a set lookup nft lists the field as `P dport`;
+ *   - two port matches of one protocol are merged and reordered
+ *     (`tcp dport 80 tcp sport 1` lists as `tcp sport 1 tcp dport 80`); of
+ *     two protocols, nft rejects them ("conflicting protocols").
+ * Each has a shorter equivalent: leave the dependency out, use one port match.
+ */
+function checkRuleShape(body: readonly RuleToken[]): void {
+  const ports = new Set<L4Protocol>();
+  body.forEach((tok, i) => {
+    const later = body.slice(i + 1);
+    const laterFields = later.flatMap((t) => (t.shape.kind === 'fields' ? t.shape.fields : []));
+    switch (tok.shape.kind) {
+      case 'nfproto': {
+        const [own, other] = tok.shape.family === 4 ? ['ip ', 'ip6 '] : ['ip6 ', 'ip '];
+        if (laterFields.some((f) => f.startsWith(own))) {
+          throw new NftValidationError(`body[${i}]`, tok.text, `implied by a later ${own.trim()} match (nft drops it); leave it out`);
+        }
+        if (laterFields.some((f) => f.startsWith(other))) {
+          throw new NftValidationError(`body[${i}]`, tok.text, `conflicts with a later ${other.trim()} match`);
+        }
+        break;
+      }
+      case 'l4proto':
+        if (later.some((t) => t.shape.kind === 'port') || laterFields.some((f) => f.startsWith('th '))) {
+          throw new NftValidationError(`body[${i}]`, tok.text, 'nft folds it into a later port match; match the protocol there (tcp dport, or meta l4proto in the set key)');
+        }
+        break;
+      case 'port':
+        if (ports.size > 0) {
+          throw new NftValidationError(
+            `body[${i}]`,
+            tok.text,
+            ports.has(tok.shape.proto) ? 'second port match of one protocol (nft merges and reorders them)' : 'port matches of two protocols never match together',
+          );
+        }
+        ports.add(tok.shape.proto);
+        break;
+      default:
+        break;
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Objects
 // ---------------------------------------------------------------------------
@@ -447,8 +501,11 @@ export const SET_FLAG_ORDER: readonly SetFlag[] = ['constant', 'interval'];
 export interface NftSet {
   readonly kind: 'set';
   readonly name: string;
-  /** One datatype, or several for a concatenation (`ipv4_addr . inet_proto . inet_service`). */
-  readonly type: readonly SetDatatype[];
+  /**
+   * One datatype, or several for a concatenation (`ipv4_addr . inet_proto . inet_service`).
+   * Required for add/create/destroy; not needed for delete/flush.
+   */
+  readonly type?: readonly SetDatatype[];
   readonly flags?: readonly SetFlag[];
   /** Per-element counters. */
   readonly counter?: boolean;
@@ -459,8 +516,10 @@ export interface NftSet {
 export interface NftMap {
   readonly kind: 'map';
   readonly name: string;
-  readonly type: readonly SetDatatype[];
-  readonly value: 'verdict';
+  /** Key datatypes; required for add/create/destroy. */
+  readonly type?: readonly SetDatatype[];
+  /** The only supported value type; the default. */
+  readonly value?: 'verdict';
   readonly flags?: readonly SetFlag[];
   readonly counter?: boolean;
   readonly comment?: string;
@@ -602,6 +661,7 @@ export function validateObject(verb: Verb, obj: NftObject): NftObject {
         if (!RuleToken.isToken(t)) throw new NftValidationError(`body[${i}]`, String(t), 'not a RuleToken from the objects.ts helpers');
         if (t.error !== null) throw t.error;
       });
+      checkRuleShape(body as readonly RuleToken[]);
       const comment = optionalComment(obj.comment);
       const out: Rule = { kind: 'rule', chain, body: Object.freeze([...body]) };
       return Object.freeze({
@@ -615,8 +675,7 @@ export function validateObject(verb: Verb, obj: NftObject): NftObject {
       const name = validateName(obj.name);
       if (verb === 'delete' || verb === 'flush') {
         // Only the name is rendered; `delete set` also deletes a map of that name (as in nft).
-        const none: readonly SetDatatype[] = Object.freeze([]);
-        return Object.freeze(obj.kind === 'map' ? { kind: 'map', name, type: none, value: 'verdict' } : { kind: 'set', name, type: none });
+        return Object.freeze({ kind: obj.kind, name });
       }
       const type = validateType(obj.type);
       const flags = validateFlags(obj.flags);
@@ -624,7 +683,7 @@ export function validateObject(verb: Verb, obj: NftObject): NftObject {
       const comment = optionalComment(obj.comment);
       const common = { name, type, flags, counter: obj.counter === true, ...(comment === undefined ? {} : { comment }) };
       if (obj.kind === 'map') {
-        const value: unknown = obj.value;
+        const value: unknown = obj.value ?? 'verdict';
         if (value !== 'verdict') throw new NftValidationError('value', String(value), 'only verdict maps are supported');
         return Object.freeze({ kind: 'map', ...common, value: 'verdict' });
       }
@@ -676,7 +735,7 @@ export function summarize(index: number, verb: Verb, obj: NftObject): OpSummary 
 // ---------------------------------------------------------------------------
 
 function setDefinition(obj: NftSet | NftMap): string {
-  const type = obj.type.join(' . ') + (obj.kind === 'map' ? ' : verdict' : '');
+  const type = (obj.type ?? []).join(' . ') + (obj.kind === 'map' ? ' : verdict' : '');
   const parts = [`type ${type};`];
   const flags = obj.flags ?? [];
   if (flags.length > 0) parts.push(`flags ${flags.join(',')};`);
