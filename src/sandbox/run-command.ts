@@ -13,11 +13,13 @@ export interface RunResult {
 export interface RunOptions {
   input?: string;
   timeoutMs: number;
-  /** Told about the child as soon as it exists, and again (with null) once it has exited. */
+  /** Told about the child as soon as it exists (running=true), and again once it has exited. */
   track?: (child: ChildProcess, running: boolean) => void;
   /** Run in its own process group and kill the whole group at the deadline (for `sh -c` pipelines). */
   group?: boolean;
 }
+
+const STDIO_GRACE_MS = 500;
 
 export function run(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
@@ -37,10 +39,23 @@ export function run(file: string, args: readonly string[], opts: RunOptions): Pr
       opts.track?.(child, false);
       reject(new SandboxError(`cannot run ${file}: ${err.message}`, { cause: err }));
     });
-    child.on('close', (code, signal) => {
+    let settled = false;
+    const settle = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       opts.track?.(child, false);
       resolve({ code, signal, stdout, stderr, timedOut });
+    };
+    child.on('close', settle);
+    // A background process the command left behind may hold stdout open forever: stop reading soon after
+    // the command itself has exited.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        settle(code, signal);
+      }, STDIO_GRACE_MS);
     });
     opts.track?.(child, true);
     child.stdin.end(opts.input ?? '');
@@ -74,7 +89,7 @@ export async function ipBatch(netns: string | null, lines: readonly string[], wh
   throw new SandboxError(
     `setting up ${what} failed${line === undefined ? '' : ` at \`ip ${netns === null ? '' : `-n ${netns} `}${line}\``}: ` +
       `${res.timedOut ? `ip did not finish within ${IP_TIMEOUT_MS} ms` : err || `ip exited with ${String(res.code ?? res.signal)}`}. ` +
-      'Check that this runs as root with iproute2 installed; the sandbox has been torn down.',
+      'Check that this runs as root with iproute2 installed.',
   );
 }
 

@@ -73,6 +73,9 @@ export const COMMON_NODE_SYSCTLS: readonly string[] = [
   'net.ipv6.conf.default.accept_dad=0',
   'net.ipv4.conf.all.rp_filter=0',
   'net.ipv4.conf.default.rp_filter=0',
+  // A packet a node sends back out the interface it came in on is forwarded, not redirected.
+  'net.ipv4.conf.all.send_redirects=0',
+  'net.ipv4.conf.default.send_redirects=0',
   'net.ipv4.conf.all.arp_ignore=0',
   'net.ipv4.conf.all.arp_announce=0',
 ];

@@ -1,0 +1,71 @@
+// Hand-written types for nftables-napi (index.js). Keep in step with README.md.
+
+export interface NftContextOptions {
+  /**
+   * Path of a network namespace file, such as `/run/netns/NAME` or
+   * `/proc/PID/ns/net`. The context programs that namespace for its whole life.
+   * Default: the network namespace of the thread that creates the context.
+   */
+  netns?: string;
+}
+
+export type NftErrorCode = 'NFT_COMMAND_FAILED' | 'NFT_CONTEXT_CLOSED' | 'NFT_NETNS';
+
+export class NftError extends Error {
+  constructor(code: NftErrorCode, message: string, nftMessage: string, command: string, errno?: number);
+  readonly name: 'NftError';
+  /**
+   * - `NFT_COMMAND_FAILED`: nft rejected the batch (syntax, evaluation or kernel error); nothing was applied.
+   * - `NFT_CONTEXT_CLOSED`: the context was closed before this call.
+   * - `NFT_NETNS`: the netns file could not be opened or is not a network namespace.
+   */
+  readonly code: NftErrorCode;
+  /** nft's own error output, verbatim except that the input is named `<batch>`; '' when nft said nothing. */
+  readonly nftMessage: string;
+  /**
+   * The command line(s) nft pointed at, trimmed, one per line in batch order;
+   * the whole batch when nft named no line; '' for NFT_NETNS.
+   */
+  readonly command: string;
+  /** The errno named in nft's message (e.g. 2 for ENOENT, 17 for EEXIST), or in the netns failure. */
+  readonly errno?: number;
+}
+
+export class NftContext {
+  /** @throws {NftError} NFT_NETNS when options.netns cannot be entered. */
+  constructor(options?: NftContextOptions);
+  /** The netns path given to the constructor, or null for the process's own. */
+  readonly netns: string | null;
+  /**
+   * Applies the batch as one netlink transaction, all or nothing (`nft -f` semantics).
+   * Blocks the calling thread, also while an async job of this context is running.
+   * @throws {NftError}
+   */
+  runSync(batch: string): void;
+  /**
+   * Same as runSync on the libuv thread pool. Jobs of one context run one at a
+   * time in call order. Rejects with NftError.
+   */
+  run(batch: string): Promise<void>;
+  /**
+   * Dry run (NFT_CTX_DRY_RUN): the batch is evaluated and sent to the kernel,
+   * which validates it and discards it. Changes nothing. Rejects with NftError.
+   */
+  check(batch: string): Promise<void>;
+  /**
+   * Runs a command (e.g. `list table inet foo`) with JSON output and resolves
+   * to the parsed output (`{ nftables: [...] }`), or null if it printed nothing.
+   */
+  list(command: string): Promise<unknown>;
+  /** Synchronous list(). @throws {NftError} */
+  listSync(command: string): unknown;
+  /**
+   * Frees the nft context. Jobs already queued still run, and the context is
+   * freed after the last one. Later calls throw (sync) or reject (async) with
+   * NFT_CONTEXT_CLOSED. Idempotent. A context that is garbage-collected is freed too.
+   */
+  close(): void;
+}
+
+/** @internal Number of native nft contexts created and not yet freed, process-wide (for tests). */
+export function liveContexts(): number;
