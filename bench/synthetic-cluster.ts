@@ -1,6 +1,7 @@
 // The one synthetic-cluster generator behind every benchmark and the randomized tests: a seeded,
 // realistic mix of namespaces, pods and NetworkPolicies (app labels, namespace selectors,
 // matchExpressions, ipBlocks with excepts, named ports, port ranges, default-deny policies).
+import { eventsBetween } from '../src/source';
 import type { ClusterEvent, NamespaceState, PodState, PolicyPeer, PolicyRule, PolicyState, PortSpec, Selector } from '../src/api';
 
 export interface SyntheticOptions {
@@ -176,9 +177,5 @@ export class SyntheticGenerator {
 }
 
 export function clusterEvents(cluster: SyntheticCluster): ClusterEvent[] {
-  return [
-    ...cluster.namespaces.map((object): ClusterEvent => ({ type: 'upsert', kind: 'Namespace', object })),
-    ...cluster.pods.map((object): ClusterEvent => ({ type: 'upsert', kind: 'Pod', object })),
-    ...cluster.policies.map((object): ClusterEvent => ({ type: 'upsert', kind: 'NetworkPolicy', object })),
-  ];
+  return eventsBetween(null, { ...cluster, ignored: [] });
 }

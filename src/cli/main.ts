@@ -2,7 +2,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError } from '../errors';
-import { computeProbe, formatJson, formatTable } from '../probe';
+import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
+import type { Topology } from '../sandbox';
 import { loadManifests } from '../source';
 
 const EXIT_BAD_INPUT = 2;
@@ -23,6 +24,15 @@ interface ProbeCliOptions {
   protocol?: Protocol;
   family?: string;
   output: 'table' | 'json';
+  dataplane?: boolean;
+  topology: Topology;
+  timeout: number;
+}
+
+function parseTimeout(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 50 || n > 60_000) throw new InvalidArgumentError('a timeout is from 50 to 60000 milliseconds');
+  return n;
 }
 
 export function buildProgram(): Command {
@@ -35,13 +45,19 @@ export function buildProgram(): Command {
     .addOption(new Option('--protocol <p>', 'only this protocol').choices(['TCP', 'UDP', 'SCTP']))
     .addOption(new Option('--family <f>', 'address family for dual-stack pods').choices(['4', '6']))
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
-    .action((opts: ProbeCliOptions) => {
+    .option('--dataplane', 'observe instead of compute: build the pods as network namespaces, program real nftables, send real packets (root)')
+    .addOption(new Option('--topology <shape>', 'with --dataplane: how pods attach to their node').choices(['routed', 'bridged']).default('routed'))
+    .option('--timeout <ms>', 'with --dataplane: how long a connection attempt waits before it counts as dropped', parseTimeout, 1000)
+    .action(async (opts: ProbeCliOptions) => {
       const objects = loadManifests(opts.file);
-      const results = computeProbe(objects, {
+      const filter = {
         ...(opts.port !== undefined ? { port: opts.port } : {}),
         ...(opts.protocol !== undefined ? { protocol: opts.protocol } : {}),
         ...(opts.family !== undefined ? { family: Number(opts.family) as IpFamily } : {}),
-      });
+      };
+      const results = opts.dataplane === true
+        ? await observeProbe(objects, filter, { topology: opts.topology, timeoutMs: opts.timeout })
+        : computeProbe(objects, filter);
       process.stdout.write(`${opts.output === 'json' ? formatJson(results) : formatTable(results)}\n`);
     });
   return program;

@@ -6,6 +6,7 @@ import { NodeCompiler, podKey } from '../compiler';
 import { parseIp } from '../net/ip';
 import { RuleTableIndex } from '../ruletable';
 import type { Verdict } from '../ruletable';
+import { eventsBetween } from '../source';
 import type { ClusterObjects } from '../source';
 
 export interface ProbeFilter {
@@ -68,11 +69,10 @@ export function probeCases(objects: ClusterObjects, filter: ProbeFilter): ProbeC
 /** Compiles one rule table per node named by the pods, from the same events the agent would see. */
 export function compileNodes(objects: ClusterObjects): Map<string, NodeCompiler> {
   const compilers = new Map<string, NodeCompiler>();
+  const events = eventsBetween(null, objects);
   for (const node of new Set(objects.pods.map((p) => p.nodeName))) {
     const compiler = new NodeCompiler(node);
-    for (const object of objects.namespaces) compiler.apply({ type: 'upsert', kind: 'Namespace', object });
-    for (const object of objects.pods) compiler.apply({ type: 'upsert', kind: 'Pod', object });
-    for (const object of objects.policies) compiler.apply({ type: 'upsert', kind: 'NetworkPolicy', object });
+    for (const e of events) compiler.apply(e);
     compilers.set(node, compiler);
   }
   return compilers;

@@ -1,2 +1,3 @@
-export { loadManifests, addObject } from './manifests';
+export { loadManifests, addObject, decodeObjects, emptyClusterObjects } from './manifests';
 export type { ClusterObjects } from './manifests';
+export { eventsBetween } from './events';

@@ -37,8 +37,19 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+export function emptyClusterObjects(): ClusterObjects {
+  return { namespaces: [], pods: [], policies: [], ignored: [] };
+}
+
+/** Objects already decoded (from the API, or built by tests); `source` names them in errors. */
+export function decodeObjects(objects: readonly unknown[], source: string): ClusterObjects {
+  const out = emptyClusterObjects();
+  objects.forEach((o, i) => addObject(out, source, o, `object ${i + 1}`));
+  return out;
+}
+
 export function loadManifests(paths: readonly string[]): ClusterObjects {
-  const out: ClusterObjects = { namespaces: [], pods: [], policies: [], ignored: [] };
+  const out = emptyClusterObjects();
   for (const file of paths.flatMap(listFiles)) {
     let text: string;
     try {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { ClusterEvent, NamespaceState, PodState, PolicyState } from '../../src/api';
 import { NodeCompiler, podKey } from '../../src/compiler';
 import { elementKey } from '../../src/ruletable';
-import { SyntheticGenerator } from '../../bench/synthetic-cluster';
+import { SyntheticGenerator, clusterEvents } from '../../bench/synthetic-cluster';
 
 interface World {
   namespaces: Map<string, NamespaceState>;
@@ -96,11 +96,7 @@ for (const seed of [1, 2, 3]) {
     };
     const compilers = nodes.map((n) => new NodeCompiler(n));
     const streamed = nodes.map(() => new Set<string>());
-    const initial: ClusterEvent[] = [
-      ...cluster.namespaces.map((object): ClusterEvent => ({ type: 'upsert', kind: 'Namespace', object })),
-      ...cluster.pods.map((object): ClusterEvent => ({ type: 'upsert', kind: 'Pod', object })),
-      ...cluster.policies.map((object): ClusterEvent => ({ type: 'upsert', kind: 'NetworkPolicy', object })),
-    ];
+    const initial = clusterEvents(cluster);
     const freeIps: string[][] = [];
     for (let i = 0; i < 1000; i++) {
       const e = i < initial.length ? (initial[i] as ClusterEvent) : randomEvent(g, world, nodes, freeIps);

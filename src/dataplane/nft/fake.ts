@@ -9,8 +9,8 @@
 //           goes. flush: removes the rules of every chain; sets and maps KEEP
 //           their elements.
 //   chain   add on an existing chain: no-op, except a given policy is applied;
-//           a different type/hook/priority, or a hook on a regular chain, is
-//           EOPNOTSUPP (EINVAL here). delete: ENOENT; EBUSY while any rule
+//           a different type/hook/priority is EOPNOTSUPP (EINVAL here); a hook
+//           on a regular chain is EEXIST, or EOPNOTSUPP if a policy is given. delete: ENOENT; EBUSY while any rule
 //           (its own included) jumps/gotos to it or any map element
 //           jumps/gotos to it; its own rules go with it.
 //   rule    chain must exist; add/insert `handle` must be a rule of that chain;
@@ -78,6 +78,8 @@ interface FakeChain {
 }
 
 interface FakeElement {
+  /** Canonical key text: the element's identity. */
+  readonly id: string;
   readonly key: readonly ParsedValue[];
   readonly value?: Verdict;
   readonly comment?: string;
@@ -91,8 +93,99 @@ interface FakeSet {
   readonly flags: readonly SetFlag[];
   readonly counter: boolean;
   readonly comment?: string;
-  /** Keyed by the canonical key text. */
-  elements: Map<string, FakeElement>;
+  elements: ElementStore;
+}
+
+/**
+ * The elements of one set: a map by canonical key, plus, for interval sets,
+ * the elements sorted by the low end of their first field, so that overlap and
+ * containment checks look at a few candidates instead of every element.
+ */
+class ElementStore {
+  readonly #byId: Map<string, FakeElement>;
+  readonly #sorted: FakeElement[] | null;
+  /** Widest first-field interval ever stored (never shrinks: a safe bound). */
+  #maxSpan: bigint;
+
+  constructor(interval: boolean, from?: ElementStore) {
+    if (from === undefined) {
+      this.#byId = new Map();
+      this.#sorted = interval ? [] : null;
+      this.#maxSpan = 0n;
+    } else {
+      this.#byId = new Map(from.#byId);
+      this.#sorted = from.#sorted === null ? null : [...from.#sorted];
+      this.#maxSpan = from.#maxSpan;
+    }
+  }
+
+  clone(): ElementStore {
+    return new ElementStore(this.#sorted !== null, this);
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  get(id: string): FakeElement | undefined {
+    return this.#byId.get(id);
+  }
+
+  values(): IterableIterator<FakeElement> {
+    return this.#byId.values();
+  }
+
+  add(e: FakeElement): void {
+    this.#byId.set(e.id, e);
+    const first = e.key[0];
+    if (this.#sorted === null || first === undefined) return;
+    if (first.hi - first.lo > this.#maxSpan) this.#maxSpan = first.hi - first.lo;
+    this.#sorted.splice(this.#lowerBound(first.lo + 1n), 0, e);
+  }
+
+  delete(id: string): boolean {
+    const e = this.#byId.get(id);
+    if (e === undefined) return false;
+    this.#byId.delete(id);
+    const first = e.key[0];
+    if (this.#sorted !== null && first !== undefined) {
+      for (let i = this.#lowerBound(first.lo); i < this.#sorted.length; i++) {
+        if (this.#sorted[i] === e) {
+          this.#sorted.splice(i, 1);
+          break;
+        }
+      }
+    }
+    return true;
+  }
+
+  /** Elements whose first field may intersect [lo, hi] (all elements in a non-interval set). */
+  *candidates(lo: bigint, hi: bigint): Generator<FakeElement> {
+    if (this.#sorted === null) {
+      yield* this.#byId.values();
+      return;
+    }
+    for (let i = this.#lowerBound(lo - this.#maxSpan); i < this.#sorted.length; i++) {
+      const e = this.#sorted[i];
+      const first = e?.key[0];
+      if (e === undefined || first === undefined || first.lo > hi) break;
+      yield e;
+    }
+  }
+
+  /** First index whose first-field low end is >= x. */
+  #lowerBound(x: bigint): number {
+    const arr = this.#sorted ?? [];
+    let a = 0;
+    let b = arr.length;
+    while (a < b) {
+      const mid = (a + b) >> 1;
+      const lo = arr[mid]?.key[0]?.lo ?? 0n;
+      if (lo < x) a = mid + 1;
+      else b = mid;
+    }
+    return a;
+  }
 }
 
 interface FakeTable {
@@ -149,7 +242,7 @@ function cloneTable(t: FakeTable): FakeTable {
   const chains = new Map<string, FakeChain>();
   for (const [k, c] of t.chains) chains.set(k, { ...c, rules: [...c.rules] });
   const sets = new Map<string, FakeSet>();
-  for (const [k, s] of t.sets) sets.set(k, { ...s, elements: new Map(s.elements) });
+  for (const [k, s] of t.sets) sets.set(k, { ...s, elements: s.elements.clone() });
   return { chains, sets, counters: new Map(t.counters), nextHandle: t.nextHandle };
 }
 
@@ -233,7 +326,12 @@ class Simulator {
         }
         if (obj.base === undefined) return;
         const b = existing.base;
-        if (b === undefined || b.type !== obj.base.type || b.hook !== obj.base.hook || b.priority !== obj.base.priority) {
+        if (b === undefined) {
+          // The kernel checks the policy attribute first (EOPNOTSUPP on a regular chain), then the hook (EEXIST).
+          if (obj.base.policy !== undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
+          fail('EEXIST');
+        }
+        if (b.type !== obj.base.type || b.hook !== obj.base.hook || b.priority !== obj.base.priority) {
           fail('EINVAL', 'Could not process rule: Operation not supported');
         }
         if (obj.base.policy !== undefined) existing.base = { ...b, policy: obj.base.policy };
@@ -327,7 +425,7 @@ class Simulator {
             flags: obj.flags ?? [],
             counter: obj.counter === true,
             ...(obj.comment === undefined ? {} : { comment: obj.comment }),
-            elements: new Map(),
+            elements: new ElementStore((obj.flags ?? []).includes('interval')),
           });
           return;
         }
@@ -348,7 +446,7 @@ class Simulator {
       case 'flush':
         if (existing === undefined || existing.kind !== obj.kind) fail('ENOENT', 'No such file or directory');
         this.#checkMutable(t, existing);
-        existing.elements = new Map();
+        existing.elements = new ElementStore(existing.flags.includes('interval'));
         return;
       default:
         fail('EINVAL');
@@ -411,16 +509,19 @@ class Simulator {
       if (!sameVerdict(existing.value, obj.value)) fail('EEXIST');
       return;
     }
-    if (s.flags.includes('interval')) {
+    const k0 = key[0];
+    if (s.flags.includes('interval') && k0 !== undefined) {
       if (key.length === 1) {
-        for (const e of s.elements.values()) if (intersects(e, key)) fail('EEXIST', 'interval overlaps with an existing one');
+        for (const e of s.elements.candidates(k0.lo, k0.hi)) if (intersects(e, key)) fail('EEXIST', 'interval overlaps with an existing one');
       } else {
         const first = key.map((p) => p.lo);
         const last = key.map((p) => p.hi);
-        for (const e of s.elements.values()) if (contains(e, first) || contains(e, last)) fail('EEXIST');
+        for (const e of s.elements.candidates(k0.lo, k0.lo)) if (contains(e, first)) fail('EEXIST');
+        for (const e of s.elements.candidates(k0.hi, k0.hi)) if (contains(e, last)) fail('EEXIST');
       }
     }
-    s.elements.set(id, {
+    s.elements.add({
+      id,
       key,
       ...(obj.value === undefined ? {} : { value: obj.value }),
       ...(obj.comment === undefined ? {} : { comment: obj.comment }),
@@ -430,11 +531,12 @@ class Simulator {
   #deleteElement(s: FakeSet, key: readonly ParsedValue[]): void {
     const id = keyText(key);
     if (s.elements.delete(id)) return;
-    if (s.flags.includes('interval') && key.length > 1) {
+    const k0 = key[0];
+    if (s.flags.includes('interval') && key.length > 1 && k0 !== undefined) {
       const first = key.map((p) => p.lo);
-      for (const [k, e] of s.elements) {
+      for (const e of s.elements.candidates(k0.lo, k0.lo)) {
         if (contains(e, first)) {
-          s.elements.delete(k);
+          s.elements.delete(e.id);
           return;
         }
       }
@@ -542,9 +644,11 @@ export class FakeNft implements NftBackend {
   }
 
   /**
-   * The state as a batch of `add` commands that would recreate it (objects in
-   * dependency order, sorted by name, elements sorted by key, rules in chain
-   * order; no handles). Empty string when the table does not exist.
+   * The state as a batch of `add` commands that recreates it (objects in
+   * dependency order and sorted by name; elements sorted by key, except in
+   * concatenated interval sets, where they keep insertion order because it
+   * decides what the kernel accepts; rules in chain order; no handles).
+   * Empty string when the table does not exist.
    */
   dump(): string {
     const t = this.#state;
@@ -558,7 +662,11 @@ export class FakeNft implements NftBackend {
     const sets = byName(t.sets.values());
     for (const s of sets) tx.add(this.#setObject(s));
     for (const s of sets) {
-      for (const e of [...s.elements.values()].sort((a, b) => compareKeys(a.key, b.key))) {
+      // Insertion order where it matters: in a concatenated interval set an
+      // element that contains an older one is accepted only after it.
+      const elements = [...s.elements.values()];
+      if (!(s.flags.includes('interval') && s.type.length > 1)) elements.sort((a, b) => compareKeys(a.key, b.key));
+      for (const e of elements) {
         tx.add({
           kind: 'element',
           set: s.name,
@@ -589,7 +697,9 @@ export class FakeNft implements NftBackend {
     if (tx.table !== this.table) throw new NftValidationError('table', tx.table, `this backend owns table ${this.table}`);
     if (tx.error !== null) throw tx.error;
     const sim = new Simulator(this.#state === null ? null : cloneTable(this.#state));
-    for (const op of tx.operations) {
+    for (const index of tx.executionOrder()) {
+      const op = tx.operations[index];
+      if (op === undefined) continue;
       try {
         sim.apply(op);
       } catch (err) {

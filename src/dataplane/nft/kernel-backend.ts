@@ -7,13 +7,21 @@
 //   ruleset before applying (element adds to interval sets need the set's
 //   contents), so the time a call takes grows with the size of the table, not
 //   of the batch, and a blocked event loop stalls the informers.
+// - check() runs the dry run in a context of its own, opened for that check
+//   and closed after it: libnftables 1.0.6 keeps what a dry run evaluated in
+//   the context's cache (the kernel generation does not change, so the cache
+//   is not refreshed), and a later run on the same context then fails against
+//   objects that never existed ("interval overlaps with an existing one" for
+//   elements of a set created by the checked batch). Fixed upstream by
+//   dropping the cache in check mode (nft 1.0.7+); reproduced by
+//   test/netns/nft-agreement.test.ts.
 // - list() is `list table inet NAME` as JSON (parse-json.ts); a missing table
 //   lists as null.
 // - NftError messages are mapped onto the fake's codes (mapNftError).
 
 import { NftApplyError, NftClosedError, NftValidationError, type NftApplyErrorCode, type OpSummary } from './errors';
 import type { NftBackend, TableSnapshot } from './backend';
-import { FAMILY } from './objects';
+import { listTableCommand } from './objects';
 import { parseTableJson } from './parse-json';
 import { Transaction } from './transaction';
 
@@ -32,6 +40,12 @@ export interface KernelBackendOptions {
   readonly netns?: string;
   /** An open context to use instead of loading nftables-napi (tests, dataplane/native.ts). */
   readonly context?: NftContextLike;
+  /**
+   * Opens a fresh context for each check() (see above). Default: nftables-napi
+   * in `netns` when no `context` was given; with a `context` and no opener,
+   * checks use that context, cache caveat included.
+   */
+  readonly openCheckContext?: () => NftContextLike;
 }
 
 function isRecord(x: unknown): x is Record<string, unknown> {
@@ -45,7 +59,6 @@ function isContext(x: unknown): x is NftContextLike {
 /** Loads nftables-napi and opens an NftContext (in `netns` if given). */
 export function openNftContext(netns?: string): NftContextLike {
   // Loaded lazily so that everything else in this folder works without the addon.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const mod: unknown = require('nftables-napi');
   const Ctor = isRecord(mod) ? mod['NftContext'] : undefined;
   if (typeof Ctor !== 'function') throw new TypeError('nftables-napi does not export NftContext');
@@ -94,28 +107,27 @@ export function classifyNftMessage(message: string, errno?: number): NftApplyErr
 }
 
 /**
- * The failing operation: from the error's line number (`<batch>:3:20-25:
- * Error: ...`; a one-line batch has none), else from the command line nft
- * pointed at, else from the line echoed under the error.
+ * The failing operation. nft names the position as `<batch>:LINE:COL-COL:
+ * Error: ...` (a one-line batch has no prefix), then echoes the line and
+ * underlines the culprit with carets; the column picks the element in a line
+ * of several. Without a line number, the echoed line is looked up in the batch.
  */
 function locateOp(e: NftErrorLike, tx: Transaction | null): OpSummary | null {
   if (tx === null) return null;
   if (tx.operations.length === 1) return tx.operations[0]?.summary ?? null;
-  const m = /^[^\n]*?:(\d+):\d+(?:-\d+)?: Error:/m.exec(e.nftMessage);
-  if (m !== null) {
-    const owner = tx.lineOwners()[Number(m[1]) - 1];
-    const op = owner === undefined ? undefined : tx.operations[owner];
-    if (op !== undefined) return op.summary;
-  }
   const lines = e.nftMessage.split('\n');
   const at = lines.findIndex((l) => l.includes('Error:'));
-  for (const candidate of [e.command.split('\n')[0], at >= 0 ? lines[at + 1] : undefined]) {
-    const text = candidate?.trim();
-    if (text === undefined || text === '') continue;
-    const op = tx.operations.find((o) => o.lines.includes(text));
-    if (op !== undefined) return op.summary;
+  if (at < 0) return null;
+  const m = /:(\d+):(\d+)(?:-\d+)?: Error:/.exec(lines[at] ?? '');
+  const caret = (lines[at + 2] ?? '').indexOf('^');
+  const column = m !== null ? Number(m[2]) : caret >= 0 ? caret + 1 : undefined;
+  let line = m !== null ? Number(m[1]) : undefined;
+  if (line === undefined) {
+    const echoed = (lines[at + 1] ?? e.command.split('\n')[0] ?? '').trim();
+    const index = tx.batchLines().findIndex((l) => l.text === echoed);
+    if (index >= 0) line = index + 1;
   }
-  return null;
+  return line === undefined ? null : (tx.locate(line, column)?.summary ?? null);
 }
 
 /**
@@ -137,11 +149,14 @@ export function mapNftError(err: unknown, tx: Transaction | null): unknown {
 export class KernelNftBackend implements NftBackend {
   readonly table: string;
   readonly #ctx: NftContextLike;
+  readonly #openCheckContext: (() => NftContextLike) | null;
   #closed = false;
 
   constructor(opts: KernelBackendOptions) {
     this.table = opts.table;
     this.#ctx = opts.context ?? openNftContext(opts.netns);
+    const netns = opts.netns;
+    this.#openCheckContext = opts.openCheckContext ?? (opts.context === undefined ? () => openNftContext(netns) : null);
   }
 
   newTransaction(): Transaction {
@@ -161,10 +176,13 @@ export class KernelNftBackend implements NftBackend {
   async check(tx: Transaction): Promise<void> {
     const batch = this.#batch(tx);
     if (batch === '') return;
+    const ctx = this.#openCheckContext === null ? this.#ctx : this.#openCheckContext();
     try {
-      await this.#ctx.check(batch);
+      await ctx.check(batch);
     } catch (err) {
       throw mapNftError(err, tx);
+    } finally {
+      if (ctx !== this.#ctx) ctx.close();
     }
   }
 
@@ -172,7 +190,7 @@ export class KernelNftBackend implements NftBackend {
     this.#assertOpen();
     let doc: unknown;
     try {
-      doc = await this.#ctx.list(`list table ${FAMILY} ${this.table}`);
+      doc = await this.#ctx.list(listTableCommand(this.table));
     } catch (err) {
       const mapped = mapNftError(err, null);
       if (mapped instanceof NftApplyError && mapped.code === 'ENOENT') return null;

@@ -15,6 +15,7 @@ import {
   ctState,
   drop,
   goto,
+  icmpv6Type,
   iifname,
   jump,
   l4proto,
@@ -33,6 +34,7 @@ import {
   type ChainPolicy,
   type ChainType,
   type CtState,
+  type Icmpv6Type,
   type MatchField,
   type RuleToken,
   type SetFlag,
@@ -174,6 +176,7 @@ function fieldsOf(x: unknown): MatchField[] | null {
 }
 
 const CT_STATES: readonly string[] = ['invalid', 'established', 'related', 'new', 'untracked'];
+const ICMPV6_TYPES: readonly string[] = ['nd-router-solicit', 'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert', 'nd-redirect'];
 
 function matchToken(m: Json): RuleToken | null {
   const op = str(m, 'op');
@@ -200,6 +203,11 @@ function matchToken(m: Json): RuleToken | null {
     if ((proto === 'ip' || proto === 'ip6') && (field === 'saddr' || field === 'daddr')) {
       const value = tryValuePart(right);
       return value === null ? null : matchAddress(`${proto} ${field}` as AddressField, value, { negate });
+    }
+    if (proto === 'icmpv6' && field === 'type' && !negate) {
+      const types = typeof right === 'string' ? [right] : isRecord(right) && Array.isArray(right['set']) ? right['set'] : null;
+      if (types === null || !types.every((t): t is Icmpv6Type => typeof t === 'string' && ICMPV6_TYPES.includes(t))) return null;
+      return icmpv6Type(...types);
     }
     if (isL4Protocol(proto) && (field === 'sport' || field === 'dport') && !negate) {
       if (typeof right === 'number') return port(proto, field, right);

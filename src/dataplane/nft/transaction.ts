@@ -9,14 +9,14 @@
 // logs and golden tests.
 
 import { NftValidationError, type OpSummary } from './errors';
-import { renderOperation, summarize, validateName, validateObject, type NftObject, type Verb } from './objects';
+import { renderBatch, renderOperation, summarize, validateName, validateObject, type BatchLine, type NftObject, type Verb } from './objects';
 
 export interface Operation {
   readonly index: number;
   readonly verb: Verb;
   /** Validated, frozen, canonical copy of what was passed in. */
   readonly object: NftObject;
-  /** The nft command line(s) for this operation (two for destroy). */
+  /** The nft command line(s) for this operation alone (two for destroy); in the batch, element operations share lines. */
   readonly lines: readonly string[];
   readonly summary: OpSummary;
 }
@@ -26,6 +26,7 @@ export class Transaction {
   readonly table: string;
   readonly #ops: Operation[] = [];
   #error: NftValidationError | null = null;
+  #batch: BatchLine[] | null = null;
 
   constructor(table: string) {
     this.table = table;
@@ -90,17 +91,39 @@ export class Transaction {
    * `# ERROR: <message>` (a comment, so the text stays valid nft input).
    */
   toString(): string {
-    const lines: string[] = [];
-    for (const op of this.#ops) lines.push(...op.lines);
+    const lines = this.batchLines().map((l) => l.text);
     if (this.#error !== null) lines.push(`# ERROR: ${this.#error.message.replace(/[\r\n]+/g, ' ')}`);
     return lines.length === 0 ? '' : lines.join('\n') + '\n';
   }
 
-  /** For each batch line (0-based), the index of the operation it belongs to. */
-  lineOwners(): number[] {
-    const owners: number[] = [];
-    for (const op of this.#ops) for (let i = 0; i < op.lines.length; i++) owners.push(op.index);
-    return owners;
+  /** The batch as lines, with the operation behind each column range (see renderBatch). */
+  batchLines(): readonly BatchLine[] {
+    this.#batch ??= renderBatch(this.#ops, this.table);
+    return this.#batch;
+  }
+
+  /**
+   * Operation indexes in the order the batch applies them (element operations
+   * are grouped per set: see renderBatch). The fake applies them in this order.
+   */
+  executionOrder(): number[] {
+    const order: number[] = [];
+    for (const line of this.batchLines()) {
+      for (const seg of line.segments) if (order[order.length - 1] !== seg.op) order.push(seg.op);
+    }
+    return order;
+  }
+
+  /**
+   * The operation at a position nft reported: `line` is 1-based; `column`
+   * (1-based) picks the element in a shared element line, else the line's
+   * first operation.
+   */
+  locate(line: number, column?: number): Operation | undefined {
+    const l = this.batchLines()[line - 1];
+    if (l === undefined) return undefined;
+    const seg = (column === undefined ? undefined : l.segments.find((s) => s.from <= column && column <= s.to)) ?? l.segments[0];
+    return seg === undefined ? undefined : this.#ops[seg.op];
   }
 
   #operation(verb: Verb, obj: NftObject): void {
@@ -110,6 +133,7 @@ export class Transaction {
       const object = validateObject(verb, obj);
       const summary = summarize(index, verb, object);
       this.#ops.push(Object.freeze({ index, verb, object, lines: Object.freeze(renderOperation(verb, object, this.table)), summary }));
+      this.#batch = null;
     } catch (err) {
       if (!(err instanceof NftValidationError)) throw err;
       this.#error = err.withOp(summarize(index, verb, obj));

@@ -1,0 +1,196 @@
+// Programs one node's rule table into its nftables table: a full sync at start-up (and on demand),
+// then one transaction per rule-table delta touching only the groups and sets it changed. Every
+// change is a single atomic transaction, and the table is never flushed as a whole, so no packet
+// ever sees a half-programmed state.
+import type { Direction, RuleTableDelta, RuleTableElement } from '../api';
+import { DIRECTIONS } from '../api';
+import { AgentError, errorMessage } from '../errors';
+import { flattenAllowSpans } from './flatten';
+import type { KernelView } from './layout';
+import { POD_MAPS, addGroupView, groupName, groupSetNames, podMapView, staticChains } from './layout';
+import type { NftBackend } from './nft';
+import { NftApplyError } from './nft';
+import { diffViews, viewFromSnapshot } from './diff';
+import type { Scope } from './diff';
+import { RuleState, podDirectionKey } from './rule-state';
+
+export interface SyncReport {
+  readonly kind: 'full' | 'incremental';
+  /** nft operations sent in the transaction (0: the kernel already matched). */
+  readonly operations: number;
+  readonly groups: number;
+  readonly durationMs: number;
+}
+
+export class DataplaneError extends AgentError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DATAPLANE', message, options);
+  }
+}
+
+function emptyView(): KernelView {
+  return { chains: new Map(), sets: new Map() };
+}
+
+export class Dataplane {
+  private readonly state = new RuleState();
+  /** What this process last wrote (or found) in the kernel; null until the first full sync. */
+  private programmed: KernelView | null = null;
+  /** pod|direction -> group chain, for isolated local pods with addresses. */
+  private readonly groupOf = new Map<string, string>();
+  private readonly members = new Map<string, Set<string>>();
+  private readonly groupRules = new Map<string, string[]>();
+  private readonly ruleGroups = new Map<string, Set<string>>();
+
+  constructor(private readonly backend: NftBackend) {}
+
+  get table(): string {
+    return this.backend.table;
+  }
+
+  /** Start-up, or on demand: the whole rule table, repairing whatever the kernel holds. */
+  async sync(elements: Iterable<RuleTableElement>): Promise<SyncReport> {
+    this.state.apply({ added: [...elements], removed: [] });
+    return this.reconcile();
+  }
+
+  /** Compares the kernel with the desired state and repairs the difference in one transaction. */
+  async reconcile(): Promise<SyncReport> {
+    const started = performance.now();
+    for (const pd of [...this.groupOf.keys()]) this.setGroup(pd, null);
+    for (const pod of this.state.pods()) for (const d of DIRECTIONS) this.setGroup(podDirectionKey(pod, d), this.wantedGroup(pod, d));
+    const desired = this.buildView(new Set(this.members.keys()));
+    const snapshot = await this.backend.list();
+    const current = snapshot === null ? null : viewFromSnapshot(snapshot);
+    const tx = diffViews(this.backend.table, current, desired, null);
+    await this.run(tx, 'full reconcile');
+    this.programmed = desired;
+    return { kind: 'full', operations: tx.size, groups: this.members.size, durationMs: performance.now() - started };
+  }
+
+  /** One rule-table delta as one transaction; falls back to a full reconcile if the kernel drifted. */
+  async apply(delta: RuleTableDelta): Promise<SyncReport> {
+    const started = performance.now();
+    const touched = this.state.apply(delta);
+    if (this.programmed === null) return this.reconcile();
+    const affected = new Set<string>();
+    for (const pd of touched.podDirections) {
+      const [pod, direction] = splitPodDirection(pd);
+      const before = this.groupOf.get(pd) ?? null;
+      const after = this.wantedGroup(pod, direction);
+      if (before === after) continue;
+      this.setGroup(pd, after);
+      if (before !== null) affected.add(before);
+      if (after !== null) affected.add(after);
+    }
+    for (const rule of touched.rules) for (const g of this.ruleGroups.get(rule) ?? []) affected.add(g);
+    const live = new Set([...affected].filter((g) => this.members.has(g)));
+    const desired = this.buildView(live);
+    const scope: Scope = {
+      chains: affected,
+      sets: new Set([...POD_MAPS.map((m) => m.name), ...[...affected].flatMap(groupSetNames)]),
+    };
+    const tx = diffViews(this.backend.table, this.programmed, desired, scope);
+    try {
+      await this.run(tx, 'incremental update');
+    } catch (err) {
+      // Someone changed our table behind our back: what we believe is no longer true. Repair it all.
+      if (err instanceof DataplaneError && err.cause instanceof NftApplyError) return this.reconcile();
+      throw err;
+    }
+    applyScope(this.programmed, desired, scope);
+    return { kind: 'incremental', operations: tx.size, groups: this.members.size, durationMs: performance.now() - started };
+  }
+
+  private async run(tx: ReturnType<typeof diffViews>, what: string): Promise<void> {
+    if (tx.size === 0) return;
+    try {
+      await this.backend.run(tx);
+    } catch (err) {
+      throw new DataplaneError(`table inet ${this.backend.table}: ${what} failed (${tx.size} operations): ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  /** The group a local pod belongs to in one direction: null when it is not isolated or has no address. */
+  private wantedGroup(pod: string, direction: Direction): string | null {
+    if (!this.state.isIsolated(pod, direction) || this.state.ipsOf(pod).length === 0) return null;
+    const sig = this.state.signature(pod, direction);
+    const name = groupName(direction, sig.text);
+    if (!this.groupRules.has(name)) {
+      this.groupRules.set(name, sig.rules);
+      for (const r of sig.rules) addTo(this.ruleGroups, r, name);
+    }
+    return name;
+  }
+
+  private setGroup(pd: string, group: string | null): void {
+    const before = this.groupOf.get(pd);
+    if (before !== undefined) {
+      const m = this.members.get(before);
+      m?.delete(pd);
+      if (m !== undefined && m.size === 0) {
+        this.members.delete(before);
+        for (const r of this.groupRules.get(before) ?? []) removeFrom(this.ruleGroups, r, before);
+        this.groupRules.delete(before);
+      }
+      this.groupOf.delete(pd);
+    }
+    if (group !== null) {
+      this.groupOf.set(pd, group);
+      addTo(this.members, group, pd);
+    }
+  }
+
+  /** Desired objects: the static chains, the pod maps, and the given groups. */
+  private buildView(groups: ReadonlySet<string>): KernelView {
+    const view = emptyView();
+    for (const [name, chain] of staticChains()) view.chains.set(name, chain);
+    for (const m of POD_MAPS) {
+      const entries = new Map<string, string>();
+      for (const [pd, group] of this.groupOf) {
+        const [pod, direction] = splitPodDirection(pd);
+        if (direction !== m.direction) continue;
+        for (const ip of this.state.ipsOf(pod)) if (ip.includes(':') === (m.family === 6)) entries.set(ip, group);
+      }
+      view.sets.set(m.name, podMapView(m.family, entries));
+    }
+    for (const group of groups) {
+      const representative = this.members.get(group)?.values().next().value;
+      if (representative === undefined) continue;
+      const [pod, direction] = splitPodDirection(representative);
+      addGroupView(view, group, direction, flattenAllowSpans(this.state.spans(pod, direction)));
+    }
+    return view;
+  }
+}
+
+function splitPodDirection(pd: string): [string, Direction] {
+  const bar = pd.lastIndexOf('|');
+  return [pd.slice(0, bar), pd.slice(bar + 1) as Direction];
+}
+
+function addTo(index: Map<string, Set<string>>, key: string, value: string): void {
+  let set = index.get(key);
+  if (set === undefined) index.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function removeFrom(index: Map<string, Set<string>>, key: string, value: string): void {
+  const set = index.get(key);
+  set?.delete(value);
+  if (set !== undefined && set.size === 0) index.delete(key);
+}
+
+/** After a successful incremental transaction, the kernel holds `desired` for everything in scope. */
+function applyScope(programmed: KernelView, desired: KernelView, scope: Scope): void {
+  for (const name of scope.chains) {
+    const c = desired.chains.get(name);
+    if (c === undefined) programmed.chains.delete(name);
+    else programmed.chains.set(name, c);
+  }
+  for (const name of scope.sets) {
+    const s = desired.sets.get(name);
+    if (s === undefined) programmed.sets.delete(name);
+    else programmed.sets.set(name, s);
+  }
+}

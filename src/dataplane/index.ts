@@ -1,0 +1,3 @@
+export { Dataplane, DataplaneError } from './dataplane';
+export type { SyncReport } from './dataplane';
+export { DEFAULT_TABLE } from './layout';

@@ -1,0 +1,120 @@
+// The nftables layout of one node, as a plain "view" of chains, sets and maps that both the desired
+// state and the kernel's listing are turned into, so that one diff serves start-up, incremental
+// updates and repair.
+//
+//   table inet netpol_agent
+//     chain forward  (hook forward)  ct established,related accept; ICMPv6 ND accept;
+//                                    ip saddr vmap @egress_v4; ip6 saddr vmap @egress_v6;
+//                                    ip daddr vmap @ingress_v4; ip6 daddr vmap @ingress_v6
+//     chain input    (hook input)    the same egress part: an isolated pod reaches its own node
+//                                    only where an egress rule allows the node's address
+//     map  ingress_v4/_v6, egress_v4/_v6   local pod address : jump <group chain>
+//     chain in_<hash> / eg_<hash>    one per group of local pods that have the same rules bound;
+//                                    at most five set lookups whatever the number of policies:
+//        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  -> allow
+//        otherwise counter drop
+// Ingress allows with accept; egress with return, so a same-node packet goes on to the
+// destination's ingress check in the same pass.
+import { createHash } from 'node:crypto';
+import type { Direction, IpFamily } from '../api';
+import type { FlatAllowSet, KeyParts } from './flatten';
+import type { BaseChainSpec, RuleToken, SetDatatype, SetFlag } from './nft';
+import { accept, counter, ctState, drop, icmpv6NeighborDiscovery, matchSet, ret, vmap } from './nft';
+
+export const DEFAULT_TABLE = 'netpol_agent';
+
+/** A rule as text (how it is compared) and, for rules we want, the tokens that write it. */
+export interface RuleBody {
+  readonly text: string;
+  readonly tokens: readonly RuleToken[] | null;
+}
+
+export interface ChainView {
+  readonly base?: Required<BaseChainSpec>;
+  readonly rules: readonly RuleBody[];
+}
+
+function rule(...tokens: RuleToken[]): RuleBody {
+  return { text: tokens.map((t) => t.text).join(' '), tokens };
+}
+
+export interface SetView {
+  readonly type: readonly SetDatatype[];
+  readonly flags: readonly SetFlag[];
+  /** Element identity (key parts joined) -> key parts, and for maps the chain it jumps to. */
+  readonly elements: ReadonlyMap<string, { readonly key: KeyParts; readonly jump?: string }>;
+  readonly map: boolean;
+}
+
+export interface KernelView {
+  readonly chains: Map<string, ChainView>;
+  readonly sets: Map<string, SetView>;
+}
+
+const FILTER_PRIORITY = 0;
+export const POD_MAPS: readonly { name: string; direction: Direction; family: IpFamily }[] = [
+  { name: 'egress_v4', direction: 'egress', family: 4 },
+  { name: 'egress_v6', direction: 'egress', family: 6 },
+  { name: 'ingress_v4', direction: 'ingress', family: 4 },
+  { name: 'ingress_v6', direction: 'ingress', family: 6 },
+];
+
+export function elementId(key: KeyParts): string {
+  return key.join(' . ');
+}
+
+function egressDispatch(): RuleBody[] {
+  return [rule(vmap(['ip saddr'], 'egress_v4')), rule(vmap(['ip6 saddr'], 'egress_v6'))];
+}
+
+/** The chains that never change: hooks, conntrack, and the dispatch of local pods to their group. */
+export function staticChains(): Map<string, ChainView> {
+  const head = (): RuleBody[] => [rule(ctState('established', 'related'), accept()), rule(icmpv6NeighborDiscovery(), accept())];
+  const base = (hook: 'forward' | 'input'): Required<BaseChainSpec> => ({ type: 'filter', hook, priority: FILTER_PRIORITY, policy: 'accept' });
+  return new Map<string, ChainView>([
+    ['forward', { base: base('forward'), rules: [...head(), ...egressDispatch(), rule(vmap(['ip daddr'], 'ingress_v4')), rule(vmap(['ip6 daddr'], 'ingress_v6'))] }],
+    ['input', { base: base('input'), rules: [...head(), ...egressDispatch()] }],
+  ]);
+}
+
+export function podMapView(family: IpFamily, entries: ReadonlyMap<string, string>): SetView {
+  const elements = new Map<string, { key: KeyParts; jump: string }>();
+  for (const [ip, chain] of entries) elements.set(ip, { key: [ip], jump: chain });
+  return { type: [family === 4 ? 'ipv4_addr' : 'ipv6_addr'], flags: [], elements, map: true };
+}
+
+/** Stable across restarts: the same bound rules give the same chain, so a restart rewrites nothing. */
+export function groupName(direction: Direction, signature: string): string {
+  return `${direction === 'ingress' ? 'in' : 'eg'}_${createHash('sha256').update(signature).digest('hex').slice(0, 16)}`;
+}
+
+type GroupSetSuffix = 'pp4' | 'pp6' | 'pa4' | 'pa6' | 'ap';
+
+const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields: (d: Direction) => Parameters<typeof matchSet>[0]; pick: (f: FlatAllowSet) => KeyParts[] }[] = [
+  { suffix: 'pp4', type: ['ipv4_addr', 'inet_proto', 'inet_service'], fields: (d) => [d === 'ingress' ? 'ip saddr' : 'ip daddr', 'meta l4proto', 'th dport'], pick: (f) => f.peerPorts[4] },
+  { suffix: 'pp6', type: ['ipv6_addr', 'inet_proto', 'inet_service'], fields: (d) => [d === 'ingress' ? 'ip6 saddr' : 'ip6 daddr', 'meta l4proto', 'th dport'], pick: (f) => f.peerPorts[6] },
+  { suffix: 'pa4', type: ['ipv4_addr'], fields: (d) => [d === 'ingress' ? 'ip saddr' : 'ip daddr'], pick: (f) => f.peersAllPorts[4] },
+  { suffix: 'pa6', type: ['ipv6_addr'], fields: (d) => [d === 'ingress' ? 'ip6 saddr' : 'ip6 daddr'], pick: (f) => f.peersAllPorts[6] },
+  { suffix: 'ap', type: ['inet_proto', 'inet_service'], fields: () => ['meta l4proto', 'th dport'], pick: (f) => f.anyPeerPorts },
+];
+
+/** The chain and sets of one group, into `view`. */
+export function addGroupView(view: KernelView, name: string, direction: Direction, flat: FlatAllowSet): void {
+  const allow = (): RuleToken => (direction === 'ingress' ? accept() : ret());
+  const rules: RuleBody[] = [];
+  if (flat.allowAll) rules.push(rule(allow()));
+  for (const s of GROUP_SETS) {
+    const setName = `${name}_${s.suffix}`;
+    const elements = new Map<string, { key: KeyParts }>();
+    for (const key of s.pick(flat)) elements.set(elementId(key), { key });
+    view.sets.set(setName, { type: s.type, flags: ['interval'], elements, map: false });
+    rules.push(rule(matchSet(s.fields(direction), setName), allow()));
+  }
+  rules.push(rule(counter(), drop()));
+  view.chains.set(name, { rules });
+}
+
+/** Names of the sets that belong to a group chain. */
+export function groupSetNames(name: string): string[] {
+  return GROUP_SETS.map((s) => `${name}_${s.suffix}`);
+}
