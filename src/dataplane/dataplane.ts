@@ -33,7 +33,7 @@ function emptyView(): KernelView {
 }
 
 export class Dataplane {
-  private readonly state = new RuleState();
+  private state = new RuleState();
   /** What this process last wrote (or found) in the kernel; null until the first full sync. */
   private programmed: KernelView | null = null;
   /** pod|direction -> group chain, for isolated local pods with addresses. */
@@ -50,6 +50,7 @@ export class Dataplane {
 
   /** Start-up, or on demand: the whole rule table, repairing whatever the kernel holds. */
   async sync(elements: Iterable<RuleTableElement>): Promise<SyncReport> {
+    this.state = new RuleState();
     this.state.apply({ added: [...elements], removed: [] });
     return this.reconcile();
   }
