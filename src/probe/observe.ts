@@ -3,7 +3,7 @@
 // compiled rule table, and every answer is a real connection attempt.
 import type { ClusterEvent, PodState } from '../api';
 import { NodeCompiler, podKey } from '../compiler';
-import { Dataplane, DEFAULT_TABLE } from '../dataplane';
+import { Dataplane, DataplaneError, DEFAULT_TABLE, checkCniShape, netnsHostFiles } from '../dataplane';
 import type { SyncReport } from '../dataplane';
 import { KernelNftBackend } from '../dataplane/nft';
 import { Sandbox } from '../sandbox';
@@ -61,6 +61,8 @@ export class DataplaneLab {
   }
 
   private attach(node: string): void {
+    const shape = checkCniShape(netnsHostFiles(this.sandbox.nodeNetnsName(node)));
+    if (shape.problem !== null) throw new DataplaneError(`node ${node}: ${shape.problem}`);
     const backend = new KernelNftBackend({ table: DEFAULT_TABLE, netns: this.sandbox.nodeNetnsPath(node) });
     this.backends.set(node, backend);
     this.dataplanes.set(node, new Dataplane(backend));

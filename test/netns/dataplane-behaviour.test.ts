@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { NodeCompiler } from '../../src/compiler';
-import { DEFAULT_TABLE, Dataplane } from '../../src/dataplane';
+import { execFileSync } from 'node:child_process';
+import { DEFAULT_TABLE, Dataplane, checkCniShape, netnsHostFiles } from '../../src/dataplane';
 import { KernelNftBackend } from '../../src/dataplane/nft';
 import { DataplaneLab } from '../../src/probe';
 import { GATEWAY_V4 } from '../../src/sandbox';
@@ -100,4 +101,18 @@ test('restarting the dataplane over its own table never gives a wrong verdict wh
   }
   assert.ok(rounds >= 5, `the probe loop ran (${rounds} rounds)`);
   assert.deepEqual(wrong, []);
+});
+
+test('the start-up check sees the real bridged sandbox node as bridged and ready', async () => {
+  const bridged = await DataplaneLab.create(objects, 'bridged', 'brcheck');
+  try {
+    const shape = checkCniShape(netnsHostFiles(bridged.sandbox.nodeNetnsName('node-1')));
+    assert.equal(shape.shape, 'bridged');
+    assert.equal(shape.problem, null);
+    execFileSync('ip', ['netns', 'exec', bridged.sandbox.nodeNetnsName('node-1'), 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=0']);
+    assert.match(checkCniShape(netnsHostFiles(bridged.sandbox.nodeNetnsName('node-1'))).problem ?? '', /bridge-nf-call-iptables is 0/);
+    assert.equal(checkCniShape(netnsHostFiles(lab.sandbox.nodeNetnsName('node-1'))).shape, 'routed');
+  } finally {
+    await bridged.destroy();
+  }
 });
