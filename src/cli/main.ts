@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError } from '../errors';
+import { DEFAULT_SCENARIO, runDemo } from '../demo';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
 import type { Topology } from '../sandbox';
 import { loadManifests } from '../source';
@@ -59,6 +60,14 @@ export function buildProgram(): Command {
         ? await observeProbe(objects, filter, { topology: opts.topology, timeoutMs: opts.timeout })
         : computeProbe(objects, filter);
       process.stdout.write(`${opts.output === 'json' ? formatJson(results) : formatTable(results)}\n`);
+    });
+  program
+    .command('demo')
+    .description('the Kubernetes docs walkthrough with real packets: nginx, busybox wget, and a policy that lets only access="true" pods in (root)')
+    .option('-f, --file <path>', 'scenario manifests (default: the embedded access-nginx scenario)', collect, [])
+    .addOption(new Option('--topology <shape>', 'how pods attach to their node').choices(['routed', 'bridged']).default('routed'))
+    .action(async (opts: { file: string[]; topology: Topology }) => {
+      await runDemo({ files: opts.file.length > 0 ? opts.file : [DEFAULT_SCENARIO], topology: opts.topology, write: (line) => process.stdout.write(`${line}\n`) });
     });
   return program;
 }

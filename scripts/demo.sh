@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs the demo on the embedded default scenario (the Kubernetes docs'
+# access-nginx walkthrough, with real packets between pods that are network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+./bin/netpol-agent demo "$@"

@@ -1,0 +1,2 @@
+export { runDemo, DEFAULT_SCENARIO } from './demo';
+export type { DemoOptions } from './demo';
