@@ -31,6 +31,18 @@ long nftx_live_count(void)
 	return __atomic_load_n(&live_count, __ATOMIC_RELAXED);
 }
 
+/* Frees the context's nft_ctx, if any; the caller holds c->mu or owns c alone. */
+static void free_nft(nftx_ctx *c)
+{
+	if (c->nft == NULL)
+		return;
+	pthread_mutex_lock(&lib_mu); /* nft_ctx_free touches libnftables' global cache */
+	nft_ctx_free(c->nft);
+	pthread_mutex_unlock(&lib_mu);
+	c->nft = NULL;
+	__atomic_sub_fetch(&live_count, 1, __ATOMIC_RELAXED);
+}
+
 int nftx_open(nftx_ctx *c, const char *netns, char *errbuf, size_t errlen, int *err_no)
 {
 	int self_fd = -1, target_fd = -1;
@@ -104,13 +116,7 @@ out:
 	if (self_fd >= 0)
 		close(self_fd);
 	if (rc != NFTX_OPEN_OK && rc != NFTX_OPEN_NO_RESTORE) {
-		if (c->nft != NULL) {
-			pthread_mutex_lock(&lib_mu);
-			nft_ctx_free(c->nft);
-			pthread_mutex_unlock(&lib_mu);
-			c->nft = NULL;
-			__atomic_sub_fetch(&live_count, 1, __ATOMIC_RELAXED);
-		}
+		free_nft(c);
 		pthread_mutex_destroy(&c->mu);
 	}
 	return rc;
@@ -298,13 +304,7 @@ void nftx_exec(nftx_ctx *c, nftx_mode mode, const char *cmd, nftx_result *r)
 void nftx_close(nftx_ctx *c)
 {
 	pthread_mutex_lock(&c->mu);
-	if (c->nft != NULL) {
-		pthread_mutex_lock(&lib_mu);
-		nft_ctx_free(c->nft);
-		pthread_mutex_unlock(&lib_mu);
-		c->nft = NULL;
-		__atomic_sub_fetch(&live_count, 1, __ATOMIC_RELAXED);
-	}
+	free_nft(c);
 	pthread_mutex_unlock(&c->mu);
 }
 
