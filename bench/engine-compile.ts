@@ -2,13 +2,9 @@
 // after it, and the cost of incremental events. Prints figures; asserts nothing about time.
 import type { ClusterEvent, PodState } from '../src/api';
 import { NodeCompiler } from '../src/compiler';
-import { SyntheticGenerator, clusterEvents } from './synthetic-cluster';
+import { referenceCluster } from './synthetic-cluster';
 import { percentile, printTable, mib } from './report';
 
-const PODS = Number(process.env['BENCH_PODS'] ?? 100_000);
-const NODES = Number(process.env['BENCH_NODES'] ?? 5_000);
-const NAMESPACES = Number(process.env['BENCH_NAMESPACES'] ?? 2_000);
-const POLICIES = Number(process.env['BENCH_POLICIES'] ?? 10_000);
 const SAMPLES = 2_000;
 // A node's own pods are a few dozen of the cluster's; their events are fewer and cost more.
 const LOCAL_SAMPLES = 300;
@@ -20,19 +16,15 @@ function time(fn: () => void): number {
 }
 
 export function runEngineBenchmark(): void {
-  const g = new SyntheticGenerator({ seed: 42, namespaces: NAMESPACES, nodes: NODES, pods: PODS, policies: POLICIES });
-  const cluster = g.cluster();
-  const events = clusterEvents(cluster);
-  // The node with the most local pods: the worst case for one agent.
-  const perNode = new Map<string, number>();
-  for (const p of cluster.pods) perNode.set(p.nodeName, (perNode.get(p.nodeName) ?? 0) + 1);
-  const node = [...perNode].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'node-0';
+  const { generator: g, cluster, events, node, options } = referenceCluster();
+  const { pods: PODS, nodes: NODES, namespaces: NAMESPACES, policies: POLICIES } = options;
   global.gc?.();
   const rssBefore = process.memoryUsage().rss;
   const compiler = new NodeCompiler(node);
   const fullMs = time(() => { for (const e of events) compiler.apply(e); });
   global.gc?.();
   const rssAfter = process.memoryUsage().rss;
+  const elementsAfterCompile = compiler.elementCount;
 
   const pods = [...cluster.pods];
   const local = pods.filter((p) => p.nodeName === node);
@@ -91,7 +83,7 @@ export function runEngineBenchmark(): void {
   printTable(['measure', 'value', 'target', 'ratio to target'], [
     ['full compile, one node', `${fullMs.toFixed(0)} ms`, '< 2000 ms', (fullMs / 2000).toFixed(2)],
     ['RSS after full compile', `${mib(rssAfter)} MiB (+${mib(rssAfter - rssBefore)} MiB over the generated cluster)`, '< 300 MB', (rssAfter / 300e6).toFixed(2)],
-    ['rule-table elements on that node', String(compiler.elementCount), '', ''],
+    ['rule-table elements on that node', String(elementsAfterCompile), '', ''],
   ]);
   printTable(['incremental event', 'median ms', 'p99 ms', 'target p99'],
     rows.map(([name, samples]) => [name, percentile(samples, 0.5).toFixed(3), percentile(samples, 0.99).toFixed(3), name.startsWith('pod') ? '< 1 ms' : '']));

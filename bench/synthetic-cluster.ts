@@ -1,6 +1,7 @@
 // The one synthetic-cluster generator behind every benchmark and the randomized tests: a seeded,
 // realistic mix of namespaces, pods and NetworkPolicies (app labels, namespace selectors,
 // matchExpressions, ipBlocks with excepts, named ports, port ranges, default-deny policies).
+import { formatIp } from '../src/net/ip';
 import { eventsBetween } from '../src/source';
 import type { ClusterEvent, NamespaceState, PodState, PolicyPeer, PolicyRule, PolicyState, PortSpec, Selector } from '../src/api';
 
@@ -82,7 +83,7 @@ export class SyntheticGenerator {
   pod(namespace: string, node: string): PodState {
     const n = this.podCounter++;
     const ips = [`10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`];
-    if (this.random() < (this.options.dualStackShare ?? 0.1)) ips.push(`fd00::${(n >> 16).toString(16)}:${(n & 0xffff).toString(16)}`);
+    if (this.random() < (this.options.dualStackShare ?? 0.1)) ips.push(formatIp(6, 0xfd00n << 112n | BigInt(n)));
     return {
       namespace,
       name: `pod-${n}`,
@@ -178,4 +179,30 @@ export class SyntheticGenerator {
 
 export function clusterEvents(cluster: SyntheticCluster): ClusterEvent[] {
   return eventsBetween(null, { ...cluster, ignored: [] });
+}
+
+/** The node with the most local pods: the worst case for one agent. */
+export function busiestNode(cluster: SyntheticCluster): string {
+  const perNode = new Map<string, number>();
+  for (const p of cluster.pods) perNode.set(p.nodeName, (perNode.get(p.nodeName) ?? 0) + 1);
+  return [...perNode].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'node-0';
+}
+
+function envNumber(name: string, fallback: number): number {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+}
+
+/** The issues' reference scale (100,000 pods, 5,000 nodes, 2,000 namespaces, 10,000 policies), overridable by BENCH_* variables. */
+export function referenceCluster(): { generator: SyntheticGenerator; cluster: SyntheticCluster; events: ClusterEvent[]; node: string; options: SyntheticOptions } {
+  const options: SyntheticOptions = {
+    seed: 42,
+    pods: envNumber('BENCH_PODS', 100_000),
+    nodes: envNumber('BENCH_NODES', 5_000),
+    namespaces: envNumber('BENCH_NAMESPACES', 2_000),
+    policies: envNumber('BENCH_POLICIES', 10_000),
+  };
+  const generator = new SyntheticGenerator(options);
+  const cluster = generator.cluster();
+  return { generator, cluster, events: clusterEvents(cluster), node: busiestNode(cluster), options };
 }

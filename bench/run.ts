@@ -1,0 +1,40 @@
+// Runs every benchmark in bench/ in sequence, in this process; prints figures, asserts nothing.
+//
+//   node build/bench/run.js [engine] [addon] [dataplane-packets] [dataplane-programming]   (all when none is named)
+//
+// The engine benchmark goes first so that its RSS figure is not inflated by the others. The addon and
+// dataplane benchmarks need root and say so (and skip) without it.
+import { runEngineBenchmark } from './engine-compile';
+import { main as runAddonBenchmark } from './addon-apply';
+import { runPacketBenchmark, runProgrammingBenchmark } from './dataplane';
+
+const BENCHMARKS: readonly { name: string; run: () => void | Promise<void> }[] = [
+  { name: 'engine', run: () => runEngineBenchmark() },
+  { name: 'addon', run: () => runAddonBenchmark([]) },
+  { name: 'dataplane-packets', run: () => runPacketBenchmark() },
+  { name: 'dataplane-programming', run: () => runProgrammingBenchmark() },
+];
+
+async function main(argv: readonly string[]): Promise<void> {
+  const unknown = argv.filter((a) => !BENCHMARKS.some((b) => b.name === a));
+  if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(', ')}; choose from ${BENCHMARKS.map((b) => b.name).join(', ')}`);
+  const chosen = argv.length === 0 ? BENCHMARKS : BENCHMARKS.filter((b) => argv.includes(b.name));
+  let failed = 0;
+  for (const b of chosen) {
+    console.log(`=== ${b.name} ===`);
+    const t0 = Date.now();
+    try {
+      await b.run();
+    } catch (err) {
+      failed++;
+      console.error(`benchmark ${b.name} failed:`, err);
+    }
+    console.log(`(${b.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+  }
+  if (failed > 0) process.exitCode = 1;
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
