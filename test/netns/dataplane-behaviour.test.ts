@@ -116,3 +116,30 @@ test('the start-up check sees the real bridged sandbox node as bridged and ready
     await bridged.destroy();
   }
 });
+
+test('someone editing or deleting our table is detected by a reconcile and repaired in the kernel', async () => {
+  const netns = lab.sandbox.nodeNetnsName('node-1');
+  const nft = (...args: string[]) => execFileSync('ip', ['netns', 'exec', netns, 'nft', ...args], { encoding: 'utf8' });
+  const backend = new KernelNftBackend({ table: DEFAULT_TABLE, netns: lab.sandbox.nodeNetnsPath('node-1') });
+  const compiler = new NodeCompiler('node-1');
+  for (const e of eventsBetween(null, objects)) compiler.apply(e);
+  const dataplane = new Dataplane(backend);
+  try {
+    await dataplane.sync(compiler.elements());
+    const tampers: [string, () => void][] = [
+      ['an accept rule inserted at the top of forward', () => nft('insert', 'rule', 'inet', DEFAULT_TABLE, 'forward', 'accept')],
+      ['the table deleted', () => nft('delete', 'table', 'inet', DEFAULT_TABLE)],
+    ];
+    for (const [what, tamper] of tampers) {
+      tamper();
+      assert.equal(await probe('shop/client-no', '10.50.1.10', 80, 500), 'connected', `${what}: the tampering opened traffic`);
+      const report = await dataplane.reconcile();
+      assert.ok(report.operations > 0, `${what}: detected`);
+      assert.equal(await probe('shop/client-no', '10.50.1.10', 80, 500), 'timeout', `${what}: repaired`);
+      assert.equal(await probe('shop/client-ok', '10.50.1.10'), 'connected');
+      assert.equal((await dataplane.reconcile()).operations, 0);
+    }
+  } finally {
+    backend.close();
+  }
+});
