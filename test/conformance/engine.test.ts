@@ -10,6 +10,7 @@ import { baseCluster } from './cluster';
 import { compareTruthTables, formatReachabilityReport, pairKey } from './reachability';
 import { asListManifest, replay } from './scenario';
 import { caseFullName, upstreamCases } from './upstream-cases';
+import { extraCases } from './extra-cases';
 
 const CLI = resolve(__dirname, '../../../bin/netpol-agent');
 
@@ -22,7 +23,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 for (const family of [4, 6] as const) {
   describe(`upstream netpol conformance through probe (IPv${family})`, () => {
     const cluster = baseCluster({ dualStack: family === 6 });
-    for (const c of upstreamCases.filter((k) => k.ipFamilies.includes(family))) {
+    for (const c of [...upstreamCases, ...extraCases].filter((k) => k.ipFamilies.includes(family))) {
       test(caseFullName(c), () => {
         for (const state of replay(c, cluster)) {
           const file = join(dir, 'cluster.json');

@@ -16,6 +16,7 @@ import { baseCluster } from '../conformance/cluster';
 import { compareTruthTables, formatReachabilityReport, pairKey } from '../conformance/reachability';
 import { replay } from '../conformance/scenario';
 import { caseFullName, upstreamCases } from '../conformance/upstream-cases';
+import { extraCases } from '../conformance/extra-cases';
 import type { ConformanceCase } from '../conformance/upstream-cases';
 
 const TIMEOUT_MS = 1000;
@@ -29,6 +30,7 @@ const IPV6_SUBSET = [
   'should allow ingress access from updated namespace',
   'should deny egress from pods based on PodSelector',
   'should work with Ingress, Egress specified together',
+  'a policy added, then updated, then a namespace relabelled, then the label removed',
 ];
 
 const tally = { probes: 0, observed: 0, sctpRuleLevel: 0 };
@@ -71,7 +73,7 @@ function runCase(lab: () => DataplaneLab, c: ConformanceCase, family: 4 | 6): ()
 
 for (const topology of ['routed', 'bridged'] as Topology[]) {
   for (const family of [4, 6] as const) {
-    const cases = upstreamCases.filter((c) => c.ipFamilies.includes(family) && (family === 4 || IPV6_SUBSET.includes(c.name)));
+    const cases = [...upstreamCases, ...extraCases].filter((c) => c.ipFamilies.includes(family) && (family === 4 || IPV6_SUBSET.includes(c.name)));
     describe(`upstream netpol conformance with real packets (${topology}, IPv${family})`, () => {
       let lab: DataplaneLab | null = null;
       before(async () => {

@@ -11,6 +11,7 @@ import type { ClusterObjects } from '../../src/source';
 import { baseCluster } from '../conformance/cluster';
 import { replay } from '../conformance/scenario';
 import { upstreamCases } from '../conformance/upstream-cases';
+import { extraCases } from '../conformance/extra-cases';
 
 const TABLE = 'netpol_test';
 
@@ -22,7 +23,7 @@ async function freshDump(elements: Iterable<RuleTableElement>): Promise<string> 
 
 test('every upstream case, step by step: incremental state equals a fresh full sync', async () => {
   const cluster = baseCluster({ dualStack: true });
-  for (const c of upstreamCases) {
+  for (const c of [...upstreamCases, ...extraCases]) {
     for (const node of cluster.nodes) {
       const compiler = new NodeCompiler(node);
       const fake = new FakeNft(TABLE);
