@@ -16,6 +16,11 @@ export interface ObjectRef {
   readonly name: string;
 }
 
+/** "namespace/name": the key of a pod or a policy in every map and rule-table element. */
+export function objectKey(ref: ObjectRef): string {
+  return `${ref.namespace}/${ref.name}`;
+}
+
 // ---------------------------------------------------------------------------
 // Cluster model: only what enforcement needs, validated once on the way in.
 // ---------------------------------------------------------------------------

@@ -1,2 +1,3 @@
-export { NodeCompiler, podKey } from './node-compiler';
+export { NodeCompiler } from './node-compiler';
+export { objectKey } from '../api';
 export { selectorMatches } from './selector';

@@ -13,6 +13,7 @@
 // a peer event costs the same however many local pods a rule applies to. Recomputing a unit from the
 // current state is idempotent, so an event only has to find the units it may have changed and
 // recompute them; the refcounted store turns that into a delta of elements whose presence changed.
+import { objectKey } from '../api';
 import type {
   ClusterEvent, Direction, NamespaceState, PodState, PolicyRule, PolicyState, PortMatch, PortSpec,
   RuleTableDelta, RuleTableElement, Selector,
@@ -56,9 +57,6 @@ const TERMINAL_PHASES = new Set(['Succeeded', 'Failed']);
 const ALL_PORTS_FROM = 1;
 const ALL_PORTS_TO = 65535;
 
-export function podKey(p: { namespace: string; name: string }): string {
-  return `${p.namespace}/${p.name}`;
-}
 
 /** Host-network and finished pods are neither isolated targets nor selected peers. */
 function isPolicyPod(p: PodState): boolean {
@@ -118,10 +116,10 @@ export class NodeCompiler {
         this.onNamespace(event.type === 'upsert' ? event.object.name : event.name, event.type === 'upsert' ? event.object : undefined);
         break;
       case 'Pod':
-        this.onPod(event.type === 'upsert' ? podKey(event.object) : podKey(event.ref), event.type === 'upsert' ? event.object : undefined);
+        this.onPod(event.type === 'upsert' ? objectKey(event.object) : objectKey(event.ref), event.type === 'upsert' ? event.object : undefined);
         break;
       case 'NetworkPolicy':
-        this.onPolicy(event.type === 'upsert' ? podKey(event.object) : podKey(event.ref), event.type === 'upsert' ? event.object : undefined);
+        this.onPolicy(event.type === 'upsert' ? objectKey(event.object) : objectKey(event.ref), event.type === 'upsert' ? event.object : undefined);
         break;
     }
     return this.store.takeDelta();

@@ -10,6 +10,7 @@ import type { KernelView } from './layout';
 import { POD_MAPS, addGroupView, groupName, groupSetNames, podMapView, staticChains } from './layout';
 import type { NftBackend } from './nft';
 import { NftApplyError } from './nft';
+import type { Transaction } from './nft';
 import { diffViews, viewFromSnapshot } from './diff';
 import type { Scope } from './diff';
 import { RuleState, podDirectionKey } from './rule-state';
@@ -103,7 +104,7 @@ export class Dataplane {
     return { kind: 'incremental', operations: tx.size, groups: this.members.size, durationMs: performance.now() - started };
   }
 
-  private async run(tx: ReturnType<typeof diffViews>, what: string): Promise<void> {
+  private async run(tx: Transaction, what: string): Promise<void> {
     if (tx.size === 0) return;
     try {
       await this.backend.run(tx);

@@ -2,7 +2,7 @@
 // port the destination declares, would a new connection be allowed? Egress is decided on the source's
 // node table, ingress on the destination's, exactly where the dataplane enforces them.
 import type { IpFamily, PodState, Protocol } from '../api';
-import { NodeCompiler, podKey } from '../compiler';
+import { NodeCompiler, objectKey } from '../compiler';
 import { parseIp } from '../net/ip';
 import { RuleTableIndex } from '../ruletable';
 import type { Verdict } from '../ruletable';
@@ -44,7 +44,7 @@ function ipOfFamily(pod: PodState, family: IpFamily): string | undefined {
 export function probeCases(objects: ClusterObjects, filter: ProbeFilter): ProbeCase[] {
   const pods = objects.pods
     .filter((p) => p.ips.length > 0 && !TERMINAL.has(p.phase))
-    .sort((a, b) => (podKey(a) < podKey(b) ? -1 : 1));
+    .sort((a, b) => (objectKey(a) < objectKey(b) ? -1 : 1));
   const cases: ProbeCase[] = [];
   for (const to of pods) {
     const ports = new Map<string, { port: number; protocol: Protocol }>();
@@ -60,7 +60,7 @@ export function probeCases(objects: ClusterObjects, filter: ProbeFilter): ProbeC
       if (family === undefined) continue;
       const fromIp = ipOfFamily(from, family) as string;
       const toIp = ipOfFamily(to, family) as string;
-      for (const { port, protocol } of sortedPorts) cases.push({ from: podKey(from), to: podKey(to), fromIp, toIp, port, protocol });
+      for (const { port, protocol } of sortedPorts) cases.push({ from: objectKey(from), to: objectKey(to), fromIp, toIp, port, protocol });
     }
   }
   return cases.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
@@ -84,7 +84,7 @@ function describe(v: Verdict, direction: 'ingress' | 'egress', pod: string): str
 }
 
 export function computeProbe(objects: ClusterObjects, filter: ProbeFilter): ProbeResult[] {
-  const nodeOf = new Map(objects.pods.map((p) => [podKey(p), p.nodeName]));
+  const nodeOf = new Map(objects.pods.map((p) => [objectKey(p), p.nodeName]));
   const indexes = new Map<string, RuleTableIndex>();
   for (const [node, compiler] of compileNodes(objects)) indexes.set(node, new RuleTableIndex(compiler.elements()));
   return probeCases(objects, filter).map((c) => {

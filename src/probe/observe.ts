@@ -2,7 +2,7 @@
 // namespaces stands in for the nodes and pods, the dataplane programs each node's nftables from its
 // compiled rule table, and every answer is a real connection attempt.
 import type { ClusterEvent, PodState } from '../api';
-import { NodeCompiler, podKey } from '../compiler';
+import { NodeCompiler, objectKey } from '../compiler';
 import { Dataplane, DataplaneError, DEFAULT_TABLE, checkCniShape, netnsHostFiles } from '../dataplane';
 import type { SyncReport } from '../dataplane';
 import { KernelNftBackend } from '../dataplane/nft';
@@ -31,7 +31,7 @@ function sandboxPods(objects: ClusterObjects): SandboxPodSpec[] {
   return objects.pods
     .filter((p) => p.ips.length > 0 && !p.hostNetwork && !TERMINAL.has(p.phase))
     .map((p) => ({
-      key: podKey(p),
+      key: objectKey(p),
       node: nodeOf(p),
       ips: [...p.ips],
       ports: [...new Map(p.ports.map((c) => [`${c.port}/${c.protocol}`, { port: c.port, protocol: c.protocol }])).values()],

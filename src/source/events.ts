@@ -1,9 +1,9 @@
 // Turns two snapshots of the cluster into the events between them, the way a watch would have
 // delivered them: what a file source emits when its files change, and what tests replay.
+import { objectKey } from '../api';
 import type { ClusterEvent, NamespaceState, PodState, PolicyState } from '../api';
 import type { ClusterObjects } from './manifests';
 
-const key = (o: { namespace: string; name: string }): string => `${o.namespace}/${o.name}`;
 
 function byKey<T>(items: readonly T[], k: (t: T) => string): Map<string, T> {
   return new Map(items.map((t) => [k(t), t]));
@@ -18,13 +18,13 @@ export function eventsBetween(prev: ClusterObjects | null, next: ClusterObjects)
   const events: ClusterEvent[] = [];
   const before = {
     namespaces: byKey<NamespaceState>(prev?.namespaces ?? [], (n) => n.name),
-    pods: byKey<PodState>(prev?.pods ?? [], key),
-    policies: byKey<PolicyState>(prev?.policies ?? [], key),
+    pods: byKey<PodState>(prev?.pods ?? [], objectKey),
+    policies: byKey<PolicyState>(prev?.policies ?? [], objectKey),
   };
   const after = {
     namespaces: byKey(next.namespaces, (n) => n.name),
-    pods: byKey(next.pods, key),
-    policies: byKey(next.policies, key),
+    pods: byKey(next.pods, objectKey),
+    policies: byKey(next.policies, objectKey),
   };
   for (const [k, object] of after.namespaces) if (!same(before.namespaces.get(k), object)) events.push({ type: 'upsert', kind: 'Namespace', object });
   for (const [k, object] of after.pods) if (!same(before.pods.get(k), object)) events.push({ type: 'upsert', kind: 'Pod', object });
