@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClusterEvent, NamespaceState, PodState, PolicyState } from '../../src/api';
-import { NodeCompiler, podKey } from '../../src/compiler';
+import { NodeCompiler, objectKey } from '../../src/compiler';
 import { elementKey } from '../../src/ruletable';
 import { SyntheticGenerator, clusterEvents } from '../../bench/synthetic-cluster';
 
@@ -78,10 +78,10 @@ function applyToWorld(world: World, e: ClusterEvent): void {
     if (e.type === 'upsert') world.namespaces.set(e.object.name, e.object);
     else world.namespaces.delete(e.name);
   } else if (e.kind === 'Pod') {
-    if (e.type === 'upsert') world.pods.set(podKey(e.object), e.object);
-    else world.pods.delete(podKey(e.ref));
-  } else if (e.type === 'upsert') world.policies.set(podKey(e.object), e.object);
-  else world.policies.delete(podKey(e.ref));
+    if (e.type === 'upsert') world.pods.set(objectKey(e.object), e.object);
+    else world.pods.delete(objectKey(e.ref));
+  } else if (e.type === 'upsert') world.policies.set(objectKey(e.object), e.object);
+  else world.policies.delete(objectKey(e.ref));
 }
 
 for (const seed of [1, 2, 3]) {
@@ -91,8 +91,8 @@ for (const seed of [1, 2, 3]) {
     const nodes = cluster.nodes;
     const world: World = {
       namespaces: new Map(cluster.namespaces.map((n) => [n.name, n])),
-      pods: new Map(cluster.pods.map((p) => [podKey(p), p])),
-      policies: new Map(cluster.policies.map((p) => [podKey(p), p])),
+      pods: new Map(cluster.pods.map((p) => [objectKey(p), p])),
+      policies: new Map(cluster.policies.map((p) => [objectKey(p), p])),
     };
     const compilers = nodes.map((n) => new NodeCompiler(n));
     const streamed = nodes.map(() => new Set<string>());
