@@ -2,7 +2,7 @@
 // to what the rule table wants, as one transaction ordered so every reference exists when used:
 // create sets and chains, swap set elements (deletes first: interval elements must never overlap),
 // rewrite the rules of changed chains, then remove what is no longer wanted.
-import type { KernelView, RuleBody, SetView } from './layout';
+import type { ChainView, KernelView, RuleBody, SetView } from './layout';
 import { elementId } from './layout';
 import type { TableSnapshot } from './nft';
 import { Transaction } from './nft';
@@ -39,7 +39,7 @@ function sameRules(a: readonly RuleBody[], b: readonly RuleBody[]): boolean {
   return a.length === b.length && a.every((r, i) => r.text === b[i]?.text);
 }
 
-function sameBase(a: KernelView['chains'] extends Map<string, infer C> ? C : never, b: typeof a): boolean {
+function sameBase(a: ChainView, b: ChainView): boolean {
   return JSON.stringify(a.base ?? null) === JSON.stringify(b.base ?? null);
 }
 
