@@ -19,54 +19,99 @@ export function familyBits(family: IpFamily): number {
   return family === 4 ? 32 : 128;
 }
 
-/** Parses an IPv4 or IPv6 address; returns null when it is not one. */
-export function parseIp(text: string): IpAddress | null {
-  if (isIPv4(text)) {
-    let value = 0n;
-    for (const part of text.split('.')) value = (value << 8n) | BigInt(Number(part));
-    return { family: 4, value };
+const IPV4_RE = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+const HEX_GROUP_RE = /^[0-9A-Fa-f]{1,4}$/;
+
+/** Strict dotted quad: no leading zeros, which some parsers read as octal. */
+function parseIPv4(text: string): bigint | null {
+  const m = IPV4_RE.exec(text);
+  if (m === null) return null;
+  let v = 0n;
+  for (let i = 1; i <= 4; i++) {
+    const octet = Number(m[i]);
+    if (octet > 255) return null;
+    v = (v << 8n) | BigInt(octet);
   }
+  return v;
+}
+
+/** IPv6 without a zone index, with an optional dotted IPv4 tail. */
+function parseIPv6(text: string): bigint | null {
   if (!isIPv6(text) || text.includes('%')) return null;
   let head = text;
   let tailV4: bigint | null = null;
   const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    const v4 = parseIp(text.slice(lastColon + 1));
-    if (v4 === null) return null;
-    tailV4 = v4.value;
+  if (text.slice(lastColon + 1).includes('.')) {
+    tailV4 = parseIPv4(text.slice(lastColon + 1));
+    if (tailV4 === null) return null;
     head = `${text.slice(0, lastColon + 1)}0:0`;
   }
-  const [left, right] = head.includes('::') ? head.split('::') : [head, null];
-  const leftGroups = left === '' ? [] : left.split(':');
-  const rightGroups = right === null || right === '' ? [] : right.split(':');
-  const missing = 8 - leftGroups.length - rightGroups.length;
-  const groups = right === null ? leftGroups : [...leftGroups, ...Array<string>(missing).fill('0'), ...rightGroups];
-  let value = 0n;
-  for (const g of groups) value = (value << 16n) | BigInt(parseInt(g, 16));
-  if (tailV4 !== null) value = (value & ~0xffffffffn) | tailV4;
-  return { family: 6, value };
+  const halves = head.split('::');
+  if (halves.length > 2) return null;
+  const left = halves[0] === '' ? [] : (halves[0] ?? '').split(':');
+  const right = halves.length === 2 ? (halves[1] === '' ? [] : (halves[1] ?? '').split(':')) : [];
+  const missing = 8 - left.length - right.length;
+  if ((halves.length === 2 && missing < 1) || (halves.length === 1 && missing !== 0)) return null;
+  let v = 0n;
+  for (const g of [...left, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...right]) {
+    if (!HEX_GROUP_RE.test(g)) return null;
+    v = (v << 16n) | BigInt(parseInt(g, 16));
+  }
+  return tailV4 === null ? v : (v & ~0xffffffffn) | tailV4;
 }
 
-/** Canonical text (RFC 5952 for IPv6), so that equal addresses have equal keys. */
-export function formatIp(family: IpFamily, value: bigint): string {
-  if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
+/** Parses an IPv4 or IPv6 address; returns null when it is not one. */
+export function parseIp(text: string): IpAddress | null {
+  if (isIPv4(text)) {
+    const value = parseIPv4(text);
+    return value === null ? null : { family: 4, value };
   }
-  const groups: number[] = [];
-  for (let s = 112n; s >= 0n; s -= 16n) groups.push(Number((value >> s) & 0xffffn));
-  // Longest run of two or more zero groups becomes "::" (first one on ties).
-  let bestStart = -1;
-  let bestLen = 1;
+  const value = parseIPv6(text);
+  return value === null ? null : { family: 6, value };
+}
+
+function formatIPv4(v: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join('.');
+}
+
+/**
+ * Canonical text, so that equal addresses have equal keys everywhere: IPv4 dotted quad; IPv6 as
+ * glibc inet_ntop prints it (RFC 5952: lowercase, the longest run of two or more zero groups
+ * compressed, the first on ties; IPv4-mapped and -compatible addresses with a dotted tail), which
+ * is also what nft lists.
+ */
+export function formatIp(family: IpFamily, value: bigint): string {
+  if (family === 4) return formatIPv4(value);
+  const words: number[] = [];
+  for (let i = 7; i >= 0; i--) words.push(Number((value >> BigInt(i * 16)) & 0xffffn));
+  let bestBase = -1;
+  let bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestBase = i;
+      bestLen = j - i;
+    }
     i = j;
   }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  if (bestLen < 2) bestBase = -1;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLen) {
+      if (i === bestBase) out += ':';
+      continue;
+    }
+    if (i !== 0) out += ':';
+    if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && words[5] === 0xffff))) return out + formatIPv4(value & 0xffffffffn);
+    out += (words[i] ?? 0).toString(16);
+  }
+  if (bestBase !== -1 && bestBase + bestLen === 8) out += ':';
+  return out;
 }
 
 export function canonicalIp(text: string): string | null {

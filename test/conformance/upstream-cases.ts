@@ -26,6 +26,7 @@ import {
   METADATA_NAME_LABEL_KEY,
 } from './cluster';
 import { type PairKey, Reachability, loopbackPairs } from './reachability';
+import { formatCidr, parseCidr } from '../../src/net/ip';
 
 export interface ProbeSpec {
   port: number;
@@ -157,48 +158,11 @@ function hostCidr(ip: string): string {
   return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
 }
 
-function ipv6ToBigInt(ip: string): bigint {
-  const [head, tail] = ip.includes('::') ? (ip.split('::') as [string, string]) : [ip, undefined];
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  if (groups.length !== 8) throw new Error(`bad IPv6 address ${ip}`);
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-
-function bigIntToIpv6(value: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (>= 2) of zero groups.
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
-}
-
 /** Upstream makeLargeCIDRForIP: the /4 network containing the IP. */
 function largeCidrForIp(ip: string): string {
-  if (ip.includes(':')) {
-    const mask = ((1n << 4n) - 1n) << 124n;
-    return `${bigIntToIpv6(ipv6ToBigInt(ip) & mask)}/4`;
-  }
-  const octets = ip.split('.').map(Number);
-  const first = (octets[0] as number) & 0xf0;
-  return `${first}.0.0.0/4`;
+  const cidr = parseCidr(`${ip}/4`);
+  if (cidr === null) throw new Error(`bad IP address ${ip}`);
+  return formatCidr(cidr);
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@
 //
 // No text assembly of nft commands happens here: only single values.
 
-import { isIPv4, isIPv6 } from 'node:net';
+import { formatIp, parseIp } from '../../net/ip';
 
 export type ValueKind = 'ipv4' | 'ipv6' | 'port' | 'proto';
 
@@ -52,92 +52,27 @@ const BITS: Readonly<Record<'ipv4' | 'ipv6', number>> = { ipv4: 32, ipv6: 128 };
 // Addresses
 // ---------------------------------------------------------------------------
 
-const IPV4_RE = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
-
 /** Strict dotted quad (no leading zeros, which some parsers read as octal). */
 export function parseIPv4(text: string): bigint {
-  const m = IPV4_RE.exec(text);
-  if (m === null || !isIPv4(text)) throw new ValueError(`not an IPv4 address: ${JSON.stringify(text)}`);
-  let v = 0n;
-  for (let i = 1; i <= 4; i++) {
-    const octet = Number(m[i]);
-    if (octet > 255) throw new ValueError(`not an IPv4 address: ${JSON.stringify(text)}`);
-    v = (v << 8n) | BigInt(octet);
-  }
-  return v;
+  const ip = parseIp(text);
+  if (ip === null || ip.family !== 4) throw new ValueError(`not an IPv4 address: ${JSON.stringify(text)}`);
+  return ip.value;
 }
-
-const HEX_GROUP_RE = /^[0-9A-Fa-f]{1,4}$/;
 
 /** IPv6 without zone index. */
 export function parseIPv6(text: string): bigint {
-  if (!isIPv6(text) || text.includes('%')) throw new ValueError(`not an IPv6 address: ${JSON.stringify(text)}`);
-  let head = text;
-  let tailV4: bigint | null = null;
-  const lastColon = text.lastIndexOf(':');
-  if (text.slice(lastColon + 1).includes('.')) {
-    tailV4 = parseIPv4(text.slice(lastColon + 1));
-    head = text.slice(0, lastColon + 1) + '0:0';
-  }
-  const halves = head.split('::');
-  if (halves.length > 2) throw new ValueError(`not an IPv6 address: ${JSON.stringify(text)}`);
-  const left = halves[0] === '' ? [] : (halves[0] ?? '').split(':');
-  const right = halves.length === 2 ? (halves[1] === '' ? [] : (halves[1] ?? '').split(':')) : [];
-  const missing = 8 - left.length - right.length;
-  if ((halves.length === 2 && missing < 1) || (halves.length === 1 && missing !== 0)) {
-    throw new ValueError(`not an IPv6 address: ${JSON.stringify(text)}`);
-  }
-  const groups = [...left, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...right];
-  let v = 0n;
-  for (const g of groups) {
-    if (!HEX_GROUP_RE.test(g)) throw new ValueError(`not an IPv6 address: ${JSON.stringify(text)}`);
-    v = (v << 16n) | BigInt(parseInt(g, 16));
-  }
-  if (tailV4 !== null) v = (v & ~0xffffffffn) | tailV4;
-  return v;
+  const ip = parseIp(text);
+  if (ip === null || ip.family !== 6) throw new ValueError(`not an IPv6 address: ${JSON.stringify(text)}`);
+  return ip.value;
 }
 
 export function formatIPv4(v: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join('.');
+  return formatIp(4, v);
 }
 
 /** Same output as glibc inet_ntop(AF_INET6), which is what nft prints. */
 export function formatIPv6(v: bigint): string {
-  const words: number[] = [];
-  for (let i = 7; i >= 0; i--) words.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  // Longest run of zero words (length >= 2), first one wins ties.
-  let bestBase = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestBase = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestLen < 2) bestBase = -1;
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLen) {
-      if (i === bestBase) out += ':';
-      continue;
-    }
-    if (i !== 0) out += ':';
-    // IPv4-compatible (::a.b.c.d) and IPv4-mapped (::ffff:a.b.c.d) addresses.
-    if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && words[5] === 0xffff))) {
-      out += formatIPv4(v & 0xffffffffn);
-      return out;
-    }
-    out += (words[i] ?? 0).toString(16);
-  }
-  if (bestBase !== -1 && bestBase + bestLen === 8) out += ':';
-  return out;
+  return formatIp(6, v);
 }
 
 function addrKind(text: string): 'ipv4' | 'ipv6' {
