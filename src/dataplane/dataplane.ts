@@ -13,7 +13,7 @@ import { NftApplyError } from './nft';
 import type { Transaction } from './nft';
 import { diffViews, viewFromSnapshot } from './diff';
 import type { Scope } from './diff';
-import { RuleState, podDirectionKey } from './rule-state';
+import { RuleState, podDirectionKey } from '../ruletable';
 
 export interface SyncReport {
   readonly kind: 'full' | 'incremental';
@@ -51,8 +51,7 @@ export class Dataplane {
 
   /** Start-up, or on demand: the whole rule table, repairing whatever the kernel holds. */
   async sync(elements: Iterable<RuleTableElement>): Promise<SyncReport> {
-    this.state = new RuleState();
-    this.state.apply({ added: [...elements], removed: [] });
+    this.state = RuleState.of(elements);
     return this.reconcile();
   }
 

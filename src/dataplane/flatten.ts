@@ -2,14 +2,9 @@
 // refuses overlapping elements in interval sets, so every set is made of disjoint elements: peers
 // and ports are unions of intervals, and (peer, port) pairs are unions of rectangles cut into
 // disjoint ones. The result depends only on the allowed space, not on how the rules wrote it.
-import type { IpFamily, PeerMatch, PortMatch, Protocol } from '../api';
+import type { IpFamily, Protocol } from '../api';
+import type { AllowSpan } from '../ruletable';
 import { familyBits, formatIp, parseCidr, parseIp } from '../net/ip';
-
-/** One allowed (peer, port) pair as the rule table states it. */
-export interface AllowSpan {
-  readonly peer: PeerMatch;
-  readonly port: PortMatch;
-}
 
 /** Key parts of set elements, in nft's own text (address, CIDR or range; protocol; port or range). */
 export type KeyParts = readonly string[];

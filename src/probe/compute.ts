@@ -4,7 +4,7 @@
 import type { IpFamily, PodState, Protocol } from '../api';
 import { NodeCompiler, objectKey } from '../compiler';
 import { parseIp } from '../net/ip';
-import { RuleTableIndex } from '../ruletable';
+import { RuleState } from '../ruletable';
 import type { Verdict } from '../ruletable';
 import { eventsBetween } from '../source';
 import type { ClusterObjects } from '../source';
@@ -85,15 +85,15 @@ function describe(v: Verdict, direction: 'ingress' | 'egress', pod: string): str
 
 export function computeProbe(objects: ClusterObjects, filter: ProbeFilter): ProbeResult[] {
   const nodeOf = new Map(objects.pods.map((p) => [objectKey(p), p.nodeName]));
-  const indexes = new Map<string, RuleTableIndex>();
-  for (const [node, compiler] of compileNodes(objects)) indexes.set(node, new RuleTableIndex(compiler.elements()));
+  const tables = new Map<string, RuleState>();
+  for (const [node, compiler] of compileNodes(objects)) tables.set(node, RuleState.of(compiler.elements()));
   return probeCases(objects, filter).map((c) => {
     const base = { from: c.from, to: c.to, port: c.port, protocol: c.protocol };
     if (c.from === c.to) {
       return { ...base, allowed: true, reason: 'loopback: a pod reaching itself never leaves its network namespace' };
     }
-    const egress = (indexes.get(nodeOf.get(c.from) ?? '') as RuleTableIndex).decide(c.from, 'egress', parseIp(c.toIp)!, c.protocol, c.port);
-    const ingress = (indexes.get(nodeOf.get(c.to) ?? '') as RuleTableIndex).decide(c.to, 'ingress', parseIp(c.fromIp)!, c.protocol, c.port);
+    const egress = (tables.get(nodeOf.get(c.from) ?? '') as RuleState).decide(c.from, 'egress', parseIp(c.toIp)!, c.protocol, c.port);
+    const ingress = (tables.get(nodeOf.get(c.to) ?? '') as RuleState).decide(c.to, 'ingress', parseIp(c.fromIp)!, c.protocol, c.port);
     const target = `${c.protocol}/${c.port}`;
     if (!egress.allowed) {
       return { ...base, allowed: false, reason: `denied: egress of ${c.from} is isolated by ${egress.isolatedBy.join(', ')} and no egress rule allows ${c.to} (${c.toIp}) on ${target}` };

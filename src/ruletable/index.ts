@@ -1,4 +1,4 @@
 export { ElementStore, elementKey, portMatchText } from './elements';
 export { buildRuleTable } from './view';
-export { RuleTableIndex, portMatches } from './evaluate';
-export type { Verdict } from './evaluate';
+export { RuleState, podDirectionKey, portMatches } from './rule-state';
+export type { AllowSpan, Touched, Verdict } from './rule-state';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { flattenAllowSpans, unionRects } from '../../src/dataplane/flatten';
-import type { AllowSpan } from '../../src/dataplane/flatten';
+import type { AllowSpan } from '../../src/ruletable';
 
 const tcp = (from: number, to = from) => ({ protocol: 'TCP' as const, from, to });
 

@@ -1,9 +1,29 @@
-// The dataplane's copy of the node's rule table, indexed the way programming needs it: bound rules
-// per (local pod, direction) and peers per rule. Applying a delta reports what it touched.
-import type { Direction, PeerMatch, PortMatch, RuleTableDelta, RuleTableElement } from '../api';
+// A node's rule table indexed the way its consumers ask: bound rules per (local pod, direction) and
+// peers per rule. The dataplane keeps one up to date from deltas (applying one reports what it
+// touched); probe builds one from a compiled table and asks it about single connections.
+import type { Direction, PeerMatch, PortMatch, Protocol, RuleTableDelta, RuleTableElement } from '../api';
 import { DIRECTIONS } from '../api';
-import { portMatchText } from '../ruletable';
-import type { AllowSpan } from './flatten';
+import type { IpAddress } from '../net/ip';
+import { peerContainsIp } from '../net/ip';
+import { portMatchText } from './elements';
+
+/** One allowed (peer, port) pair as the rule table states it. */
+export interface AllowSpan {
+  readonly peer: PeerMatch;
+  readonly port: PortMatch;
+}
+
+export interface Verdict {
+  readonly allowed: boolean;
+  /** The rule that allows it, when one does. */
+  readonly rule?: string;
+  /** The policies that isolate the pod in this direction; empty when it is not isolated. */
+  readonly isolatedBy: readonly string[];
+}
+
+export function portMatches(match: PortMatch, protocol: Protocol, port: number): boolean {
+  return match === 'any' || (match.protocol === protocol && port >= match.from && port <= match.to);
+}
 
 export interface Touched {
   /** "pod|direction" keys whose binding, isolation or addresses changed. */
@@ -22,6 +42,12 @@ export function podDirectionKey(pod: string, direction: Direction): string {
 }
 
 export class RuleState {
+  static of(elements: Iterable<RuleTableElement>): RuleState {
+    const state = new RuleState();
+    state.apply({ added: [...elements], removed: [] });
+    return state;
+  }
+
   private readonly addresses = new Map<string, Map<string, number>>();
   private readonly isolation = new Map<string, Map<string, number>>();
   /** pod|direction -> rule -> bound port text -> port (null: the binding itself) */
@@ -91,6 +117,27 @@ export class RuleState {
 
   isIsolated(pod: string, direction: Direction): boolean {
     return this.isolation.has(podDirectionKey(pod, direction));
+  }
+
+  /**
+   * Decides one new connection the way the kernel does per packet: allowed when the pod is not
+   * isolated in that direction, or when a rule bound to it has a peer containing `remote` on a
+   * matching port. Rules are tried in name order, so the reason is stable.
+   */
+  decide(pod: string, direction: Direction, remote: IpAddress, protocol: Protocol, port: number): Verdict {
+    const key = podDirectionKey(pod, direction);
+    const isolatedBy = [...(this.isolation.get(key)?.keys() ?? [])].sort();
+    if (isolatedBy.length === 0) return { allowed: true, isolatedBy };
+    const rules = this.binds.get(key);
+    for (const rule of [...(rules?.keys() ?? [])].sort()) {
+      const bound = [...(rules?.get(rule)?.values() ?? [])];
+      const boundPortMatches = bound.some((m) => m !== null && portMatches(m, protocol, port));
+      for (const p of this.peers.get(rule)?.values() ?? []) {
+        const portOk = p.port === null ? boundPortMatches : portMatches(p.port, protocol, port);
+        if (portOk && (p.peer === 'any' || peerContainsIp(p.peer, remote))) return { allowed: true, rule, isolatedBy };
+      }
+    }
+    return { allowed: false, isolatedBy };
   }
 
   /**
