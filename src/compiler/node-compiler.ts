@@ -16,18 +16,15 @@
 import { objectKey } from '../api';
 import type {
   ClusterEvent, Direction, NamespaceState, PodState, PolicyRule, PolicyState, PortMatch, PortSpec,
-  RuleTableDelta, RuleTableElement, Selector,
+  PolicyPeer, RuleTableDelta, RuleTableElement,
 } from '../api';
-import { ElementStore, elementKey } from '../ruletable/elements';
-import { NAMESPACE_NAME_LABEL } from '../model/parse';
+import { ElementStore, elementKey } from '../ruletable';
+import { NAMESPACE_NAME_LABEL, hasFinished } from '../model';
 import type { Cidr } from '../net/ip';
 import { cidrContainsIp, formatCidr, parseCidr, parseIp, subtractCidrs } from '../net/ip';
 import { sameLabels, selectorMatches } from './selector';
 
-interface PodPeer {
-  readonly podSelector: Selector;
-  readonly namespaceSelector: Selector | null;
-}
+type PodPeer = Extract<PolicyPeer, { kind: 'pods' }>;
 
 interface ActiveRule {
   readonly id: string;
@@ -53,14 +50,13 @@ interface ActivePolicy {
   readonly rules: ActiveRule[];
 }
 
-const TERMINAL_PHASES = new Set(['Succeeded', 'Failed']);
 const ALL_PORTS_FROM = 1;
 const ALL_PORTS_TO = 65535;
 
 
 /** Host-network and finished pods are neither isolated targets nor selected peers. */
 function isPolicyPod(p: PodState): boolean {
-  return !p.hostNetwork && !TERMINAL_PHASES.has(p.phase);
+  return !p.hostNetwork && !hasFinished(p);
 }
 
 function addToIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
@@ -272,7 +268,7 @@ export class NodeCompiler {
     const podPeers: PodPeer[] = [];
     const blocks: { cidr: Cidr; except: Cidr[] }[] = [];
     for (const peer of rule.peers ?? []) {
-      if (peer.kind === 'pods') podPeers.push({ podSelector: peer.podSelector, namespaceSelector: peer.namespaceSelector });
+      if (peer.kind === 'pods') podPeers.push(peer);
       else blocks.push({ cidr: mustParseCidr(peer.cidr), except: peer.except.map(mustParseCidr) });
     }
     const hasNonPodPeers = rule.peers === null || blocks.length > 0;

@@ -1,1 +1,1 @@
-export { parseNamespace, parsePod, parseNetworkPolicy, isIanaServiceName, NAMESPACE_NAME_LABEL } from './parse';
+export { hasFinished, parseNamespace, parsePod, parseNetworkPolicy, isIanaServiceName, NAMESPACE_NAME_LABEL } from './parse';

@@ -13,6 +13,13 @@ type Json = Record<string, unknown>;
 
 export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
 
+const FINISHED_PHASES = new Set(['Succeeded', 'Failed']);
+
+/** A finished pod has no traffic and its address may already belong to another pod. */
+export function hasFinished(pod: PodState): boolean {
+  return FINISHED_PHASES.has(pod.phase);
+}
+
 function isRecord(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

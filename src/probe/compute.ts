@@ -6,6 +6,7 @@ import { NodeCompiler, objectKey } from '../compiler';
 import { parseIp } from '../net/ip';
 import { RuleState } from '../ruletable';
 import type { Verdict } from '../ruletable';
+import { hasFinished } from '../model';
 import { eventsBetween } from '../source';
 import type { ClusterObjects } from '../source';
 
@@ -34,7 +35,6 @@ export interface ProbeResult {
   readonly reason: string;
 }
 
-const TERMINAL = new Set(['Succeeded', 'Failed']);
 
 function ipOfFamily(pod: PodState, family: IpFamily): string | undefined {
   return pod.ips.find((ip) => parseIp(ip)?.family === family);
@@ -43,7 +43,7 @@ function ipOfFamily(pod: PodState, family: IpFamily): string | undefined {
 /** The connections probe asks about, in a stable order. */
 export function probeCases(objects: ClusterObjects, filter: ProbeFilter): ProbeCase[] {
   const pods = objects.pods
-    .filter((p) => p.ips.length > 0 && !TERMINAL.has(p.phase))
+    .filter((p) => p.ips.length > 0 && !hasFinished(p))
     .sort((a, b) => (objectKey(a) < objectKey(b) ? -1 : 1));
   const cases: ProbeCase[] = [];
   for (const to of pods) {

@@ -8,12 +8,12 @@ import type { SyncReport } from '../dataplane';
 import { KernelNftBackend } from '../dataplane/nft';
 import { Sandbox } from '../sandbox';
 import type { ProbeOutcome, SandboxPodSpec, Topology } from '../sandbox';
+import { hasFinished } from '../model';
 import { eventsBetween } from '../source';
 import type { ClusterObjects } from '../source';
 import { computeProbe, probeCases } from './compute';
 import type { ProbeFilter, ProbeResult } from './compute';
 
-const TERMINAL = new Set(['Succeeded', 'Failed']);
 /** Pods with no node name still need one to live on in the sandbox. */
 export const UNSCHEDULED_NODE = 'unscheduled';
 
@@ -29,7 +29,7 @@ function nodeOf(pod: PodState): string {
 
 function sandboxPods(objects: ClusterObjects): SandboxPodSpec[] {
   return objects.pods
-    .filter((p) => p.ips.length > 0 && !p.hostNetwork && !TERMINAL.has(p.phase))
+    .filter((p) => p.ips.length > 0 && !p.hostNetwork && !hasFinished(p))
     .map((p) => ({
       key: objectKey(p),
       node: nodeOf(p),
