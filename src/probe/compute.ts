@@ -87,13 +87,18 @@ export function computeProbe(objects: ClusterObjects, filter: ProbeFilter): Prob
   const nodeOf = new Map(objects.pods.map((p) => [objectKey(p), p.nodeName]));
   const tables = new Map<string, RuleState>();
   for (const [node, compiler] of compileNodes(objects)) tables.set(node, RuleState.of(compiler.elements()));
-  return probeCases(objects, filter).map((c) => {
+  return decideCases(probeCases(objects, filter), (pod) => tables.get(nodeOf.get(pod) ?? '') as RuleState);
+}
+
+/** Each case decided on the rule tables of its pods' nodes: egress at the source's, ingress at the destination's. */
+export function decideCases(cases: readonly ProbeCase[], tableOf: (pod: string) => RuleState): ProbeResult[] {
+  return cases.map((c) => {
     const base = { from: c.from, to: c.to, port: c.port, protocol: c.protocol };
     if (c.from === c.to) {
       return { ...base, allowed: true, reason: 'loopback: a pod reaching itself never leaves its network namespace' };
     }
-    const egress = (tables.get(nodeOf.get(c.from) ?? '') as RuleState).decide(c.from, 'egress', parseIp(c.toIp)!, c.protocol, c.port);
-    const ingress = (tables.get(nodeOf.get(c.to) ?? '') as RuleState).decide(c.to, 'ingress', parseIp(c.fromIp)!, c.protocol, c.port);
+    const egress = tableOf(c.from).decide(c.from, 'egress', parseIp(c.toIp)!, c.protocol, c.port);
+    const ingress = tableOf(c.to).decide(c.to, 'ingress', parseIp(c.fromIp)!, c.protocol, c.port);
     const target = `${c.protocol}/${c.port}`;
     if (!egress.allowed) {
       return { ...base, allowed: false, reason: `denied: egress of ${c.from} is isolated by ${egress.isolatedBy.join(', ')} and no egress rule allows ${c.to} (${c.toIp}) on ${target}` };

@@ -1,4 +1,4 @@
-export { computeProbe, compileNodes, probeCases } from './compute';
+export { computeProbe, compileNodes, decideCases, probeCases } from './compute';
 export type { ProbeCase, ProbeFilter, ProbeResult } from './compute';
 export { formatJson, formatTable } from './format';
 export { DataplaneLab, observeProbe, UNSCHEDULED_NODE } from './observe';

@@ -3,6 +3,7 @@
 // compiled rule table, and every answer is a real connection attempt.
 import type { ClusterEvent, PodState } from '../api';
 import { NodeCompiler, objectKey } from '../compiler';
+import { RuleState } from '../ruletable';
 import { Dataplane, DataplaneError, DEFAULT_TABLE, checkCniShape, netnsHostFiles } from '../dataplane';
 import type { SyncReport } from '../dataplane';
 import { KernelNftBackend } from '../dataplane/nft';
@@ -11,7 +12,7 @@ import type { ProbeOutcome, SandboxPodSpec, Topology } from '../sandbox';
 import { hasFinished } from '../model';
 import { eventsBetween } from '../source';
 import type { ClusterObjects } from '../source';
-import { computeProbe, probeCases } from './compute';
+import { decideCases, probeCases } from './compute';
 import type { ProbeFilter, ProbeResult } from './compute';
 
 /** Pods with no node name still need one to live on in the sandbox. */
@@ -102,7 +103,10 @@ export class DataplaneLab {
   /** Real connection attempts for every probe case; rule-level verdicts stand in only where no packet can be sent. */
   async observe(objects: ClusterObjects, filter: ProbeFilter, timeoutMs: number): Promise<ObservedResult[]> {
     const cases = probeCases(objects, filter);
-    const computed = computeProbe(objects, filter);
+    // Rule-level verdicts from the tables this lab programmed, for what no packet can show.
+    const tables = new Map([...this.compilers].map(([node, compiler]) => [node, RuleState.of(compiler.elements())]));
+    const nodeOfPod = new Map(objects.pods.map((p) => [objectKey(p), nodeOf(p)]));
+    const computed = decideCases(cases, (pod) => tables.get(nodeOfPod.get(pod) ?? '') as RuleState);
     const outcomes = await this.sandbox.probe(cases.map((c) => ({ from: c.from, toIp: c.toIp, port: c.port, protocol: c.protocol, timeoutMs })));
     return cases.map((c, i) => {
       const { outcome, detail } = outcomes[i] as (typeof outcomes)[number];
