@@ -190,3 +190,32 @@ export interface RulePeers {
   /** Peers on a port of their own (egress named ports), grouped by port. */
   readonly peersByPort: readonly { readonly port: PortMatch; readonly peers: readonly PeerMatch[] }[];
 }
+
+// ---------------------------------------------------------------------------
+// Sources of cluster state: the Kubernetes API (list + watch) or local manifest files. A source turns
+// what it reads into ClusterEvents; it never talks to the compiler or the dataplane.
+// ---------------------------------------------------------------------------
+
+export type ObjectKind = 'Namespace' | 'Pod' | 'NetworkPolicy';
+
+/** Where a source delivers what it reads. Calls come in the order things happened. */
+export interface SourceSink {
+  /** A batch of changes (upserts and deletes of valid objects). */
+  events(batch: readonly ClusterEvent[]): void;
+  /**
+   * An object the source read but cannot turn into state (it fails validation). `raw` is the object as
+   * read, so the agent can enforce it fail-closed; a later upsert or delete of the same object ends it.
+   */
+  rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void;
+  /** The first complete listing of all three kinds has been delivered through events(); called once. */
+  synced(): void;
+  /** A problem with the source itself (a watch failed, a file does not parse). The last state stays. */
+  problem(message: string, cause?: unknown): void;
+}
+
+export interface ClusterSource {
+  /** Starts reading; events flow to the sink until stop(). */
+  start(sink: SourceSink): void;
+  /** Stops reading (watches closed, file watchers removed); delivers nothing afterwards. */
+  stop(): Promise<void>;
+}
