@@ -1,13 +1,29 @@
 // netpol-agent's command line: thin actions over the same modules the agent uses.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { IpFamily, Protocol } from '../api';
-import { AgentError } from '../errors';
+import { AgentError, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
 import type { Topology } from '../sandbox';
 import { loadManifests } from '../source';
 
+// Exit codes (listed in --help and the README): 0 done, 1 internal error (a bug: message and stack),
+// 2 bad input or bad usage, 3 the dataplane or the sandbox failed (message only; the stack with
+// NETPOL_AGENT_DEBUG=1).
 const EXIT_BAD_INPUT = 2;
+const EXIT_DATAPLANE = 3;
+const EXIT_CODE_OF: Partial<Record<ErrorCode, number>> = {
+  INVALID_INPUT: EXIT_BAD_INPUT,
+  INVALID_OBJECT: EXIT_BAD_INPUT,
+  DATAPLANE: EXIT_DATAPLANE,
+  SANDBOX: EXIT_DATAPLANE,
+};
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  done
+  1  internal error (a bug; the message has a stack trace)
+  2  bad input (the message names the file, the object and the field) or bad usage
+  3  the dataplane or the sandbox failed (set NETPOL_AGENT_DEBUG=1 for a stack trace)`;
 
 function parsePort(text: string): number {
   const n = Number(text);
@@ -15,8 +31,9 @@ function parsePort(text: string): number {
   return n;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+/** A repeatable option; undefined until given, so that requiredOption can tell it was not. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 interface ProbeCliOptions {
@@ -37,11 +54,13 @@ function parseTimeout(text: string): number {
 }
 
 export function buildProgram(): Command {
-  const program = new Command('netpol-agent').description('Kubernetes NetworkPolicy enforcement over nftables').showHelpAfterError();
+  // exitOverride: a usage error throws (and reaches main) instead of exiting 1; commands inherit it.
+  const program = new Command('netpol-agent').description('Kubernetes NetworkPolicy enforcement over nftables')
+    .showHelpAfterError().exitOverride().addHelpText('after', EXIT_CODES_HELP);
   program
     .command('probe')
     .description('what-if: for every pair of pods and every port the destination declares, is a new connection allowed?')
-    .requiredOption('-f, --file <path>', 'YAML/JSON manifests: a file, a directory, multi-document or kind: List (repeatable)', collect, [])
+    .requiredOption('-f, --file <path>', 'YAML/JSON manifests: a file, a directory, multi-document or kind: List (repeatable)', collect)
     .option('--port <n>', 'only this destination port', parsePort)
     .addOption(new Option('--protocol <p>', 'only this protocol').choices(['TCP', 'UDP', 'SCTP']))
     .addOption(new Option('--family <f>', 'address family for dual-stack pods').choices(['4', '6']))
@@ -64,10 +83,10 @@ export function buildProgram(): Command {
   program
     .command('demo')
     .description('the Kubernetes docs walkthrough with real packets: nginx, busybox wget, and a policy that lets only access="true" pods in (root)')
-    .option('-f, --file <path>', 'scenario manifests (default: the embedded access-nginx scenario)', collect, [])
+    .option('-f, --file <path>', 'scenario manifests (default: the embedded access-nginx scenario)', collect)
     .addOption(new Option('--topology <shape>', 'how pods attach to their node').choices(['routed', 'bridged']).default('routed'))
-    .action(async (opts: { file: string[]; topology: Topology }) => {
-      await runDemo({ files: opts.file.length > 0 ? opts.file : [DEFAULT_SCENARIO], topology: opts.topology, write: (line) => process.stdout.write(`${line}\n`) });
+    .action(async (opts: { file?: string[]; topology: Topology }) => {
+      await runDemo({ files: opts.file ?? [DEFAULT_SCENARIO], topology: opts.topology, write: (line) => process.stdout.write(`${line}\n`) });
     });
   return program;
 }
@@ -77,12 +96,24 @@ export async function main(argv: readonly string[]): Promise<number> {
     await buildProgram().parseAsync([...argv]);
     return 0;
   } catch (err) {
-    if (err instanceof AgentError && (err.code === 'INVALID_INPUT' || err.code === 'INVALID_OBJECT')) {
-      process.stderr.write(`netpol-agent: ${err.message}\n`);
-      return EXIT_BAD_INPUT;
-    }
-    throw err;
+    return exitCodeFor(err);
   }
+}
+
+function debugEnabled(): boolean {
+  const value = process.env['NETPOL_AGENT_DEBUG'];
+  return value !== undefined && value !== '' && value !== '0';
+}
+
+/** Reports an expected failure on stderr and gives its exit code; anything else is rethrown as a bug. */
+function exitCodeFor(err: unknown): number {
+  // commander has already printed the usage error (or the help, when asked for: exit 0).
+  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
+  const code = err instanceof AgentError ? EXIT_CODE_OF[err.code] : undefined;
+  if (!(err instanceof AgentError) || code === undefined) throw err;
+  process.stderr.write(`netpol-agent: ${debugEnabled() ? err.stack ?? err.message : err.message}\n`);
+  if (debugEnabled() && err.cause instanceof Error) process.stderr.write(`caused by: ${err.cause.stack ?? err.cause.message}\n`);
+  return code;
 }
 
 if (require.main === module) {

@@ -1,8 +1,9 @@
 // Reads Namespaces, Pods and NetworkPolicies from YAML or JSON manifests: files, directories of them,
-// multi-document streams and `kind: List`. Every error names the file and the object.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+// multi-document streams and `kind: List`. Every error names the file, the document and the object.
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { objectKey } from '../api';
 import type { NamespaceState, PodState, PolicyState } from '../api';
 import { InvalidInputError, InvalidObjectError } from '../errors';
 import { parseNamespace, parseNetworkPolicy, parsePod } from '../model';
@@ -15,93 +16,195 @@ export interface ClusterObjects {
   readonly ignored: string[];
 }
 
+export interface LoadOptions {
+  /**
+   * Where warnings go: an object that is ignored although it looks meant for us (a misspelt kind, a
+   * NetworkPolicy of another apiVersion). Default: stderr.
+   */
+  readonly warn?: (message: string) => void;
+}
+
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
 
-function listFiles(path: string): string[] {
-  let stat;
-  try {
-    stat = statSync(path);
-  } catch (err) {
-    throw new InvalidInputError(path, 'cannot read: no such file or directory', { cause: err });
+/** Alias expansions allowed per document: enough for real manifests, far from a "billion laughs" bomb. */
+const MAX_ALIAS_COUNT = 100;
+
+/** The kinds we read, with the one apiVersion each is served at. */
+const OUR_KINDS: Readonly<Record<string, string>> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' };
+const LIST_KINDS = ['List', 'NamespaceList', 'PodList', 'NetworkPolicyList'];
+
+function fsProblem(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'ENOENT': return 'no such file or directory';
+    case 'EACCES':
+    case 'EPERM': return 'permission denied';
+    case 'ELOOP': return 'too many levels of symbolic links';
+    default: return (err as NodeJS.ErrnoException).code ?? String(err);
   }
+}
+
+function statOf(path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (err) {
+    if (lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() === true) {
+      throw new InvalidInputError(path, `cannot read: broken symbolic link (its target ${readlinkSync(path)} ${fsProblem(err) === 'no such file or directory' ? 'does not exist' : `cannot be read: ${fsProblem(err)}`})`, { cause: err });
+    }
+    throw new InvalidInputError(path, `cannot read: ${fsProblem(err)}`, { cause: err });
+  }
+}
+
+/** Manifest files under `path`, each once (by real path), in a stable order. */
+function listFiles(path: string, seen: Set<string>): string[] {
+  const stat = statOf(path);
+  const real = realpathSync(path);
+  if (seen.has(real)) return []; // given twice, or a symbolic link back to a directory being read
+  seen.add(real);
   if (!stat.isDirectory()) return [path];
-  return readdirSync(path)
-    .sort()
-    .flatMap((entry) => {
-      const full = join(path, entry);
-      return statSync(full).isDirectory() ? listFiles(full) : MANIFEST_FILE.test(entry) ? [full] : [];
-    });
+  let entries: string[];
+  try {
+    entries = readdirSync(path).sort();
+  } catch (err) {
+    throw new InvalidInputError(path, `cannot read: ${fsProblem(err)}`, { cause: err });
+  }
+  return entries.flatMap((entry) => {
+    const full = join(path, entry);
+    return statOf(full).isDirectory() || MANIFEST_FILE.test(entry) ? listFiles(full, seen) : [];
+  });
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** One substitution, insertion, deletion or swap of neighbours turns `a` into `b`. */
+function withinOneEdit(a: string, b: string): boolean {
+  if (Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  const rest = (x: string, skip: number): string => x.slice(i + skip);
+  const swapped = a[i] === b[i + 1] && a[i + 1] === b[i] && rest(a, 2) === rest(b, 2);
+  return swapped || rest(a, 1) === rest(b, 1) || rest(a, 1) === rest(b, 0) || rest(a, 0) === rest(b, 1);
+}
+
+/** The kind of ours that `kind` is probably a typo of (other case, or one edit away), or null. */
+function lookalikeOf(kind: string): string | null {
+  const lower = kind.toLowerCase();
+  return [...Object.keys(OUR_KINDS), ...LIST_KINDS].find((k) => k.toLowerCase() === lower || withinOneEdit(k.toLowerCase(), lower)) ?? null;
+}
+
 export function emptyClusterObjects(): ClusterObjects {
   return { namespaces: [], pods: [], policies: [], ignored: [] };
 }
 
+/**
+ * Where each object of a ClusterObjects was read ("kind namespace/name" -> "file document n"), so that a
+ * second definition of the same object is refused with both places named.
+ */
+const origins = new WeakMap<ClusterObjects, Map<string, string>>();
+
+function stderrWarning(message: string): void {
+  process.stderr.write(`netpol-agent: warning: ${message}\n`);
+}
+
 /** Objects already decoded (from the API, or built by tests); `source` names them in errors. */
-export function decodeObjects(objects: readonly unknown[], source: string): ClusterObjects {
+export function decodeObjects(objects: readonly unknown[], source: string, options: LoadOptions = {}): ClusterObjects {
   const out = emptyClusterObjects();
-  objects.forEach((o, i) => addObject(out, source, o, `object ${i + 1}`));
+  objects.forEach((o, i) => addObject(out, source, o, `object ${i + 1}`, options));
   return out;
 }
 
-export function loadManifests(paths: readonly string[]): ClusterObjects {
+export function loadManifests(paths: readonly string[], options: LoadOptions = {}): ClusterObjects {
   const out = emptyClusterObjects();
-  for (const file of paths.flatMap(listFiles)) {
+  const seen = new Set<string>();
+  for (const file of paths.flatMap((p) => listFiles(p, seen))) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new InvalidInputError(file, `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+      throw new InvalidInputError(file, `cannot read: ${fsProblem(err)}`, { cause: err });
     }
-    const docs = parseAllDocuments(text);
-    for (const [i, doc] of (Array.isArray(docs) ? docs : [docs]).entries()) {
-      if (doc.errors.length > 0) {
-        const first = doc.errors[0];
-        throw new InvalidInputError(file, `document ${i + 1} is not valid YAML: ${first?.message.split('\n')[0] ?? 'parse error'}`);
+    for (const [i, doc] of parseAllDocuments(text).entries()) {
+      const where = `document ${i + 1}`;
+      const first = doc.errors[0];
+      if (first !== undefined) throw new InvalidInputError(file, `${where} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);
+      let obj: unknown;
+      try {
+        obj = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+      } catch (err) {
+        // An alias bomb (more than MAX_ALIAS_COUNT expansions) or an alias without its anchor.
+        throw new InvalidInputError(file, `${where} is not valid YAML: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
-      addObject(out, file, doc.toJS(), `document ${i + 1}`);
+      addObject(out, file, obj, where, options);
     }
   }
   return out;
 }
 
-export function addObject(out: ClusterObjects, file: string, obj: unknown, where: string): void {
+/**
+ * Adds one decoded object (or the items of a List) to `out`. Objects of other kinds are ignored: silently
+ * when they are simply not ours (a Service), with a warning when they look meant for us. Defining the
+ * same object twice is an error: `kubectl apply` would keep the last one, but a what-if answer must not
+ * depend on the order the files were read in.
+ */
+export function addObject(out: ClusterObjects, file: string, obj: unknown, where: string, options: LoadOptions = {}): void {
   if (obj === null || obj === undefined) return;
   if (!isRecord(obj)) throw new InvalidInputError(file, `${where} is not a Kubernetes object`);
+  const warn = options.warn ?? stderrWarning;
   const kind = obj['kind'];
+  if (typeof kind !== 'string' || kind === '') throw new InvalidInputError(file, `${where} has no kind`);
+  if (LIST_KINDS.includes(kind)) {
+    const items = obj['items'];
+    if (!Array.isArray(items)) throw new InvalidInputError(file, `${where}: ${kind} without an items list`);
+    items.forEach((item, j) => addObject(out, file, item, `${where} item ${j + 1}`, options));
+    return;
+  }
+  const apiVersion = OUR_KINDS[kind];
+  if (apiVersion === undefined) {
+    const lookalike = lookalikeOf(kind);
+    if (lookalike !== null) warn(`${file}: ${where}: kind ${JSON.stringify(kind)} is not one we read; did you mean ${lookalike}? The object is ignored`);
+    out.ignored.push(kind);
+    return;
+  }
+  if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== apiVersion) {
+    warn(`${file}: ${where}: ${kind} with apiVersion ${JSON.stringify(obj['apiVersion'])} is ignored: only ${apiVersion} is read`);
+    out.ignored.push(kind);
+    return;
+  }
   try {
     switch (kind) {
-      case 'List':
-      case 'NamespaceList':
-      case 'PodList':
-      case 'NetworkPolicyList': {
-        const items = obj['items'];
-        if (!Array.isArray(items)) throw new InvalidInputError(file, `${where}: ${kind} without an items list`);
-        items.forEach((item, j) => addObject(out, file, item, `${where} item ${j + 1}`));
+      case 'Namespace': {
+        const namespace = parseNamespace(obj);
+        claim(out, file, where, `Namespace ${namespace.name}`);
+        out.namespaces.push(namespace);
         return;
       }
-      case 'Namespace':
-        out.namespaces.push(parseNamespace(obj));
+      case 'Pod': {
+        const pod = parsePod(obj);
+        claim(out, file, where, `Pod ${objectKey(pod)}`);
+        out.pods.push(pod);
         return;
-      case 'Pod':
-        out.pods.push(parsePod(obj));
-        return;
-      case 'NetworkPolicy':
-        if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== 'networking.k8s.io/v1') {
-          throw new InvalidInputError(file, `${where}: NetworkPolicy with apiVersion ${String(obj['apiVersion'])}: only networking.k8s.io/v1 is supported`);
-        }
-        out.policies.push(parseNetworkPolicy(obj));
-        return;
-      default:
-        if (typeof kind !== 'string') throw new InvalidInputError(file, `${where} has no kind`);
-        out.ignored.push(kind);
+      }
+      default: {
+        const policy = parseNetworkPolicy(obj);
+        claim(out, file, where, `NetworkPolicy ${objectKey(policy)}`);
+        out.policies.push(policy);
+      }
     }
   } catch (err) {
     if (err instanceof InvalidObjectError) throw new InvalidInputError(file, err.message, { cause: err });
     throw err;
   }
+}
+
+function claim(out: ClusterObjects, file: string, where: string, identity: string): void {
+  let seen = origins.get(out);
+  if (seen === undefined) {
+    seen = new Map();
+    origins.set(out, seen);
+  }
+  const here = `${file} ${where}`;
+  const first = seen.get(identity);
+  if (first !== undefined) throw new InvalidInputError(file, `${where}: ${identity} is defined twice (first in ${first}): keep one of them`);
+  seen.set(identity, here);
 }
