@@ -96,7 +96,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     await buildProgram().parseAsync([...argv]);
     return 0;
   } catch (err) {
-    return exitCodeFor(err);
+    return reportFailure(err);
   }
 }
 
@@ -105,14 +105,17 @@ function debugEnabled(): boolean {
   return value !== undefined && value !== '' && value !== '0';
 }
 
-/** Reports an expected failure on stderr and gives its exit code; anything else is rethrown as a bug. */
-function exitCodeFor(err: unknown): number {
+/**
+ * Reports an expected failure through `write` (stderr) and gives its exit code; anything else is
+ * rethrown, to be reported as an internal error with its stack.
+ */
+export function reportFailure(err: unknown, write: (text: string) => void = (text) => process.stderr.write(text)): number {
   // commander has already printed the usage error (or the help, when asked for: exit 0).
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
   const code = err instanceof AgentError ? EXIT_CODE_OF[err.code] : undefined;
   if (!(err instanceof AgentError) || code === undefined) throw err;
-  process.stderr.write(`netpol-agent: ${debugEnabled() ? err.stack ?? err.message : err.message}\n`);
-  if (debugEnabled() && err.cause instanceof Error) process.stderr.write(`caused by: ${err.cause.stack ?? err.cause.message}\n`);
+  write(`netpol-agent: ${debugEnabled() ? err.stack ?? err.message : err.message}\n`);
+  if (debugEnabled() && err.cause instanceof Error) write(`caused by: ${err.cause.stack ?? err.cause.message}\n`);
   return code;
 }
 

@@ -2,7 +2,7 @@
 // multi-document streams and `kind: List`. Every error names the file, the document and the object.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, type ScalarTag } from 'yaml';
 import { objectKey } from '../api';
 import type { NamespaceState, PodState, PolicyState } from '../api';
 import { InvalidInputError, InvalidObjectError } from '../errors';
@@ -28,6 +28,18 @@ const MANIFEST_FILE = /\.(ya?ml|json)$/i;
 
 /** Alias expansions allowed per document: enough for real manifests, far from a "billion laughs" bomb. */
 const MAX_ALIAS_COUNT = 100;
+
+/**
+ * kubectl decodes YAML with go-yaml, for which the YAML 1.1 words y/yes/on and n/no/off are booleans
+ * (`access: yes` is refused as a label value). The core schema alone would read them as strings.
+ */
+const GO_YAML_BOOLEANS: ScalarTag[] = [true, false].map((value) => ({
+  tag: 'tag:yaml.org,2002:bool',
+  default: true,
+  identify: (v: unknown) => v === value,
+  test: value ? /^(?:y|Y|yes|Yes|YES|on|On|ON)$/ : /^(?:n|N|no|No|NO|off|Off|OFF)$/,
+  resolve: () => value,
+}));
 
 /** The kinds we read, with the one apiVersion each is served at. */
 const OUR_KINDS: Readonly<Record<string, string>> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' };
@@ -124,7 +136,7 @@ export function loadManifests(paths: readonly string[], options: LoadOptions = {
     } catch (err) {
       throw new InvalidInputError(file, `cannot read: ${fsProblem(err)}`, { cause: err });
     }
-    for (const [i, doc] of parseAllDocuments(text).entries()) {
+    for (const [i, doc] of parseAllDocuments(text, { customTags: (tags) => [...tags, ...GO_YAML_BOOLEANS] }).entries()) {
       const where = `document ${i + 1}`;
       const first = doc.errors[0];
       if (first !== undefined) throw new InvalidInputError(file, `${where} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);

@@ -7,6 +7,10 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { reportFailure } from '../../src/cli/main';
+import { DataplaneError } from '../../src/dataplane/dataplane';
+import { InvalidInputError } from '../../src/errors';
+import { SandboxError } from '../../src/sandbox/errors';
 
 const CLI = resolve(__dirname, '../../../bin/netpol-agent');
 
@@ -59,6 +63,7 @@ const CASES: readonly Case[] = [
   bad('matchExpressions value 1 is not "1"', 'p.yaml', policy('{podSelector: {matchExpressions: [{key: a, operator: In, values: [1]}]}}'), 'NetworkPolicy default/p: spec.podSelector.matchExpressions[0].values[0]: must be a string, not the number 1 (quote it)'),
   bad('label value true is not "true"', 'a.yaml', pod('{name: a, labels: {access: true}}'), 'Pod default/a: metadata.labels[access]: must be a string, not the boolean true (quote it)'),
   bad('label value 1e3 is not "1e3"', 'a.yaml', pod('{name: a, labels: {v: 1e3}}'), 'Pod default/a: metadata.labels[v]: must be a string, not the number 1000 (quote it)'),
+  bad('label value yes (a go-yaml boolean, as kubectl reads it) is not "yes"', 'a.yaml', pod('{name: a, labels: {access: yes}}'), 'Pod default/a: metadata.labels[access]: must be a string, not the boolean true (quote it)'),
   bad('containerPort "80" is not an integer', 'a.yaml', pod('{name: a}', '{containers: [{name: c, ports: [{containerPort: "80"}]}]}'), 'Pod default/a: spec.containers[0].ports[0].containerPort: must be an integer, not the string "80"'),
   bad('containerPort is required', 'a.yaml', pod('{name: a}', '{containers: [{name: c, ports: [{name: http}]}]}'), 'Pod default/a: spec.containers[0].ports[0].containerPort: Required value'),
   bad('container port names are unique', 'a.yaml', pod('{name: a}', '{containers: [{name: c, ports: [{name: http, containerPort: 80}, {name: http, containerPort: 81}]}]}'), 'Pod default/a: spec.containers[0].ports[1].name: Duplicate value: "http"'),
@@ -156,4 +161,19 @@ test('NETPOL_AGENT_DEBUG=1 adds the stack trace to a sandbox error', async () =>
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('failures of the dataplane and the sandbox: their message and exit 3; input errors exit 2; bugs are rethrown', () => {
+  const rows: [Error, number, string][] = [
+    [new DataplaneError('node n1: nft transaction failed: table inet netpol-x: Operation not permitted'), 3, 'netpol-agent: node n1: nft transaction failed: table inet netpol-x: Operation not permitted\n'],
+    [new SandboxError('namespace np-x already exists'), 3, 'netpol-agent: namespace np-x already exists\n'],
+    [new InvalidInputError('a.yaml', 'document 1 has no kind'), 2, 'netpol-agent: a.yaml: document 1 has no kind\n'],
+  ];
+  for (const [err, code, stderr] of rows) {
+    let written = '';
+    assert.equal(reportFailure(err, (text) => { written += text; }), code);
+    assert.equal(written, stderr);
+  }
+  const bug = new TypeError('x is undefined');
+  assert.throws(() => reportFailure(bug, () => undefined), (e) => e === bug);
 });
