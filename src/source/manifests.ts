@@ -2,7 +2,7 @@
 // multi-document streams and `kind: List`. Every error names the file, the document and the object.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, type ScalarTag } from 'yaml';
+import { parseAllDocuments, type ScalarTag, type Tags } from 'yaml';
 import { objectKey } from '../api';
 import type { NamespaceState, PodState, PolicyState } from '../api';
 import { InvalidInputError, InvalidObjectError } from '../errors';
@@ -40,6 +40,9 @@ const GO_YAML_BOOLEANS: ScalarTag[] = [true, false].map((value) => ({
   test: value ? /^(?:y|Y|yes|Yes|YES|on|On|ON)$/ : /^(?:n|N|no|No|NO|off|Off|OFF)$/,
   resolve: () => value,
 }));
+
+/** YAML as kubectl reads it: go-yaml's booleans, and `<<` merge keys. */
+const GO_YAML = { customTags: (tags: Tags): Tags => [...tags, ...GO_YAML_BOOLEANS], merge: true };
 
 /** The kinds we read, with the one apiVersion each is served at. */
 const OUR_KINDS: Readonly<Record<string, string>> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' };
@@ -136,7 +139,7 @@ export function loadManifests(paths: readonly string[], options: LoadOptions = {
     } catch (err) {
       throw new InvalidInputError(file, `cannot read: ${fsProblem(err)}`, { cause: err });
     }
-    for (const [i, doc] of parseAllDocuments(text, { customTags: (tags) => [...tags, ...GO_YAML_BOOLEANS] }).entries()) {
+    for (const [i, doc] of parseAllDocuments(text, GO_YAML).entries()) {
       const where = `document ${i + 1}`;
       const first = doc.errors[0];
       if (first !== undefined) throw new InvalidInputError(file, `${where} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);

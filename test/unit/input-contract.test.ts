@@ -88,6 +88,7 @@ const CASES: readonly Case[] = [
     pod('{namespace: 123-abc, name: web.v1, labels: {example.com/app: My_Value.1, empty: ""}}', '{containers: [{name: c, ports: [{name: http, containerPort: 80}, {name: "", containerPort: 81}]}]}'),
     policy('{podSelector: {matchLabels: {example.com/app: My_Value.1}}, ingress: [{ports: [{port: http}, {port: 80, endPort: 90}]}]}', '{namespace: 123-abc, name: allow.web}'),
   ].join('---\n')),
+  accepted('a << merge key, as kubectl reads it', pod('{name: a, labels: {<<: {app: web}, tier: db}}')),
   // Each object once in the inputs.
   { name: 'the same pod twice in one file', files: { 'a.yaml': `${pod('{name: web}')}---\n${pod('{name: web}')}` }, code: 2, stderr: 'netpol-agent: a.yaml: document 2: Pod default/web is defined twice (first in a.yaml document 1): keep one of them' },
   { name: 'the same policy in two files', files: { 'a.yaml': policy('{podSelector: {}}'), 'b.yaml': policy('{podSelector: {}}', '{name: p, namespace: default}') }, code: 2, stderr: 'netpol-agent: b.yaml: document 1: NetworkPolicy default/p is defined twice (first in a.yaml document 1): keep one of them' },
