@@ -62,10 +62,10 @@ function statOf(path: string): Stats {
   try {
     return statSync(path);
   } catch (err) {
-    if (lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() === true) {
-      throw new InvalidInputError(path, `cannot read: broken symbolic link (its target ${readlinkSync(path)} ${fsProblem(err) === 'no such file or directory' ? 'does not exist' : `cannot be read: ${fsProblem(err)}`})`, { cause: err });
-    }
-    throw new InvalidInputError(path, `cannot read: ${fsProblem(err)}`, { cause: err });
+    const problem = lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() === true
+      ? `broken symbolic link to ${readlinkSync(path)} (${fsProblem(err)})`
+      : fsProblem(err);
+    throw new InvalidInputError(path, `cannot read: ${problem}`, { cause: err });
   }
 }
 

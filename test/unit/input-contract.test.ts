@@ -106,7 +106,7 @@ const CASES: readonly Case[] = [
   // YAML and files.
   bad('a YAML alias bomb', 'bomb.yaml', BOMB, 'document 1 is not valid YAML: Excessive alias count indicates a resource exhaustion attack'),
   bad('an alias without its anchor', 'a.yaml', 'a: *x\n', 'document 1 is not valid YAML: Unresolved alias (the anchor must be set before the alias): x'),
-  { name: 'a directory with a broken symbolic link', files: { 'dir/a.yaml': pod('{name: a}'), 'dir/b.yaml': '-> missing.yaml' }, args: ['-f', 'dir'], code: 2, stderr: 'netpol-agent: dir/b.yaml: cannot read: broken symbolic link (its target missing.yaml does not exist)' },
+  { name: 'a directory with a broken symbolic link', files: { 'dir/a.yaml': pod('{name: a}'), 'dir/b.yaml': '-> missing.yaml' }, args: ['-f', 'dir'], code: 2, stderr: 'netpol-agent: dir/b.yaml: cannot read: broken symbolic link to missing.yaml (no such file or directory)' },
   { name: 'a directory with a link to itself is read once', files: { 'dir/a.yaml': pod('{name: a}'), 'dir/self': '-> .' }, args: ['-f', 'dir'], code: 0, stderr: '' },
   { name: 'a missing file', files: {}, args: ['-f', 'missing.yaml'], code: 2, stderr: 'netpol-agent: missing.yaml: cannot read: no such file or directory' },
   // Usage: exit 2 as documented, not commander's 1.
