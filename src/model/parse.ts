@@ -363,6 +363,7 @@ export function parseNetworkPolicy(obj: Json): PolicyState {
   const types = r.list(spec['policyTypes'], 'spec.policyTypes');
   let ingressIsolation = true;
   let egressIsolation = egress.length > 0; // the API server's defaulting when policyTypes is absent
+  if (types !== null && types.length > 2) r.fail('spec.policyTypes', 'may not specify more than two policyTypes');
   if (types !== null && types.length > 0) {
     for (const [i, t] of types.entries()) {
       if (t !== 'Ingress' && t !== 'Egress') r.fail(`spec.policyTypes[${i}]`, `invalid policy type ${JSON.stringify(t)}: use Ingress or Egress`);

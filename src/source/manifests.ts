@@ -181,6 +181,7 @@ export function addObject(out: ClusterObjects, file: string, obj: unknown, where
     out.ignored.push(kind);
     return;
   }
+  // Without an apiVersion (objects written by hand or by tests) the kind alone says what it is.
   if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== apiVersion) {
     warn(`${file}: ${where}: ${kind} with apiVersion ${JSON.stringify(obj['apiVersion'])} is ignored: only ${apiVersion} is read`);
     out.ignored.push(kind);

@@ -61,6 +61,8 @@ const CASES: readonly Case[] = [
   bad('matchLabels is an object', 'p.yaml', policy('{podSelector: {matchLabels: [app]}}'), 'NetworkPolicy default/p: spec.podSelector.matchLabels: must be an object, not a list'),
   bad('matchLabels value false is not "false"', 'p.yaml', policy('{podSelector: {matchLabels: {app: false}}}'), 'NetworkPolicy default/p: spec.podSelector.matchLabels[app]: must be a string, not the boolean false (quote it)'),
   bad('matchExpressions value 1 is not "1"', 'p.yaml', policy('{podSelector: {matchExpressions: [{key: a, operator: In, values: [1]}]}}'), 'NetworkPolicy default/p: spec.podSelector.matchExpressions[0].values[0]: must be a string, not the number 1 (quote it)'),
+  bad('at most two policyTypes', 'p.yaml', policy('{podSelector: {}, policyTypes: [Ingress, Egress, Ingress]}'), 'NetworkPolicy default/p: spec.policyTypes: may not specify more than two policyTypes'),
+  bad('a policy type is Ingress or Egress', 'p.yaml', policy('{podSelector: {}, policyTypes: [ingress]}'), 'NetworkPolicy default/p: spec.policyTypes[0]: invalid policy type "ingress": use Ingress or Egress'),
   bad('label value true is not "true"', 'a.yaml', pod('{name: a, labels: {access: true}}'), 'Pod default/a: metadata.labels[access]: must be a string, not the boolean true (quote it)'),
   bad('label value 1e3 is not "1e3"', 'a.yaml', pod('{name: a, labels: {v: 1e3}}'), 'Pod default/a: metadata.labels[v]: must be a string, not the number 1000 (quote it)'),
   bad('label value yes (a go-yaml boolean, as kubectl reads it) is not "yes"', 'a.yaml', pod('{name: a, labels: {access: yes}}'), 'Pod default/a: metadata.labels[access]: must be a string, not the boolean true (quote it)'),
