@@ -30,8 +30,11 @@ RUN --mount=type=secret,id=extra-ca \
  && npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src/ src/
+# Type declarations, source maps and docs of the dependencies are never loaded at run time: 45 of
+# the 87 MB of node_modules (@kubernetes/client-node ships all three).
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund
+ && npm prune --omit=dev --no-audit --no-fund \
+ && find node_modules/ -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.md' \) -delete
 
 # Runtime: Node 20 and libnftables; no compiler, no npm cache, no sources.
 FROM ${NODE_IMAGE}
@@ -43,7 +46,7 @@ WORKDIR /opt/netpol-agent
 COPY --from=build /src/package.json ./
 # node_modules/nftables-napi is a link to ../native: the addon's loader and its compiled module.
 COPY --from=build /src/node_modules/ node_modules/
-COPY --from=build /src/native/package.json /src/native/index.js /src/native/index.d.ts native/
+COPY --from=build /src/native/package.json /src/native/index.js native/
 COPY --from=build /src/native/build/Release/nftables_napi.node native/build/Release/
 COPY --from=build /src/build/src/ build/src/
 COPY bin/ bin/

@@ -64,22 +64,6 @@ EOF
 echo 'Acquire::GzipIndexes "true";' >"$rootfs/etc/apt/apt.conf.d/docker-gzip-indexes"
 echo 'Acquire::Languages "none";' >"$rootfs/etc/apt/apt.conf.d/docker-no-languages"
 
-# debuerreotype-slimify: dpkg skips these paths from now on, and what is there already goes.
-excludes=(/usr/share/doc/* /usr/share/groff/* /usr/share/info/* /usr/share/linda/* /usr/share/lintian/overrides/* /usr/share/locale/* /usr/share/man/*)
-includes=(/usr/share/doc/*/copyright /usr/share/locale/all_languages /usr/share/locale/currency/* /usr/share/locale/l10n/* /usr/share/locale/languages /usr/share/locale/locale.alias)
-{
-  for p in "${excludes[@]}"; do echo "path-exclude $p"; done
-  for p in "${includes[@]}"; do echo "path-include $p"; done
-} >"$rootfs/etc/dpkg/dpkg.cfg.d/docker"
-(
-  cd "$rootfs"
-  find usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
-  find usr/share/doc -mindepth 1 -type d -empty -delete
-  rm -rf usr/share/groff/* usr/share/info/* usr/share/linda/* usr/share/lintian/overrides/* usr/share/man/*
-  find usr/share/locale -mindepth 1 -maxdepth 1 -not -name all_languages -not -name currency -not -name l10n \
-    -not -name languages -not -name locale.alias -exec rm -rf {} +
-)
-
 # The suites of the official image, then its upgrade (security fixes since the point release).
 rm -f "$rootfs/etc/apt/sources.list"
 cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
@@ -99,6 +83,23 @@ cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 mount -t proc proc "$rootfs/proc"
 chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -qq && apt-get upgrade -y -qq' >"$work/upgrade.log" 2>&1 \
   || { tail -20 "$work/upgrade.log" >&2; exit 1; }
+
+# debuerreotype-slimify (after the upgrade, as there): dpkg skips these paths from now on, and what is
+# there already goes (files first, keeping the includes; then empty directories and dangling links).
+excludes=('/usr/share/doc/*' '/usr/share/groff/*' '/usr/share/info/*' '/usr/share/linda/*' '/usr/share/lintian/overrides/*' '/usr/share/locale/*' '/usr/share/man/*')
+includes=('/usr/share/doc/*/copyright' '/usr/share/doc/kde/HTML/C/*' '/usr/share/gnome/help/*/C/*' '/usr/share/locale/all_languages' '/usr/share/locale/currency/*' '/usr/share/locale/l10n/*' '/usr/share/locale/languages' '/usr/share/locale/locale.alias' '/usr/share/omf/*/*-C.emf')
+{
+  for p in "${excludes[@]}"; do echo "path-exclude $p"; done
+  for p in "${includes[@]}"; do echo "path-include $p"; done
+} >"$rootfs/etc/dpkg/dpkg.cfg.d/docker"
+keep=()
+for p in "${includes[@]}"; do keep+=(${keep:+-o} -path "$p"); done
+for p in "${excludes[@]}"; do
+  dir="$(dirname "$p")"
+  [ -d "$rootfs$dir" ] || continue
+  chroot "$rootfs" find "$dir" -depth -mindepth 1 -not \( "${keep[@]}" \) -not \( -type d -o -type l \) -delete
+  while [ -n "$(chroot "$rootfs" find "$dir" -depth -mindepth 1 \( -empty -o -xtype l \) -exec rm -rf '{}' ';' -printf .)" ]; do :; done
+done
 
 # nodejs/docker-node 20/bookworm-slim: the node user and group, then Node under /usr/local.
 chroot "$rootfs" sh -c 'groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node'
@@ -134,7 +135,7 @@ exec "$@"
 EOF
 chmod 0755 "$rootfs/usr/local/bin/docker-entrypoint.sh"
 # The official image's smoke test, in the new root.
-chroot "$rootfs" env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+chroot "$rootfs" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
   sh -c 'node --version && npm --version && yarn --version' >&2
 umount "$rootfs/proc"
 

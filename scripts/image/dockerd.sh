@@ -97,7 +97,7 @@ stop() {
   stop_pidfile "$state/dockerd.pid" 30
   stop_pidfile "$state/containerd.pid" 15
   # Left over only when a daemon was killed: mounts under the state or a temporary data root.
-  grep -o " $state[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $state[^ ]*" /proc/self/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$state"
 }
 
