@@ -62,11 +62,11 @@ if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
 fi
 # --network=host: the daemon has no bridge (dockerd.sh), and the build reaches apt and npm as the
 # host does.
-build() { # the full BuildKit log goes to .cache/image/build.log, its end to stderr on failure
+build() { # the full BuildKit log goes to .cache/image/build-TAG.log, its end to stderr on failure
   local status=0
   DOCKER_BUILDKIT=1 "${docker[@]}" build --network=host "${secret[@]}" --progress=plain -t "$image" "$repo" \
-    >"$cache/build.log" 2>&1 || status=$?
-  [ "$status" -eq 0 ] || tail -40 "$cache/build.log" >&2
+    >"$cache/build-$tag.log" 2>&1 || status=$?
+  [ "$status" -eq 0 ] || tail -40 "$cache/build-$tag.log" >&2
   return "$status"
 }
 timed "docker build (BuildKit)" build
