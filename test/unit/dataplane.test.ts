@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import type { RuleTableElement } from '../../src/api';
 import { NodeCompiler } from '../../src/compiler';
 import { Dataplane } from '../../src/dataplane';
-import { FakeNft, Transaction, accept } from '../../src/dataplane/nft';
+import { FakeNft, NftApplyError, Transaction, accept } from '../../src/dataplane/nft';
 import { decodeObjects, eventsBetween } from '../../src/source';
 import type { ClusterObjects } from '../../src/source';
+import type { ConformanceCase } from '../conformance/upstream-cases';
 import { baseCluster } from '../conformance/cluster';
 import { replay } from '../conformance/scenario';
 import { upstreamCases } from '../conformance/upstream-cases';
@@ -79,4 +80,62 @@ test('drift is detected and repaired: a deleted element, a deleted chain, a dele
     tx.add({ kind: 'rule', chain: 'forward', body: [accept()] });
   });
   await tamper((tx) => tx.delete({ kind: 'table' }));
+});
+
+/** The dataplane calls a case makes on one node: a full sync of the first state, then one apply per event. */
+function* caseCalls(c: ConformanceCase, node: string, dualStack: boolean): Generator<{ call: (d: Dataplane) => Promise<unknown>; compiler: NodeCompiler; step: number }> {
+  const cluster = baseCluster({ dualStack });
+  const compiler = new NodeCompiler(node);
+  let prev: ClusterObjects | null = null;
+  for (const state of replay(c, cluster)) {
+    const next = decodeObjects(state.objects, c.name);
+    const deltas = eventsBetween(prev, next).map((e) => compiler.apply(e));
+    if (prev === null) {
+      const elements = [...compiler.elements()];
+      yield { call: (d) => d.sync(elements), compiler, step: state.index };
+    } else for (const delta of deltas) yield { call: (d) => d.apply(delta), compiler, step: state.index };
+    prev = next;
+  }
+}
+
+test('after a failed transaction of any kind, the next call repairs everything (the fake fails at every step of multi-step cases)', async () => {
+  const multiStep = [...upstreamCases, ...extraCases].filter((c) => c.build(baseCluster({ dualStack: false })).length > 1);
+  assert.ok(multiStep.length >= 5);
+  const faults: [string, () => Error, boolean][] = [
+    ['an error from outside nft (context closed, netns gone)', () => new Error('injected: context closed'), false],
+    ['nft refusing the transaction', () => new NftApplyError('EINVAL', 'injected: Invalid argument', null), false],
+    ['an error after the kernel committed (reply lost)', () => new Error('injected: reply lost'), true],
+  ];
+  let failures = 0;
+  for (const c of multiStep) {
+    const node = 'node-1';
+    const clean = new FakeNft(TABLE);
+    const cleanDataplane = new Dataplane(clean);
+    for (const { call } of caseCalls(c, node, true)) await call(cleanDataplane);
+    for (let at = 1; at <= clean.runs; at++) {
+      for (const [what, error, afterCommit] of faults) {
+        const fake = new FakeNft(TABLE);
+        const dataplane = new Dataplane(fake);
+        fake.failRun(at, error(), { afterCommit });
+        let failedAt: number | null = null;
+        let compiler: NodeCompiler | null = null;
+        for (const step of caseCalls(c, node, true)) {
+          compiler = step.compiler;
+          try {
+            await step.call(dataplane);
+          } catch (err) {
+            assert.match(String(err), /injected/);
+            failedAt = step.step;
+            failures++;
+            // One more call, with nothing new in it, must bring the table back to what the rule table says.
+            await dataplane.apply({ added: [], removed: [] });
+            assert.equal(fake.dump(), await freshDump(step.compiler.elements()), `${c.name}: ${what} at transaction ${at} (step ${step.step + 1}): not repaired by the next call`);
+          }
+        }
+        assert.ok(compiler);
+        assert.equal(fake.dump(), await freshDump(compiler.elements()), `${c.name}: ${what} at transaction ${at} (failed at step ${failedAt})`);
+      }
+    }
+  }
+  assert.ok(failures > 0);
 });

@@ -620,9 +620,25 @@ export class FakeNft implements NftBackend {
     this.table = table;
   }
 
+  /** Transactions passed to run() so far, failed ones included. */
+  runs = 0;
+  #fault: { readonly atRun: number; readonly error: Error; readonly afterCommit: boolean } | null = null;
+
   async run(tx: Transaction): Promise<void> {
     this.lastTransaction = tx;
+    this.runs++;
+    const fault = this.#fault !== null && this.#fault.atRun === this.runs ? this.#fault : null;
+    if (fault !== null && !fault.afterCommit) throw fault.error;
     this.#state = this.#simulate(tx);
+    if (fault !== null) throw fault.error;
+  }
+
+  /**
+   * Fault injection: the `n`th run() from now (1: the next one) throws `error`, leaving the table
+   * as it was, or, with afterCommit, after applying the transaction (a reply lost on the way back).
+   */
+  failRun(n: number, error: Error, options: { readonly afterCommit?: boolean } = {}): void {
+    this.#fault = { atRun: this.runs + n, error, afterCommit: options.afterCommit === true };
   }
 
   async check(tx: Transaction): Promise<void> {
