@@ -6,7 +6,7 @@ import type { Direction, RuleTableDelta, RuleTableElement } from '../api';
 import { DIRECTIONS } from '../api';
 import { AgentError, errorMessage } from '../errors';
 import { flattenAllowSpans } from './flatten';
-import type { KernelView } from './layout';
+import type { DesiredView } from './layout';
 import { POD_MAPS, addGroupView, groupName, groupSetNames, podMapView, staticChains } from './layout';
 import type { NftBackend } from './nft';
 import { NftApplyError } from './nft';
@@ -29,14 +29,14 @@ export class DataplaneError extends AgentError {
   }
 }
 
-function emptyView(): KernelView {
+function emptyView(): DesiredView {
   return { chains: new Map(), sets: new Map() };
 }
 
 export class Dataplane {
   private state = new RuleState();
   /** What this process last wrote (or found) in the kernel; null until the first full sync. */
-  private programmed: KernelView | null = null;
+  private programmed: DesiredView | null = null;
   /** pod|direction -> group chain, for isolated local pods with addresses. */
   private readonly groupOf = new Map<string, string>();
   private readonly members = new Map<string, Set<string>>();
@@ -152,7 +152,7 @@ export class Dataplane {
   }
 
   /** Desired objects: the static chains, the pod maps, and the given groups. */
-  private buildView(groups: ReadonlySet<string>): KernelView {
+  private buildView(groups: ReadonlySet<string>): DesiredView {
     const view = emptyView();
     for (const [name, chain] of staticChains()) view.chains.set(name, chain);
     for (const m of POD_MAPS) {
@@ -192,7 +192,7 @@ function removeFrom(index: Map<string, Set<string>>, key: string, value: string)
 }
 
 /** After a successful incremental transaction, the kernel holds `desired` for everything in scope. */
-function applyScope(programmed: KernelView, desired: KernelView, scope: Scope): void {
+function applyScope(programmed: DesiredView, desired: DesiredView, scope: Scope): void {
   for (const name of scope.chains) {
     const c = desired.chains.get(name);
     if (c === undefined) programmed.chains.delete(name);
