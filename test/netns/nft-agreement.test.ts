@@ -306,6 +306,7 @@ const STEPS: readonly Step[] = [
     name: 'delete what is no longer referenced',
     expect: 'ok',
     build: (t) => {
+      for (const name of ['input', 'fwd-0', 'a', 'b']) t.flush({ kind: 'chain', name });
       t.delete({ kind: 'set', name: 's4' });
       t.delete({ kind: 'map', name: 'mi' });
       t.delete({ kind: 'set', name: 'm4' }); // `delete set` on a map, as nft allows

@@ -6,7 +6,7 @@
 // Kernel behaviour reproduced:
 //   table   add: idempotent. delete: ENOENT, else everything goes.
 //   chain   add on an existing chain: no-op, except the given policy is applied; a different
-//           type/hook/priority is EOPNOTSUPP (EINVAL here); a hook on a regular chain is EEXIST.
+//           type/hook/priority, or a hook and policy on a regular chain, is EOPNOTSUPP (EINVAL here).
 //           flush: its rules. delete: ENOENT; EBUSY while any rule jumps to it or any map element
 //           jumps to it; its own rules go with it.
 //   rule    chain must exist; @set/@map and jump targets must exist (ENOENT); a key type that does
@@ -321,7 +321,8 @@ class Simulator {
         }
         if (obj.base === undefined) return;
         const b = existing.base;
-        if (b === undefined) fail('EEXIST');
+        // We always send a policy: the kernel refuses one on a regular chain (EOPNOTSUPP) before looking at the hook.
+        if (b === undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
         if (b.type !== obj.base.type || b.hook !== obj.base.hook || b.priority !== obj.base.priority || b.devices !== undefined) {
           fail('EINVAL', 'Could not process rule: Operation not supported');
         }
