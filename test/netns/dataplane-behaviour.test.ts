@@ -218,6 +218,8 @@ test('objects someone else left in our table (another hook, set flags, map types
       ].join('\n')],
       ['our forward chain on another hook', `delete chain ${t} forward\nadd chain ${t} forward { type filter hook input priority 10; policy accept; }`],
       ['one of our maps with another key type', `flush chain ${t} forward\ndelete map ${t} ingress_v4\nadd map ${t} ingress_v4 { type ipv4_addr . inet_service : verdict; }`],
+      // Longer than any name we write: only replacing the whole table (in the same transaction) removes it.
+      ['a counter whose name we would never write', `add counter ${t} ${'x'.repeat(200)}`],
     ];
     for (const [what, batch] of tampers) {
       nftBatch(batch);

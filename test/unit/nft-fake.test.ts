@@ -9,9 +9,12 @@ import {
   Transaction,
   accept,
   counter,
+  ctState,
+  drop,
 
 
   jump,
+  ret,
   matchSet,
   vmap,
   type NftApplyErrorCode,
@@ -190,6 +193,17 @@ describe('FakeNft failures', () => {
     assert.equal(interval.nftMessage, 'element does not exist');
   });
 
+  it('EEXIST: conflicting definitions and values', async () => {
+    const fake = await seeded();
+    const cases: [string, (t: Transaction) => void][] = [
+      ['set with another type', (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv6_addr'] })],
+      ['set with other flags', (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv4_addr'], flags: ['interval'] })],
+      ['map over a set', (t) => t.add({ kind: 'map', name: 'h4', type: ['ipv4_addr'] })],
+      ['map element with another value', (t) => t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: 'accept' })],
+    ];
+    for (const [what, build] of cases) assert.ok((await expectFailure(fake, tx(build), 'EEXIST')).message.length > 0, what);
+  });
+
   it('EEXIST: overlapping elements in a single-field interval set (any overlap, as nft checks it)', async () => {
     const fake = await seeded(); // s4 holds 10.0.0.0/24
     for (const key of ['10.0.0.5', '10.0.0.0/16', '10.0.0.128/25', '10.0.0.200-10.0.1.5']) {
@@ -267,6 +281,7 @@ describe('FakeNft failures', () => {
   it('EINVAL: type mismatches, element shapes, unsupported chain changes, loops', async () => {
     const fake = await seeded();
     const cases: [string, (t: Transaction) => void][] = [
+      ['hook and policy on a regular chain', (t) => t.add({ kind: 'chain', name: 'a', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' } })],
       ['hook change', (t) => t.add({ kind: 'chain', name: 'in', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' } })],
       ['priority change', (t) => t.add({ kind: 'chain', name: 'in', base: { type: 'filter', hook: 'input', priority: 10, policy: 'accept' } })],
       ['rule key type mismatch', (t) => t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip6 saddr'], 'h4'), accept()] })],
@@ -354,5 +369,76 @@ describe('FakeNft views', () => {
       foreign: [],
     });
     assert.equal(await new FakeNft(T).list(), null);
+  });
+});
+
+describe('FakeNft planted objects', () => {
+  it('lists what someone else left as the kernel would, deletes it, and refuses to add ours over it', async () => {
+    const fake = await seeded();
+    fake.plant([
+      { kind: 'set', name: 'weird', type: ['ipv4_addr'], flags: ['timeout'], foreign: 'timeout 3600' },
+      { kind: 'map', name: 'data', type: ['ipv4_addr'], flags: [], value: 'ipv4_addr' },
+      { kind: 'chain', name: 'pre', base: { type: 'filter', hook: 'prerouting', priority: -5, policy: 'drop' } },
+      { kind: 'rule', chain: 'pre', text: 'ip saddr @weird meta mark set 0x3' },
+      { kind: 'object', type: 'flowtable', name: 'ft' },
+    ]);
+    const snap = await fake.list();
+    assert.deepEqual(snap?.sets.find((x) => x.name === 'weird'), { name: 'weird', type: ['ipv4_addr'], flags: ['timeout'], foreign: 'timeout 3600', elements: [] });
+    assert.equal(snap?.maps.find((x) => x.name === 'data')?.value, 'ipv4_addr');
+    assert.deepEqual(snap?.chains.find((c) => c.name === 'pre')?.rules, ['<foreign ip saddr @weird meta mark set 0x3>']);
+    assert.deepEqual(snap?.foreign, [{ type: 'flowtable', name: 'ft' }]);
+    assert.match(fake.dump(), /^# foreign set weird .*$/m);
+    assert.match(fake.dump(), /^# foreign map data .*$/m);
+    await expectFailure(fake, tx((t) => t.add({ kind: 'set', name: 'weird', type: ['ipv4_addr'] })), 'EEXIST');
+    await expectFailure(fake, tx((t) => t.add({ kind: 'element', set: 'data', key: ['10.0.0.1'], value: 'accept' })), 'EINVAL');
+    await expectFailure(fake, tx((t) => t.delete({ kind: 'set', name: 'weird' })), 'EBUSY');
+    await fake.run(
+      tx((t) => {
+        t.flush({ kind: 'chain', name: 'pre' });
+        t.delete({ kind: 'chain', name: 'pre' });
+        t.delete({ kind: 'set', name: 'weird' });
+        t.delete({ kind: 'map', name: 'data' });
+        t.delete({ kind: 'foreign', type: 'flowtable', name: 'ft' });
+      }),
+    );
+    assert.ok(!fake.dump().includes('foreign'));
+    await expectFailure(fake, tx((t) => t.delete({ kind: 'foreign', type: 'flowtable', name: 'ft' })), 'ENOENT');
+  });
+});
+
+describe('FakeNft packet evaluator', () => {
+  it('walks base chains by hook, rules in order, jumps and returns, verdict maps and set lookups', async () => {
+    const fake = new FakeNft(T);
+    await fake.run(
+      tx((t) => {
+        t.add({ kind: 'table' });
+        t.add({ kind: 'chain', name: 'forward', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' } });
+        t.add({ kind: 'chain', name: 'late', base: { type: 'filter', hook: 'forward', priority: 10, policy: 'drop' } });
+        t.add({ kind: 'chain', name: 'g' });
+        t.add({ kind: 'set', name: 'pp', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'] });
+        t.add({ kind: 'map', name: 'm', type: ['ipv4_addr'] });
+        t.add({ kind: 'element', set: 'pp', key: ['10.0.0.0/24', 'tcp', '80-81'] });
+        t.add({ kind: 'element', set: 'm', key: ['10.1.0.1'], value: { jump: 'g' } });
+        t.add({ kind: 'element', set: 'm', key: ['10.1.0.2'], value: 'drop' });
+        t.add({ kind: 'rule', chain: 'forward', body: [ctState('established', 'related'), accept()] });
+        t.add({ kind: 'rule', chain: 'forward', body: [vmap(['ip daddr'], 'm')] });
+        t.add({ kind: 'rule', chain: 'forward', body: [counter(), accept()] });
+        t.add({ kind: 'rule', chain: 'g', body: [matchSet(['ip saddr', 'meta l4proto', 'th dport'], 'pp'), ret()] });
+        t.add({ kind: 'rule', chain: 'g', body: [counter(), drop()] });
+        t.add({ kind: 'rule', chain: 'late', body: [accept()] });
+      }),
+    );
+    const p = { hook: 'forward' as const, saddr: '10.0.0.7', daddr: '10.1.0.1', protocol: 'tcp' as const, dport: 80, ct: 'new' as const };
+    assert.equal(fake.evaluate(p), 'accept', 'g returns, the next rule of forward accepts, then the later base chain accepts');
+    assert.equal(fake.evaluate({ ...p, dport: 82 }), 'drop', 'no element matches: g drops');
+    assert.equal(fake.evaluate({ ...p, protocol: 'udp' }), 'drop');
+    assert.equal(fake.evaluate({ ...p, saddr: '10.0.1.7' }), 'drop');
+    assert.equal(fake.evaluate({ ...p, ct: 'established', dport: 82 }), 'accept', 'conntrack first');
+    assert.equal(fake.evaluate({ ...p, daddr: '10.1.0.2' }), 'drop', 'a drop element of the map');
+    assert.equal(fake.evaluate({ ...p, daddr: '10.1.0.3' }), 'accept', 'a map miss goes on to the next rule');
+    assert.equal(fake.evaluate({ ...p, saddr: 'fd00::7', daddr: 'fd00::1' }), 'accept', 'ip daddr does not match an IPv6 packet');
+    assert.equal(fake.evaluate({ ...p, hook: 'input' }), 'accept', 'no base chain on input');
+    await fake.run(tx((t) => t.flush({ kind: 'chain', name: 'late' })));
+    assert.equal(fake.evaluate(p), 'drop', 'a later base chain with policy drop still sees an accepted packet');
   });
 });
