@@ -7,8 +7,7 @@
 import type { ChainView, DesiredView, KernelView, RuleBody, SetView } from './layout';
 import { elementId } from './layout';
 import type { ForeignKind, TableSnapshot } from './nft';
-import { FOREIGN_KINDS, Transaction } from './nft';
-import { isValidName } from './nft/objects';
+import { FOREIGN_KINDS, Transaction, isValidName } from './nft';
 
 /** Names an incremental diff may touch; null scope: everything (a full reconcile). */
 export interface Scope {

@@ -18,6 +18,7 @@ export type { NftBackend, TableSnapshot, ChainSnapshot, SetSnapshot, MapSnapshot
 export { NftValidationError, NftApplyError, NftClosedError, NftListError, type NftApplyErrorCode, type OpSummary } from './errors';
 export {
   FOREIGN_KINDS,
+  isValidName,
   RuleToken,
   ctState,
   matchSet,
