@@ -63,7 +63,9 @@ export class Dataplane {
     for (const pd of [...this.groupOf.keys()]) this.setGroup(pd, null);
     for (const pod of this.state.pods()) for (const d of DIRECTIONS) this.setGroup(podDirectionKey(pod, d), this.wantedGroup(pod, d));
     const desired = this.buildView(new Set(this.members.keys()));
-    const snapshot = await this.backend.list();
+    const snapshot = await this.backend.list().catch((err: unknown) => {
+      throw new DataplaneError(`table inet ${this.backend.table}: listing it for a full reconcile failed: ${errorMessage(err)}`, { cause: err });
+    });
     const current = snapshot === null ? null : viewFromSnapshot(snapshot);
     const tx = diffViews(this.backend.table, current, desired, null);
     await this.run(tx, 'full reconcile');
