@@ -671,6 +671,31 @@ export async function runProgrammingBenchmark(): Promise<void> {
       const a = summarize(r.add);
       rows.push([`raw addon: one element add, one-field hash set, empty table (${via})`, String(a.n), fmtMs(a.median), fmtMs(a.p99), spread(r.add), '', '', '', '1 / 1']);
     }
+    // The same one-element operation in the kind of set the product writes: the largest concatenated
+    // interval set (address . protocol . port) of the populated table, with an element no rule uses.
+    const largest = (await rec.list())?.sets.filter((x) => x.name.endsWith('_pp4')).sort((x, y) => y.elements.length - x.elements.length)[0];
+    if (largest !== undefined) {
+      const inSet = new NftContext({ netns: `/run/netns/${netns}` });
+      const add: number[] = [];
+      const del: number[] = [];
+      try {
+        for (let i = 0; i < SAMPLES; i++) {
+          const element = `{ 10.255.${i >> 8}.${i & 255} . tcp . 1 }`;
+          let t = nowMs();
+          inSet.runSync(`add element inet ${DEFAULT_TABLE} ${largest.name} ${element}`);
+          add.push(nowMs() - t);
+          t = nowMs();
+          inSet.runSync(`delete element inet ${DEFAULT_TABLE} ${largest.name} ${element}`);
+          del.push(nowMs() - t);
+        }
+      } finally {
+        inSet.close();
+      }
+      for (const [what, xs] of [['add', add], ['delete', del]] as const) {
+        const a = summarize(xs);
+        rows.push([`raw addon: one element ${what}, largest addr.proto.port interval set (${fmt(largest.elements.length)} elements), populated table (runSync)`, String(a.n), fmtMs(a.median), fmtMs(a.p99), spread(xs), '', '', '', '1 / 1']);
+      }
+    }
     console.log(`single update on the product path: compiler delta -> Dataplane.apply -> nft run() (async), table of ${fmt(elements.length)} rule-table elements on ${node}; ${emptyDeltas} events gave an empty delta (not timed)`);
     printTable(['update', 'samples', 'apply median', 'apply p99', 'apply min..max', 'nft run median', 'JS median', 'compile median', 'delta elements / nft ops median'], rows);
     const after = await timed(rec, () => new Dataplane(rec).sync(compiler.elements()));
