@@ -465,13 +465,14 @@ export async function runPacketBenchmark(): Promise<void> {
     console.log(`  (c) nft list chain inet ${DEFAULT_TABLE} ${group}:\n${chainText.stdout.split('\n').filter((l) => /^\t\t/.test(l)).map((l) => `      ${l.trim()}`).join('\n')}`);
     edits = layoutEdits(DEFAULT_TABLE, group, serverFlat);
 
-    // Every configuration must let the client in on `port`; (c) and its alternatives must keep DENIED_PORT closed.
+    // Every configuration must let the client in on `port`; (c) and its alternatives must drop DENIED_PORT.
     const isolation = new Map<Config, string>();
     for (const config of configs) {
       await program(config);
       const [open, denied] = [await probe(port), await probe(DENIED_PORT)];
-      const want = config === 'a' || config === 'b' ? 'answered' : 'timeout';
-      isolation.set(config, `${port} ${open}, ${DENIED_PORT} ${denied}${open === 'answered' && denied === want ? '' : ' (WRONG)'}`);
+      // Nothing listens on DENIED_PORT: a reachable port refuses, a dropped SYN times out.
+      const want = config === 'a' || config === 'b' ? 'refused' : 'timeout';
+      isolation.set(config, `${port} ${open}, ${DENIED_PORT} ${denied}${open === 'connected' && denied === want ? '' : ' (WRONG)'}`);
     }
     if (bin === null) {
       console.log('  no load generator: per-packet figures skipped\n');
