@@ -9,11 +9,12 @@
 //    table with no policy selecting the server ("conntrack only": established accept + vmap dispatch,
 //    server not isolated), (c) the same table plus 50 policies that select the server (every new
 //    connection walks its group chain), and alternative layouts of the server's group chain made by
-//    editing table (c). Every round measures every configuration (order rotated), and the ratio to
-//    (b) is taken within each round: its median and spread over the rounds are the result.
+//    editing table (c). Every round measures every other configuration once (order rotated), each
+//    between two measurements of (b); its ratio to the mean of those two, median and spread over the
+//    rounds, is the result. Consecutive (b)/(b) ratios give the method's noise floor.
 //    Load: bench/tools/connrate.c (compiled at run time) as client, and as an accept-and-close
 //    server on a port the server pod declares (falls back to the sandbox's Node helper without cc).
-//    BENCH_CONN_ROUNDS (9), BENCH_CONN_SECONDS (3), BENCH_LAYOUT_ALTERNATIVES=0 to measure a/b/c only.
+//    BENCH_CONN_ROUNDS (7), BENCH_CONN_SECONDS (3), BENCH_LAYOUT_ALTERNATIVES=0 to measure a/b/c only.
 // 2. Programming time: one node's rule table of the reference cluster written into a fresh netns
 //    from empty, a second sync, and single updates on the product path (a compiler delta applied by
 //    Dataplane.apply through the addon's async run(): remote pod relabel, local pod add/delete/relabel),
@@ -360,7 +361,7 @@ function startServer(sandbox: Sandbox, bin: string): Promise<ChildProcess> {
 
 export async function runPacketBenchmark(): Promise<void> {
   const SECONDS = env('BENCH_CONN_SECONDS', 3);
-  const ROUNDS = env('BENCH_CONN_ROUNDS', 9);
+  const ROUNDS = env('BENCH_CONN_ROUNDS', 7);
   const configs: readonly Config[] = process.env['BENCH_LAYOUT_ALTERNATIVES'] === '0' ? PRODUCT_CONFIGS : [...PRODUCT_CONFIGS, ...LAYOUT_ALTERNATIVES];
   if (!isRoot()) {
     console.log('dataplane per-packet cost: skipped, needs root (network namespaces, nftables)\n');
@@ -440,7 +441,7 @@ export async function runPacketBenchmark(): Promise<void> {
     console.log(`  rule table on ${BENCH_NODE}: (b) ${fmt(elementsB.length)} elements, (c) ${fmt(elementsC.length)} elements`);
     console.log(`  server: ${serverText}`);
     console.log(`  client: ${clientText}`);
-    console.log(`  rounds: ${ROUNDS}, each measures every configuration for ${SECONDS} s (order rotated between rounds); ratios are taken within a round`);
+    console.log(`  rounds: ${ROUNDS}; each measures every configuration for ${SECONDS} s between two ${SECONDS} s measurements of (b) (order rotated between rounds)`);
 
     // What (c) programs: the server's group chain and its sets; and that the server is really isolated.
     const syncC = tableC.report;
@@ -487,37 +488,53 @@ export async function runPacketBenchmark(): Promise<void> {
     };
     await program('a');
     await measure(); // warm-up, not reported
+    // Each configuration X is measured between two measurements of (b), and its ratio is X over the
+    // mean of those two: slow drift of the machine's load cancels out. The ratio of each (b) to the
+    // one before it is the noise floor of the method.
+    const rate = (r: RunResult): number => r.connections / r.seconds;
     const results = new Map<Config, RunResult[]>(configs.map((c) => [c, []]));
+    const ratios = new Map<Config, number[]>(configs.map((c) => [c, []]));
+    const others = configs.filter((c) => c !== 'b');
+    const run = async (config: Config): Promise<RunResult> => {
+      await program(config);
+      await new Promise((r) => setTimeout(r, 200));
+      const r = await measure();
+      results.get(config)?.push(r);
+      return r;
+    };
     for (let round = 0; round < ROUNDS; round++) {
-      for (let i = 0; i < configs.length; i++) {
-        const config = configs[(round + i) % configs.length] as Config;
-        await program(config);
-        await new Promise((r) => setTimeout(r, 200));
-        results.get(config)?.push(await measure());
+      let before = await run('b');
+      for (let i = 0; i < others.length; i++) {
+        const config = others[(round + i) % others.length] as Config;
+        const r = await run(config);
+        const after = await run('b');
+        ratios.get(config)?.push(rate(r) / ((rate(before) + rate(after)) / 2));
+        ratios.get('b')?.push(rate(after) / rate(before));
+        before = after;
       }
     }
     await program('a');
-    const rate = (r: RunResult): number => r.connections / r.seconds;
     const rates = (cfg: Config): number[] => (results.get(cfg) ?? []).map(rate);
-    const perRound = (cfg: Config): number[] => rates(cfg).map((x, i) => x / (rates('b')[i] as number));
+    const ratioOf = (cfg: Config): number[] => ratios.get(cfg) ?? [];
     const range = (xs: readonly number[], digits: number): string => `${Math.min(...xs).toFixed(digits)}..${Math.max(...xs).toFixed(digits)}`;
-    printTable(['configuration', 'conn/s median', 'conn/s min..max', 'ratio to (b) per round: median', 'min..max', 'errors', 'isolation check'], configs.map((cfg) => {
+    printTable(['configuration', 'conn/s median', 'conn/s min..max', 'ratio to the (b) around it: median', 'min..max', 'n', 'errors', 'isolation check'], configs.map((cfg) => {
       const rs = results.get(cfg) ?? [];
       const errors = rs.reduce((n, r) => n + r.errors, 0);
       return [
-        CONFIG_NAMES[cfg],
+        cfg === 'b' ? `${CONFIG_NAMES[cfg]}; ratio: to the (b) before it (noise floor)` : CONFIG_NAMES[cfg],
         fmt(median(rates(cfg))),
         `${fmt(Math.min(...rates(cfg)))}..${fmt(Math.max(...rates(cfg)))}`,
-        median(perRound(cfg)).toFixed(3),
-        range(perRound(cfg), 3),
+        median(ratioOf(cfg)).toFixed(3),
+        range(ratioOf(cfg), 3),
+        String(ratioOf(cfg).length),
         String(errors) + (errors > 0 ? ` (${rs.find((r) => r.errors > 0)?.firstError ?? ''})` : ''),
         isolation.get(cfg) ?? '',
       ];
     }));
-    const c = median(perRound('c'));
-    console.log(`(c)/(b), median of ${ROUNDS} per-round ratios: ${c.toFixed(3)} (spread ${range(perRound('c'), 3)}; target >= 0.97: ${c >= 0.97 ? 'met' : 'NOT met'})`);
-    const best = configs.filter((cfg) => cfg.startsWith('c')).sort((x, y) => median(perRound(y)) - median(perRound(x)))[0];
-    if (best !== undefined) console.log(`best layout for (c) in this run: ${CONFIG_NAMES[best]} (${median(perRound(best)).toFixed(3)}); differences inside the spread are noise\n`);
+    const c = median(ratioOf('c'));
+    console.log(`(c)/(b), median of ${ROUNDS} ratios: ${c.toFixed(3)} (spread ${range(ratioOf('c'), 3)}; target >= 0.97: ${c >= 0.97 ? 'met' : 'NOT met'}); noise floor (b)/(b): ${range(ratioOf('b'), 3)}`);
+    const best = configs.filter((cfg) => cfg.startsWith('c')).sort((x, y) => median(ratioOf(y)) - median(ratioOf(x)))[0];
+    if (best !== undefined) console.log(`best layout for (c) in this run: ${CONFIG_NAMES[best]} (${median(ratioOf(best)).toFixed(3)}); a difference smaller than the noise floor's spread is noise\n`);
   } finally {
     nft.close();
     if (server !== null && server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
