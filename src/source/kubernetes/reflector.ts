@@ -125,12 +125,13 @@ export class Reflector {
       } catch (err) {
         if (this.signal.aborted) break;
         if (isExpired(err)) {
+          const watching = !needList;
           needList = true;
           // The first expiry relists at once; expiries in a row back off like any failure.
           const immediate = this.backoff.consecutiveFailures === 0;
           const backoffMs = this.backoff.next();
           delayMs = immediate ? 0 : backoffMs;
-          this.out.metrics?.watchRestarted(this.spec.kind, 'expired');
+          if (watching) this.out.metrics?.watchRestarted(this.spec.kind, 'expired');
           this.out.logger?.info({ kind: this.spec.kind, resourceVersion: this.resourceVersion, err: errorMessage(err) }, 'resourceVersion expired; relisting');
         } else {
           const retryAfterMs = err instanceof ApiRequestError && err.retryAfterSeconds !== null ? err.retryAfterSeconds * 1000 : 0;
