@@ -2,11 +2,12 @@
 // purpose. Each test asserts the exact calls the sink receives.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import pino from 'pino';
 import type { ClusterEvent, ObjectKind, ObjectRef, SourceSink } from '../../src/api';
 import { errorMessage } from '../../src/errors';
 import { parseNamespace, parseNetworkPolicy, parsePod } from '../../src/model';
 import { KubernetesSource } from '../../src/source/kubernetes';
-import type { KubernetesSourceOptions, SourceMetrics, WatchRestartReason } from '../../src/source/kubernetes';
+import type { KubernetesSourceOptions, SourceLogger, SourceMetrics, WatchRestartReason } from '../../src/source/kubernetes';
 import { Backoff } from '../../src/source/kubernetes/backoff';
 import { makeNamespace, makePod, makePolicy } from '../support/builders';
 import { FakeApiServer, forbiddenMessage } from '../support/fake-apiserver';
@@ -100,7 +101,8 @@ test('lists every kind in pages (limit/continue), one batch per kind, then synce
   await server.start();
   const sink = new RecordingSink();
   const metrics = new RecordingMetrics();
-  const source = new KubernetesSource({ kubeconfigPath: server.kubeconfigPath, metrics, pageSize: 2, random: () => 0.5 });
+  const logger: SourceLogger = pino({ level: 'silent' }); // a pino Logger is a SourceLogger
+  const source = new KubernetesSource({ kubeconfigPath: server.kubeconfigPath, metrics, logger, pageSize: 2, random: () => 0.5 });
   try {
     const ns = [server.put('namespaces', makeNamespace('default')), server.put('namespaces', makeNamespace('prod', { env: 'prod' }))];
     const pods = ['a', 'b', 'c', 'd', 'e'].map((n, i) => server.put('pods', makePod('default', n, { ips: [`10.0.0.${i + 1}`] })));
@@ -200,6 +202,38 @@ test('a 500 on list is reported and retried with backoff; synced waits for that 
   } finally {
     await source.stop();
     await server.close();
+  }
+});
+
+test('a list page that never completes times out, is reported and retried', async () => {
+  const server = new FakeApiServer();
+  await server.start();
+  const sink = new RecordingSink();
+  const source = new KubernetesSource({ kubeconfigPath: server.kubeconfigPath, requestTimeoutMs: 200, random: () => 0.5, backoff: { initialMs: 20, maxMs: 80 } });
+  try {
+    const pod = server.put('pods', makePod('default', 'a', { ips: ['10.0.0.1'] }));
+    server.failNext('pods', 'list', { kind: 'silent' });
+    source.start(sink);
+    await until('synced', () => sink.calls.some((c) => c.type === 'synced'));
+    assert.deepEqual(sink.take(), [
+      { type: 'problem', message: 'Kubernetes source: list pods in all namespaces: the list of pods took longer than 0.2 s; retrying in 0.0 s, the last known state stays enforced' },
+      { type: 'events', batch: [upsertPod(pod)] },
+      { type: 'synced' },
+    ]);
+  } finally {
+    await source.stop();
+    await server.close();
+  }
+});
+
+test('without --kubeconfig outside a pod, the source says what to pass instead', () => {
+  const saved = process.env['KUBERNETES_SERVICE_HOST'];
+  delete process.env['KUBERNETES_SERVICE_HOST'];
+  try {
+    assert.throws(() => new KubernetesSource(), /not running in a Kubernetes pod \(KUBERNETES_SERVICE_HOST is not set\): pass --kubeconfig/);
+    assert.throws(() => new KubernetesSource({ kubeconfigPath: '/nonexistent/kubeconfig' }), /cannot load the kubeconfig \/nonexistent\/kubeconfig/);
+  } finally {
+    if (saved !== undefined) process.env['KUBERNETES_SERVICE_HOST'] = saved;
   }
 });
 
