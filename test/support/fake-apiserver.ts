@@ -74,7 +74,8 @@ export class FakeApiServer {
   /** Compress list responses larger than this when the client accepts gzip (the API server: 128 KiB). */
   gzipAboveBytes = 128 * 1024;
   readonly requests: RequestRecord[] = [];
-  readonly bytes = { list: 0, watch: 0 };
+  /** Bytes served: lists on the wire (gzip when asked), lists before compression, watch streams. */
+  readonly bytes = { list: 0, watch: 0, listUncompressed: 0 };
   kubeconfigPath = '';
 
   async start(): Promise<void> {
@@ -256,6 +257,7 @@ export class FakeApiServer {
     const gzip = body.length > this.gzipAboveBytes && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
     const wire = gzip ? gzipSync(body) : body;
     this.bytes.list += wire.length;
+    this.bytes.listUncompressed += body.length;
     res.writeHead(200, { 'content-type': 'application/json', ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
     res.end(wire);
   }
