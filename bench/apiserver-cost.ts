@@ -41,6 +41,7 @@ async function serve(): Promise<void> {
   const page = JSON.stringify({ items: cluster.pods.slice(0, 500).map((p, i) => servedPod(p, 'ready', i)) });
   const pageGzipRatio = gzipSync(page).length / page.length;
   server.compact();
+  server.sendBookmarksEvery(60_000); // as kube-apiserver does for watches that allow bookmarks
   const send = (m: FromServer): void => { process.send?.(m); };
   send({ type: 'ready', kubeconfigPath: server.kubeconfigPath, pods: cluster.pods.length, podBytes, pageGzipRatio });
   process.on('message', (m: ToServer) => {
@@ -170,9 +171,23 @@ export async function runApiServerCostBenchmark(): Promise<void> {
     const problems = sources.flatMap((s) => s.sink.problems);
     if (problems.length > 0) console.log(`problems: ${problems.join(' | ')}`);
     for (const s of sources) await s.source.stop();
+    retainedObjectCost();
   } finally {
     child.send({ type: 'exit' });
   }
+}
+
+/** What a cache of full objects (an informer's) holds per pod: the heap of parsed served pods kept alive. */
+function retainedObjectCost(): void {
+  const { cluster } = referenceCluster();
+  const n = Math.min(20_000, cluster.pods.length);
+  const texts = cluster.pods.slice(0, n).map((p, i) => JSON.stringify(servedPod(p, 'ready', i)));
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const kept = texts.map((t) => JSON.parse(t) as unknown);
+  gc();
+  const perPod = (process.memoryUsage().heapUsed - before) / kept.length;
+  console.log(`a full pod object kept in memory (what an informer cache holds): ${(perPod / 1024).toFixed(1)} KiB of heap each (${n} parsed pods), ${mb(perPod * cluster.pods.length)} for ${cluster.pods.length} pods`);
 }
 
 if (process.argv[2] === '--serve') {
