@@ -30,6 +30,12 @@ export interface KubernetesSourceOptions {
   readonly backoff?: BackoffOptions;
   /** The source of jitter, in [0, 1). Default Math.random. */
   readonly random?: () => number;
+  /**
+   * Read the initial state with streaming lists (WatchList: a watch with sendInitialEvents=true, served
+   * from the watch cache without building a list response) instead of paginated lists; falls back to
+   * lists where the server refuses them. Default false.
+   */
+  readonly streamingList?: boolean;
 }
 
 function loadKubeConfig(kubeconfigPath: string | undefined): KubeConfig {
@@ -64,6 +70,7 @@ export class KubernetesSource implements ClusterSource {
       requestTimeoutMs: options.requestTimeoutMs ?? 60_000,
       backoff: options.backoff ?? DEFAULT_BACKOFF,
       random: options.random ?? Math.random,
+      streamingList: options.streamingList ?? false,
     };
   }
 
