@@ -1,8 +1,8 @@
 // List-then-watch of one kind, with the recovery the library's informer lacks: any failure restarts
 // the watch after a capped, jittered backoff; a watch that goes silent is aborted by a watchdog and
 // restarted; a 410 Gone (or a resourceVersion the server cannot serve) leads to a relist that is
-// reconciled against what we hold as a diff. Of each object we keep its resourceVersion, its uid and a
-// digest of its reduced record, never the object itself.
+// reconciled against what we hold as a diff. Of each object we keep its resourceVersion and a digest
+// of its reduced record, never the object itself.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterEvent, ObjectKind, ObjectRef } from '../../api';
@@ -64,8 +64,11 @@ export interface ReflectorOutput {
   readonly logger: SourceLogger | undefined;
 }
 
+/**
+ * What we keep of an object: enough to tell whether a later read changes it. A pod's uid is part of its
+ * record (PodState.uid), so a pod recreated under the same name has another digest.
+ */
 interface KnownObject {
-  readonly uid: string;
   readonly resourceVersion: string;
   /** A digest of the reduced record, or "!" and the resourceVersion for a rejected object. */
   readonly digest: string;
@@ -366,13 +369,13 @@ export class Reflector {
       const ref = err instanceof InvalidObjectError ? err.ref : id.ref;
       this.out.logger?.warn({ kind: this.spec.kind, object: formatRef(ref), err: errorMessage(err) }, 'object rejected');
       return {
-        known: { uid: id.uid, resourceVersion: id.resourceVersion, digest: `!${id.resourceVersion}` },
+        known: { resourceVersion: id.resourceVersion, digest: `!${id.resourceVersion}` },
         event: null,
         rejection: { ref, reason: errorMessage(err), raw },
       };
     }
     const digest = digestOf(event);
-    const known = { uid: id.uid, resourceVersion: id.resourceVersion, digest };
+    const known = { resourceVersion: id.resourceVersion, digest };
     return { known, event: previous?.digest === digest ? null : event, rejection: null };
   }
 
