@@ -17,13 +17,15 @@ const EXIT_CODE_OF: Partial<Record<ErrorCode, number>> = {
   INVALID_OBJECT: EXIT_BAD_INPUT,
   DATAPLANE: EXIT_DATAPLANE,
   SANDBOX: EXIT_DATAPLANE,
+  NFT: EXIT_DATAPLANE,
+  KUBERNETES_API: EXIT_BAD_INPUT,
 };
 const EXIT_CODES_HELP = `
 Exit codes:
   0  done
   1  internal error (a bug; the message has a stack trace)
-  2  bad input (the message names the file, the object and the field) or bad usage
-  3  the dataplane or the sandbox failed (set NETPOL_AGENT_DEBUG=1 for a stack trace)`;
+  2  bad input (the message names the file, the object and the field), bad usage, or no usable Kubernetes configuration
+  3  nftables, the dataplane or the sandbox failed (set NETPOL_AGENT_DEBUG=1 for a stack trace)`;
 
 function parsePort(text: string): number {
   const n = Number(text);
