@@ -20,6 +20,7 @@ import { objectKey } from '../api';
 import type { ClusterEvent, Direction, Labels, NamespaceState, PodState, PolicyRule, PolicyState, RuleTableDelta, RuleTableElement } from '../api';
 import { ElementStore, elementKey } from '../ruletable';
 import { NAMESPACE_NAME_LABEL, hasFinished } from '../model';
+import { PodAddressIndex } from './address-index';
 import type { ClusterView, PeerSetStats } from './peer-sets';
 import { PeerSetIndex, peerDefinition } from './peer-sets';
 import { resolvePorts } from './ports';
@@ -84,6 +85,7 @@ export class NodeCompiler {
   private readonly pods = new Map<string, PodState>();
   private readonly podsByNamespace = new Map<string, Set<string>>();
   private readonly podsByPortName = new Map<string, Set<string>>();
+  private readonly podsByAddress = new PodAddressIndex();
   private readonly policies = new Map<string, PolicyState>();
   private readonly policiesByNamespace = new Map<string, Set<string>>();
 
@@ -99,6 +101,7 @@ export class NodeCompiler {
       pod: (key) => this.pods.get(key),
       podsIn: (namespace) => this.podsByNamespace.get(namespace) ?? [],
       podsDeclaring: (portName) => this.podsByPortName.get(portName) ?? [],
+      podsInCidr: (cidr) => this.podsByAddress.podsInCidr(cidr),
       namespaceLabels: (name) => this.namespaceLabels(name),
       namespaceNames: () => new Set([...this.namespaces.keys(), ...this.podsByNamespace.keys()]),
     };
@@ -149,12 +152,14 @@ export class NodeCompiler {
     if (prev !== undefined) {
       removeFromIndex(this.podsByNamespace, prev.namespace, key);
       for (const p of prev.ports) if (p.name !== undefined) removeFromIndex(this.podsByPortName, p.name, key);
+      this.podsByAddress.remove(key, prev.ips);
     }
     if (next === undefined) this.pods.delete(key);
     else {
       this.pods.set(key, next);
       addToIndex(this.podsByNamespace, next.namespace, key);
       for (const p of next.ports) if (p.name !== undefined) addToIndex(this.podsByPortName, p.name, key);
+      this.podsByAddress.add(key, next.ips);
     }
 
     // As a local pod: its addresses and the policies that select it.

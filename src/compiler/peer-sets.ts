@@ -9,12 +9,17 @@
 // When its last rule goes (no local pod uses it right now) it moves to an LRU cache bounded by members,
 // where it is still maintained, so binding a rule whose definition is live or cached costs no scan: only
 // the elements of the delta. The table never depends on what is cached: an evicted set is rebuilt.
+//
+// Members are text keys, refcounted by contributing pod: a peer with no port is its own key (a pod's
+// address is the very string the pod holds), a peer on a port is "peer|port". A set of every pod of a
+// 100,000-pod cluster costs a few MB (bench/engine-compile.ts measures it).
 import { LRUCache } from 'lru-cache';
 import type { Direction, Labels, PeerMatch, PodState, PolicyPeer, PolicyRule, PortMatch, PortSpec, RuleTableElement } from '../api';
 import { hasFinished } from '../model';
 import type { Cidr } from '../net/ip';
 import { cidrContainsIp, formatCidr, parseCidr, parseIp, subtractCidrs } from '../net/ip';
 import { portMatchText } from '../ruletable';
+import { addressBucket, cidrBucket } from './address-index';
 import { resolvePorts } from './ports';
 import { selectorMatches } from './selector';
 
@@ -25,6 +30,8 @@ export interface ClusterView {
   pod(key: string): PodState | undefined;
   podsIn(namespace: string): Iterable<string>;
   podsDeclaring(portName: string): Iterable<string>;
+  /** A superset of the pods with an address inside the CIDR. */
+  podsInCidr(cidr: Cidr): Iterable<string>;
   namespaceLabels(name: string): Labels;
   namespaceNames(): Iterable<string>;
 }
@@ -42,8 +49,12 @@ export interface PeerDefinition {
   readonly staticPeers: readonly PeerMatch[];
   /** Egress named ports, resolved against each peer pod's own container ports. */
   readonly namedPorts: readonly PortSpec[];
-  /** Port names whose declaring pods are peers without being selected ("all peers" or ipBlocks). */
+  /** Port names whose declaring pods are peers without being selected: "all peers", or ipBlocks. */
   readonly scanNames: readonly string[];
+  /** Buckets (address-index.ts) the ipBlocks lie in, when some pod in them may be a peer on a named port. */
+  readonly blockBuckets: readonly string[];
+  /** Some ipBlock spans several buckets: every pod declaring a scanned name is checked. */
+  readonly wideBlocks: boolean;
   /** Some pod peer has no namespaceSelector: it selects in the policy's namespace. */
   readonly ownNamespace: boolean;
   readonly selectsNamespaces: boolean;
@@ -55,18 +66,6 @@ export interface BoundRule {
   readonly direction: Direction;
 }
 
-interface Member {
-  readonly peer: PeerMatch;
-  readonly port: PortMatch | null;
-  count: number;
-}
-
-interface MemberEntry {
-  readonly key: string;
-  readonly peer: PeerMatch;
-  readonly port: PortMatch | null;
-}
-
 /** The key of a contribution that comes from the definition itself (pod keys always contain a "/"). */
 const STATIC_CONTRIBUTOR = '';
 
@@ -76,8 +75,8 @@ function mustParseCidr(text: string): Cidr {
   return cidr;
 }
 
-function memberEntry(peer: PeerMatch, port: PortMatch | null): MemberEntry {
-  return { key: port === null ? `${peer}|` : `${peer}|${portMatchText(port)}`, peer, port };
+function memberKey(peer: PeerMatch, portText: string): string {
+  return `${peer}|${portText}`;
 }
 
 export function peerDefinition(namespace: string, direction: Direction, rule: PolicyRule): PeerDefinition {
@@ -92,15 +91,22 @@ export function peerDefinition(namespace: string, direction: Direction, rule: Po
   // Ingress named ports name the local pod's ports: they are resolved in its binding, not here.
   const namedPorts = direction === 'egress' ? (rule.ports ?? []).filter((p) => p.kind === 'named') : [];
   const ownNamespace = podPeers.some((p) => p.namespaceSelector === null);
+  // Peers are a union and ports a set: their order does not change the members.
+  const canonical = (items: readonly object[]): string[] => items.map((i) => JSON.stringify(i)).sort();
+  const namedScan = namedPorts.length > 0 && blocks.length > 0;
+  const blockBuckets = namedScan ? blocks.map((b) => cidrBucket(b.cidr)) : [];
+  const wideBlocks = blockBuckets.includes(null);
   return {
-    key: JSON.stringify([ownNamespace ? namespace : null, podPeers, allPeers, blockSpecs, namedPorts]),
+    key: JSON.stringify([ownNamespace ? namespace : null, canonical(podPeers), allPeers, canonical(blockSpecs), canonical(namedPorts)]),
     namespace,
     podPeers,
     allPeers,
     blocks,
     staticPeers: allPeers ? ['any'] : blocks.flatMap((b) => subtractCidrs(b.cidr, b.except).map(formatCidr)),
     namedPorts,
-    scanNames: allPeers || blocks.length > 0 ? namedPorts.flatMap((p) => (p.kind === 'named' ? [p.name] : [])) : [],
+    scanNames: allPeers || wideBlocks ? namedPorts.flatMap((p) => (p.kind === 'named' ? [p.name] : [])) : [],
+    blockBuckets: wideBlocks ? [] : [...new Set(blockBuckets.filter((b): b is string => b !== null))],
+    wideBlocks,
     ownNamespace,
     selectsNamespaces: podPeers.some((p) => p.namespaceSelector !== null),
   };
@@ -129,73 +135,80 @@ function inBlocks(def: PeerDefinition, text: string): boolean {
   return ip !== null && def.blocks.some((b) => cidrContainsIp(b.cidr, ip) && !b.except.some((e) => cidrContainsIp(e, ip)));
 }
 
-/** What a pod adds to the set: its addresses if selected, and for egress its resolved named ports. */
-function contribution(def: PeerDefinition, pod: PodState, view: ClusterView): MemberEntry[] {
+/**
+ * What a pod adds to the set, as member keys: its addresses if selected, and for egress its resolved
+ * named ports. `portText` registers the port matches the keys name.
+ */
+function contribution(def: PeerDefinition, pod: PodState, view: ClusterView, portText: (m: PortMatch) => string): readonly string[] {
   // Host-network and finished pods are never selected peers.
   if (pod.hostNetwork || hasFinished(pod) || pod.ips.length === 0) return [];
   const selected = def.podPeers.length > 0 && selectsPod(def, pod, view);
-  const named = def.namedPorts.length > 0 ? resolvePorts(def.namedPorts, pod) : [];
-  const out: MemberEntry[] = [];
-  if (selected) for (const ip of pod.ips) out.push(memberEntry(ip, null));
-  if (named.length === 0) return out;
+  if (def.namedPorts.length === 0) return selected ? pod.ips : [];
+  const named = resolvePorts(def.namedPorts, pod);
+  if (named.length === 0) return selected ? pod.ips : [];
+  const out: string[] = selected ? [...pod.ips] : [];
   // Towards selected pods, "all peers" or an ipBlock: the pod's own ports name the numbers.
   const namedIps = selected || def.allPeers ? pod.ips : pod.ips.filter((ip) => inBlocks(def, ip));
-  for (const ip of namedIps) for (const port of named) out.push(memberEntry(ip, port));
+  for (const port of named) {
+    const text = portText(port);
+    for (const ip of namedIps) out.push(memberKey(ip, text));
+  }
   return out;
 }
 
 class PeerSet {
   readonly rules = new Set<BoundRule>();
-  readonly members = new Map<string, Member>();
-  /** pod key -> the member keys it holds. */
-  readonly contributions = new Map<string, readonly string[]>();
+  /** member key -> how many contributors hold it. */
+  readonly members = new Map<string, number>();
+  /** contributor -> the member keys it holds (one key is held as itself). */
+  readonly contributions = new Map<string, string | readonly string[]>();
   /** Namespaces its namespaceSelectors currently match (its entries in the index by namespace). */
   readonly selectedNamespaces = new Set<string>();
-  /** Members whose presence changed since the last delta: key -> the member before (null: absent). */
-  readonly touched = new Map<string, Member | null>();
+  /** Members whose presence changed since the last delta: key -> whether it was present before. */
+  readonly touched = new Map<string, boolean>();
   /** Off while the set is built: no rule has seen it yet, so there is nothing to compare with. */
   journaling = false;
 
   constructor(readonly def: PeerDefinition) {}
 
-  setContribution(contributor: string, entries: readonly MemberEntry[]): void {
+  setContribution(contributor: string, keys: readonly string[]): void {
     const before = this.contributions.get(contributor);
     // Acquire first, so a member the contributor keeps never leaves the set.
-    for (const e of entries) {
-      const m = this.members.get(e.key);
-      if (m !== undefined) m.count++;
+    for (const key of keys) {
+      const n = this.members.get(key);
+      if (n !== undefined) this.members.set(key, n + 1);
       else {
-        if (this.journaling && !this.touched.has(e.key)) this.touched.set(e.key, null);
-        this.members.set(e.key, { peer: e.peer, port: e.port, count: 1 });
+        if (this.journaling && !this.touched.has(key)) this.touched.set(key, false);
+        this.members.set(key, 1);
       }
     }
-    if (before !== undefined) for (const key of before) this.release(key);
-    if (entries.length === 0) this.contributions.delete(contributor);
-    else this.contributions.set(contributor, entries.map((e) => e.key));
+    if (typeof before === 'string') this.release(before);
+    else if (before !== undefined) for (const key of before) this.release(key);
+    if (keys.length === 0) this.contributions.delete(contributor);
+    else this.contributions.set(contributor, keys.length === 1 ? (keys[0] as string) : keys);
   }
 
   private release(key: string): void {
-    const m = this.members.get(key);
-    if (m === undefined) throw new Error(`compiler: peer set released a member it does not hold: ${key}`);
-    if (--m.count > 0) return;
+    const n = this.members.get(key);
+    if (n === undefined) throw new Error(`compiler: peer set released a member it does not hold: ${key}`);
+    if (n > 1) {
+      this.members.set(key, n - 1);
+      return;
+    }
     this.members.delete(key);
-    if (this.journaling && !this.touched.has(key)) this.touched.set(key, m);
+    if (this.journaling && !this.touched.has(key)) this.touched.set(key, true);
   }
 
   /** Whether the member was present when the pending changes began. */
   hadAtStart(key: string): boolean {
     const before = this.touched.get(key);
-    return before === undefined ? this.members.has(key) : before !== null;
+    return before === undefined ? this.members.has(key) : before;
   }
 
-  forEachAtStart(fn: (key: string, m: Member) => void): void {
-    for (const [key, m] of this.members) if (this.touched.get(key) !== null) fn(key, m);
-    for (const [key, before] of this.touched) if (before !== null && !this.members.has(key)) fn(key, before);
+  forEachAtStart(fn: (key: string) => void): void {
+    for (const key of this.members.keys()) if (this.touched.get(key) !== false) fn(key);
+    for (const [key, before] of this.touched) if (before && !this.members.has(key)) fn(key);
   }
-}
-
-function peerElement(rule: BoundRule, m: Member): RuleTableElement {
-  return { kind: 'peer', rule: rule.id, direction: rule.direction, peer: m.peer, port: m.port };
 }
 
 function addToIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
@@ -234,6 +247,15 @@ export class PeerSetIndex {
   private readonly bySelectedNamespace = new Map<string, Set<PeerSet>>();
   private readonly namespaceSelecting = new Set<PeerSet>();
   private readonly byScanName = new Map<string, Set<PeerSet>>();
+  /** Sets with ipBlocks (and named ports) by the address bucket each block lies in. */
+  private readonly byBucket = new Map<string, Set<PeerSet>>();
+  /** The port matches member keys name, by their text. */
+  private readonly portsByText = new Map<string, PortMatch>();
+  private readonly portText = (m: PortMatch): string => {
+    const text = portMatchText(m);
+    if (!this.portsByText.has(text)) this.portsByText.set(text, m);
+    return text;
+  };
   private built = 0;
   private reused = 0;
 
@@ -290,6 +312,12 @@ export class PeerSetIndex {
       collect(this.byOwnNamespace.get(pod.namespace));
       collect(this.bySelectedNamespace.get(pod.namespace));
       for (const p of pod.ports) if (p.name !== undefined) collect(this.byScanName.get(p.name));
+      if (this.byBucket.size > 0) {
+        for (const ip of pod.ips) {
+          const bucket = addressBucket(ip);
+          if (bucket !== null) collect(this.byBucket.get(bucket.key));
+        }
+      }
     }
     for (const set of candidates) this.refresh(set, key);
   }
@@ -321,21 +349,22 @@ export class PeerSetIndex {
       if (before === after) continue;
       moved.add(id);
       if (before !== null) {
-        before.forEachAtStart((key, m) => {
-          if (after === null || !after.members.has(key)) removed.push(peerElement(rule, m));
+        before.forEachAtStart((key) => {
+          if (after === null || !after.members.has(key)) removed.push(this.element(rule, key));
         });
       }
       if (after !== null && afterEntry !== undefined) {
-        for (const [key, m] of after.members) if (before === null || !before.hadAtStart(key)) added.push(peerElement(afterEntry.rule, m));
+        const rule = afterEntry.rule;
+        for (const key of after.members.keys()) if (before === null || !before.hadAtStart(key)) added.push(this.element(rule, key));
       }
     }
     for (const set of this.touchedSets) {
       for (const rule of set.rules) {
         if (moved.has(rule.id)) continue;
         for (const [key, before] of set.touched) {
-          const now = set.members.get(key);
-          if (before === null && now !== undefined) added.push(peerElement(rule, now));
-          else if (before !== null && now === undefined) removed.push(peerElement(rule, before));
+          const now = set.members.has(key);
+          if (!before && now) added.push(this.element(rule, key));
+          else if (before && !now) removed.push(this.element(rule, key));
         }
       }
       set.touched.clear();
@@ -345,7 +374,7 @@ export class PeerSetIndex {
   }
 
   *elements(): IterableIterator<RuleTableElement> {
-    for (const { rule, set } of this.attached.values()) for (const m of set.members.values()) yield peerElement(rule, m);
+    for (const { rule, set } of this.attached.values()) for (const key of set.members.keys()) yield this.element(rule, key);
   }
 
   get elementCount(): number {
@@ -364,6 +393,14 @@ export class PeerSetIndex {
     };
   }
 
+  private element(rule: BoundRule, key: string): RuleTableElement {
+    const bar = key.indexOf('|');
+    if (bar < 0) return { kind: 'peer', rule: rule.id, direction: rule.direction, peer: key, port: null };
+    const port = this.portsByText.get(key.slice(bar + 1));
+    if (port === undefined) throw new Error(`compiler: peer set member with an unknown port: ${key}`);
+    return { kind: 'peer', rule: rule.id, direction: rule.direction, peer: key.slice(0, bar), port };
+  }
+
   private note(rule: BoundRule): void {
     if (!this.journal.has(rule.id)) this.journal.set(rule.id, { rule, before: this.attached.get(rule.id)?.set ?? null });
   }
@@ -371,7 +408,7 @@ export class PeerSetIndex {
   private build(def: PeerDefinition): PeerSet {
     this.built++;
     const set = new PeerSet(def);
-    set.setContribution(STATIC_CONTRIBUTOR, def.staticPeers.map((peer) => memberEntry(peer, null)));
+    set.setContribution(STATIC_CONTRIBUTOR, def.staticPeers);
     if (def.ownNamespace) {
       addToIndex(this.byOwnNamespace, def.namespace, set);
       for (const pod of this.view.podsIn(def.namespace)) this.refresh(set, pod);
@@ -389,6 +426,10 @@ export class PeerSetIndex {
       addToIndex(this.byScanName, name, set);
       for (const pod of this.view.podsDeclaring(name)) this.refresh(set, pod);
     }
+    if (def.blockBuckets.length > 0) {
+      for (const bucket of def.blockBuckets) addToIndex(this.byBucket, bucket, set);
+      for (const block of def.blocks) for (const pod of this.view.podsInCidr(block.cidr)) this.refresh(set, pod);
+    }
     set.journaling = true;
     return set;
   }
@@ -399,13 +440,14 @@ export class PeerSetIndex {
     for (const name of set.selectedNamespaces) removeFromIndex(this.bySelectedNamespace, name, set);
     this.namespaceSelecting.delete(set);
     for (const name of def.scanNames) removeFromIndex(this.byScanName, name, set);
+    for (const bucket of def.blockBuckets) removeFromIndex(this.byBucket, bucket, set);
   }
 
   private refresh(set: PeerSet, podKey: string): void {
     const pod = this.view.pod(podKey);
-    const entries = pod === undefined ? [] : contribution(set.def, pod, this.view);
-    if (entries.length === 0 && !set.contributions.has(podKey)) return;
-    set.setContribution(podKey, entries);
+    const keys = pod === undefined ? [] : contribution(set.def, pod, this.view, this.portText);
+    if (keys.length === 0 && !set.contributions.has(podKey)) return;
+    set.setContribution(podKey, keys);
     if (set.touched.size > 0) this.touchedSets.add(set);
   }
 }
