@@ -21,7 +21,7 @@ import type { ClusterEvent, Direction, Labels, NamespaceState, PodState, PolicyR
 import { ElementStore, elementKey } from '../ruletable';
 import { NAMESPACE_NAME_LABEL, hasFinished } from '../model';
 import { PodAddressIndex } from './address-index';
-import type { ClusterView, PeerSetStats } from './peer-sets';
+import type { ClusterView, PeerDefinition, PeerSetStats } from './peer-sets';
 import { PeerSetIndex, peerDefinition } from './peer-sets';
 import { resolvePorts } from './ports';
 import { sameLabels, selectorMatches } from './selector';
@@ -49,6 +49,10 @@ export interface NodeCompilerOptions {
 }
 
 export const DEFAULT_PEER_CACHE_MEMBERS = 500_000;
+
+function policyRules(policy: PolicyState): [Direction, readonly PolicyRule[]][] {
+  return [['ingress', policy.ingress], ['egress', policy.egress]];
+}
 
 /** Host-network and finished pods are neither isolated targets nor selected peers. */
 function isPolicyPod(p: PodState): boolean {
@@ -92,6 +96,8 @@ export class NodeCompiler {
   private readonly active = new Map<string, ActivePolicy>();
   private readonly targetPolicies = new Map<string, Set<string>>();
   private readonly peerSets: PeerSetIndex;
+  /** Policy -> the cluster-wide peer definitions it pins. */
+  private readonly pinned = new Map<string, PeerDefinition[]>();
 
   private readonly units = new Map<string, string[]>();
   private readonly store = new ElementStore();
@@ -189,6 +195,7 @@ export class NodeCompiler {
   }
 
   private onPolicy(key: string, next: PolicyState | undefined): void {
+    this.repin(key, next);
     const prev = this.policies.get(key);
     const activePrev = this.active.get(key);
     if (activePrev !== undefined) {
@@ -205,6 +212,28 @@ export class NodeCompiler {
       const pod = this.pods.get(pk);
       if (pod !== undefined && this.isLocalTarget(pod) && selectorMatches(next.podSelector, pod.labels)) this.addTarget(key, pk);
     }
+  }
+
+  /**
+   * Pins the policy's cluster-wide peer definitions (those whose build scans the whole cluster), so
+   * that a pod starting on this node finds them built; the new ones before the old ones go, so an
+   * update that keeps one does not rebuild it.
+   */
+  private repin(key: string, next: PolicyState | undefined): void {
+    const before = this.pinned.get(key) ?? [];
+    const after = new Map<string, PeerDefinition>();
+    if (next !== undefined) {
+      for (const [direction, rules] of policyRules(next)) {
+        for (const rule of rules) {
+          const def = peerDefinition(next.namespace, direction, rule);
+          if (def.clusterWide) after.set(def.key, def);
+        }
+      }
+    }
+    for (const def of after.values()) this.peerSets.pin(key, def);
+    for (const def of before) if (!after.has(def.key)) this.peerSets.unpin(key, def);
+    if (after.size > 0) this.pinned.set(key, [...after.values()]);
+    else this.pinned.delete(key);
   }
 
   // --- targets and activation -----------------------------------------------------------------
@@ -245,8 +274,7 @@ export class NodeCompiler {
     const state = this.policies.get(policyKey);
     if (state === undefined) throw new Error(`compiler: activating unknown policy ${policyKey}`);
     const policy: ActivePolicy = { key: policyKey, state, targets: new Set(), rules: [] };
-    const directions: [Direction, readonly PolicyRule[]][] = [['ingress', state.ingress], ['egress', state.egress]];
-    for (const [direction, rules] of directions) {
+    for (const [direction, rules] of policyRules(state)) {
       rules.forEach((rule, index) => {
         const active: ActiveRule = { id: `${policyKey}/${direction}/${index}`, direction, rule };
         policy.rules.push(active);

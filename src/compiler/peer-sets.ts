@@ -55,6 +55,11 @@ export interface PeerDefinition {
   readonly blockBuckets: readonly string[];
   /** Some ipBlock spans several buckets: every pod declaring a scanned name is checked. */
   readonly wideBlocks: boolean;
+  /**
+   * Building the set scans the whole cluster: every pod declaring a named port ("all peers" or a wide
+   * ipBlock), or every namespace (an empty namespaceSelector).
+   */
+  readonly clusterWide: boolean;
   /** Some pod peer has no namespaceSelector: it selects in the policy's namespace. */
   readonly ownNamespace: boolean;
   readonly selectsNamespaces: boolean;
@@ -107,6 +112,7 @@ export function peerDefinition(namespace: string, direction: Direction, rule: Po
     scanNames: allPeers || wideBlocks ? namedPorts.flatMap((p) => (p.kind === 'named' ? [p.name] : [])) : [],
     blockBuckets: wideBlocks ? [] : [...new Set(blockBuckets.filter((b): b is string => b !== null))],
     wideBlocks,
+    clusterWide: ((allPeers || wideBlocks) && namedPorts.length > 0) || podPeers.some((p) => p.namespaceSelector !== null && p.namespaceSelector.requirements.length === 0),
     ownNamespace,
     selectsNamespaces: podPeers.some((p) => p.namespaceSelector !== null),
   };
@@ -158,6 +164,8 @@ function contribution(def: PeerDefinition, pod: PodState, view: ClusterView, por
 
 class PeerSet {
   readonly rules = new Set<BoundRule>();
+  /** The policy rules that keep it maintained while no local pod uses it (PeerSetIndex.pin). */
+  readonly pins = new Set<string>();
   /** member key -> how many contributors hold it. */
   readonly members = new Map<string, number>();
   /** contributor -> the member keys it holds (one key is held as itself). */
@@ -225,8 +233,10 @@ function removeFromIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
 }
 
 export interface PeerSetStats {
-  /** Sets attached to at least one active rule. */
+  /** Sets attached to at least one active rule or pinned by a policy. */
   readonly liveSets: number;
+  readonly liveMembers: number;
+  readonly pinnedSets: number;
   /** Sets no active rule uses, kept and maintained in the cache. */
   readonly cachedSets: number;
   readonly cachedMembers: number;
@@ -273,16 +283,7 @@ export class PeerSetIndex {
 
   attach(rule: BoundRule, def: PeerDefinition): void {
     this.note(rule);
-    let set = this.live.get(def.key);
-    if (set === undefined) {
-      set = this.cache?.get(def.key);
-      if (set === undefined) set = this.build(def);
-      else {
-        this.cache?.delete(def.key);
-        this.reused++;
-      }
-      this.live.set(def.key, set);
-    } else this.reused++;
+    const set = this.acquire(def);
     set.rules.add(rule);
     this.attached.set(rule.id, { rule, set });
   }
@@ -292,9 +293,44 @@ export class PeerSetIndex {
     if (entry === undefined || entry.rule !== rule) return;
     this.note(rule);
     this.attached.delete(rule.id);
-    const set = entry.set;
-    set.rules.delete(rule);
-    if (set.rules.size > 0) return;
+    entry.set.rules.delete(rule);
+    this.releaseIfUnused(entry.set);
+  }
+
+  /**
+   * Keeps the definition's set built and maintained while a policy of the cluster has it, whether or
+   * not a local pod uses it: for the definitions whose build scans the whole cluster (clusterWide), so
+   * that a pod starting on this node never waits for that scan. `holder` names the policy rule.
+   */
+  pin(holder: string, def: PeerDefinition): void {
+    const set = this.acquire(def);
+    set.pins.add(holder);
+  }
+
+  unpin(holder: string, def: PeerDefinition): void {
+    const set = this.live.get(def.key);
+    if (set === undefined || !set.pins.delete(holder)) return;
+    this.releaseIfUnused(set);
+  }
+
+  private acquire(def: PeerDefinition): PeerSet {
+    let set = this.live.get(def.key);
+    if (set !== undefined) {
+      this.reused++;
+      return set;
+    }
+    set = this.cache?.get(def.key);
+    if (set === undefined) set = this.build(def);
+    else {
+      this.cache?.delete(def.key);
+      this.reused++;
+    }
+    this.live.set(def.key, set);
+    return set;
+  }
+
+  private releaseIfUnused(set: PeerSet): void {
+    if (set.rules.size > 0 || set.pins.size > 0) return;
     this.live.delete(set.def.key);
     if (this.cache === null) return this.unindex(set);
     this.cache.set(set.def.key, set);
@@ -386,6 +422,8 @@ export class PeerSetIndex {
   stats(): PeerSetStats {
     return {
       liveSets: this.live.size,
+      liveMembers: [...this.live.values()].reduce((n, set) => n + set.members.size, 0),
+      pinnedSets: [...this.live.values()].filter((set) => set.pins.size > 0).length,
       cachedSets: this.cache?.size ?? 0,
       cachedMembers: this.cache?.calculatedSize ?? 0,
       built: this.built,

@@ -49,9 +49,9 @@ test('a namespace relabelled from one peer of a rule to another changes which of
 });
 
 test('rules with the same peers share one set: the second binds without building one', () => {
-  const peers = { from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'db' } } }] };
+  const peers = { from: [{ namespaceSelector: { matchLabels: { team: 'b' } }, podSelector: { matchLabels: { app: 'db' } } }] };
   const base = [
-    makeNamespace('a'), makeNamespace('b'),
+    makeNamespace('a'), makeNamespace('b', { team: 'b' }),
     makePod('b', 'db', { node: 'node-2', labels: { app: 'db' }, ips: ['10.0.0.1'] }),
     makePod('a', 'one', { labels: { app: 'one' }, ips: ['10.0.1.1'] }),
     makePod('a', 'two', { labels: { app: 'two' }, ips: ['10.0.1.2'] }),
@@ -63,21 +63,15 @@ test('rules with the same peers share one set: the second binds without building
   assert.deepEqual(peersOf(compiler, 'a/p2/ingress/0'), ['10.0.0.1']);
 });
 
-/** A policy selecting the local pod "client" whose egress rule reaches every pod on named port http. */
-function everyPeerOnHttp(name: string): PolicyState {
-  const rule: PolicyRule = { peers: null, ports: [{ kind: 'named', protocol: 'TCP', name: 'http' }] };
-  return { namespace: 'a', name, podSelector: { requirements: [{ key: 'app', operator: 'In', values: ['client'] }] }, ingressIsolation: false, egressIsolation: true, ingress: [], egress: [rule] };
-}
-
 for (const { name, options, built } of [
   { name: 'kept in the cache, it is maintained while unused and bound again without a scan', options: {}, built: 1 },
   { name: 'evicted from a cache too small for it, it is built again', options: { peerCacheMembers: 1 }, built: 2 },
 ]) {
   test(`a peer set no rule uses: ${name}`, () => {
-    const server = (n: number, port: number): object => makePod('b', `s${n}`, { node: 'node-2', ips: [`10.0.0.${n}`], ports: [{ name: 'http', containerPort: port }] });
+    const server = (n: number, port: number): object => makePod('a', `s${n}`, { node: 'node-2', labels: { app: 'server' }, ips: [`10.0.0.${n}`], ports: [{ name: 'http', containerPort: port }] });
     const client = makePod('a', 'client', { labels: { app: 'client' }, ips: ['10.0.1.1'] });
-    const policy = makePolicy('a', 'out', { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }] }] });
-    const ns = [makeNamespace('a'), makeNamespace('b')];
+    const policy = makePolicy('a', 'out', { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: { matchLabels: { app: 'server' } } }], ports: [{ port: 'http' }] }] });
+    const ns = [makeNamespace('a')];
     const compiler = compileStates([
       [...ns, server(1, 8080), server(2, 8081), client, policy],
       // The client goes: the rule is unbound; the servers change while its set is unused.
@@ -90,14 +84,34 @@ for (const { name, options, built } of [
   });
 }
 
+/** A policy selecting the local pod "client" whose egress rule reaches every pod on named port http. */
+function everyPeerOnHttp(name: string): PolicyState {
+  const rule: PolicyRule = { peers: null, ports: [{ kind: 'named', protocol: 'TCP', name: 'http' }] };
+  return { namespace: 'a', name, podSelector: { requirements: [{ key: 'app', operator: 'In', values: ['client'] }] }, ingressIsolation: false, egressIsolation: true, ingress: [], egress: [rule] };
+}
+
+const podEvent = (name: string, ip: string, node: string): ClusterEvent => ({
+  type: 'upsert', kind: 'Pod',
+  object: { namespace: 'a', name, uid: name, labels: { app: name }, nodeName: node, hostNetwork: false, phase: 'Running', ips: [ip], ports: [{ name: 'http', port: 8080, protocol: 'TCP' }] },
+});
+
+test('a rule whose peers are every pod has its set built when its policy arrives, not when a local pod starts', () => {
+  const compiler = new NodeCompiler('node-1', { peerCacheMembers: 0 });
+  compiler.apply(podEvent('server', '10.0.0.1', 'node-2'));
+  compiler.apply({ type: 'upsert', kind: 'NetworkPolicy', object: everyPeerOnHttp('out') });
+  assert.deepEqual(compiler.peerSetStats().built, 1);
+  assert.deepEqual(compiler.peerSetStats().pinnedSets, 1);
+  const start = compiler.apply(podEvent('client', '10.0.1.1', 'node-1'));
+  assert.equal(compiler.peerSetStats().built, 1, 'the binding found the set built');
+  assert.ok(start.added.some((e) => e.kind === 'peer' && e.peer === '10.0.0.1'));
+  compiler.apply({ type: 'delete', kind: 'NetworkPolicy', ref: { namespace: 'a', name: 'out' } });
+  assert.deepEqual([compiler.peerSetStats().liveSets, compiler.peerSetStats().pinnedSets], [0, 0], 'no policy pins it any more');
+});
+
 test('a policy update that keeps a rule\'s peers moves no peer element', () => {
   const compiler = new NodeCompiler('node-1');
-  const pod = (name: string, ip: string, node: string): ClusterEvent => ({
-    type: 'upsert', kind: 'Pod',
-    object: { namespace: 'a', name, uid: name, labels: { app: name }, nodeName: node, hostNetwork: false, phase: 'Running', ips: [ip], ports: [{ name: 'http', port: 8080, protocol: 'TCP' }] },
-  });
-  compiler.apply(pod('client', '10.0.1.1', 'node-1'));
-  compiler.apply(pod('server', '10.0.0.1', 'node-2'));
+  compiler.apply(podEvent('client', '10.0.1.1', 'node-1'));
+  compiler.apply(podEvent('server', '10.0.0.1', 'node-2'));
   compiler.apply({ type: 'upsert', kind: 'NetworkPolicy', object: everyPeerOnHttp('out') });
   const update = compiler.apply({ type: 'upsert', kind: 'NetworkPolicy', object: { ...everyPeerOnHttp('out'), ingressIsolation: true } });
   assert.deepEqual(update.added.map(elementKey), ['isolation|a/client|ingress|a/out']);
