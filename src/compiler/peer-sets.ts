@@ -141,14 +141,16 @@ function inBlocks(def: PeerDefinition, text: string): boolean {
   return ip !== null && def.blocks.some((b) => cidrContainsIp(b.cidr, ip) && !b.except.some((e) => cidrContainsIp(e, ip)));
 }
 
+/** Host-network and finished pods are never peers. */
+function canBePeer(pod: PodState): boolean {
+  return !pod.hostNetwork && !hasFinished(pod) && pod.ips.length > 0;
+}
+
 /**
- * What a pod adds to the set, as member keys: its addresses if selected, and for egress its resolved
+ * What a pod adds to the set (`selected`: by one of its pod peers), as member keys: its addresses if selected, and for egress its resolved
  * named ports. `portText` registers the port matches the keys name.
  */
-function contribution(def: PeerDefinition, pod: PodState, view: ClusterView, portText: (m: PortMatch) => string): readonly string[] {
-  // Host-network and finished pods are never selected peers.
-  if (pod.hostNetwork || hasFinished(pod) || pod.ips.length === 0) return [];
-  const selected = def.podPeers.length > 0 && selectsPod(def, pod, view);
+function contribution(def: PeerDefinition, pod: PodState, selected: boolean, portText: (m: PortMatch) => string): readonly string[] {
   if (def.namedPorts.length === 0) return selected ? pod.ips : [];
   const named = resolvePorts(def.namedPorts, pod);
   if (named.length === 0) return selected ? pod.ips : [];
@@ -447,17 +449,24 @@ export class PeerSetIndex {
     this.built++;
     const set = new PeerSet(def);
     set.setContribution(STATIC_CONTRIBUTOR, def.staticPeers);
-    if (def.ownNamespace) {
-      addToIndex(this.byOwnNamespace, def.namespace, set);
-      for (const pod of this.view.podsIn(def.namespace)) this.refresh(set, pod);
-    }
+    if (def.ownNamespace) addToIndex(this.byOwnNamespace, def.namespace, set);
     if (def.selectsNamespaces) {
       this.namespaceSelecting.add(set);
       for (const name of this.view.namespaceNames()) {
         if (!selectsNamespace(def, this.view.namespaceLabels(name))) continue;
         addToIndex(this.bySelectedNamespace, name, set);
         set.selectedNamespaces.add(name);
-        for (const pod of this.view.podsIn(name)) this.refresh(set, pod);
+      }
+    }
+    // Each namespace once, with the pod peers that apply there decided once for all its pods.
+    const namespaces = new Set(set.selectedNamespaces);
+    if (def.ownNamespace) namespaces.add(def.namespace);
+    for (const name of namespaces) {
+      const labels = this.view.namespaceLabels(name);
+      const peers = def.podPeers.filter((p) => (p.namespaceSelector === null ? name === def.namespace : selectorMatches(p.namespaceSelector, labels)));
+      for (const key of this.view.podsIn(name)) {
+        const pod = this.view.pod(key);
+        if (pod !== undefined) this.contribute(set, key, pod, peers.some((p) => selectorMatches(p.podSelector, pod.labels)));
       }
     }
     for (const name of def.scanNames) {
@@ -483,7 +492,12 @@ export class PeerSetIndex {
 
   private refresh(set: PeerSet, podKey: string): void {
     const pod = this.view.pod(podKey);
-    const keys = pod === undefined ? [] : contribution(set.def, pod, this.view, this.portText);
+    if (pod === undefined) this.contribute(set, podKey, undefined, false);
+    else this.contribute(set, podKey, pod, set.def.podPeers.length > 0 && selectsPod(set.def, pod, this.view));
+  }
+
+  private contribute(set: PeerSet, podKey: string, pod: PodState | undefined, selected: boolean): void {
+    const keys = pod === undefined || !canBePeer(pod) ? [] : contribution(set.def, pod, selected, this.portText);
     if (keys.length === 0 && !set.contributions.has(podKey)) return;
     set.setContribution(podKey, keys);
     if (set.touched.size > 0) this.touchedSets.add(set);
