@@ -10,9 +10,9 @@
 // where it is still maintained, so binding a rule whose definition is live or cached costs no scan: only
 // the elements of the delta. The table never depends on what is cached: an evicted set is rebuilt.
 //
-// Members are text keys, refcounted by contributing pod: a peer with no port is its own key (a pod's
-// address is the very string the pod holds), a peer on a port is "peer|port". A set of every pod of a
-// 100,000-pod cluster costs a few MB (bench/engine-compile.ts measures it).
+// Members are grouped by port (the rule's bound ports, or a named port resolved against the peer) and
+// refcounted by contributing pod; a member is the very address string the pod holds, so a set of every
+// pod of a 100,000-pod cluster costs a few MB (bench/engine-compile.ts measures it).
 import { LRUCache } from 'lru-cache';
 import type { Direction, Labels, PeerMatch, PodState, PolicyPeer, PolicyRule, PortMatch, PortSpec, RuleTableElement } from '../api';
 import { hasFinished } from '../model';
@@ -80,8 +80,17 @@ function mustParseCidr(text: string): Cidr {
   return cidr;
 }
 
-function memberKey(peer: PeerMatch, portText: string): string {
-  return `${peer}|${portText}`;
+/** What one contributor holds: peers on the rule's bound ports, and peers on named ports of their own. */
+interface Contribution {
+  readonly peers: readonly PeerMatch[];
+  readonly named: readonly { readonly port: PortMatch; readonly peers: readonly string[] }[];
+}
+
+const NO_NAMED: Contribution['named'] = [];
+const NOTHING: Contribution = { peers: [], named: NO_NAMED };
+
+function isEmpty(c: Contribution): boolean {
+  return c.peers.length === 0 && c.named.length === 0;
 }
 
 export function peerDefinition(namespace: string, direction: Direction, rule: PolicyRule): PeerDefinition {
@@ -147,78 +156,113 @@ function canBePeer(pod: PodState): boolean {
 }
 
 /**
- * What a pod adds to the set (`selected`: by one of its pod peers), as member keys: its addresses if selected, and for egress its resolved
- * named ports. `portText` registers the port matches the keys name.
+ * What a pod adds to the set (`selected`: by one of its pod peers): its addresses if selected, and for
+ * egress its addresses on its resolved named ports. `intern` gives the one object of each port match.
  */
-function contribution(def: PeerDefinition, pod: PodState, selected: boolean, portText: (m: PortMatch) => string): readonly string[] {
-  if (def.namedPorts.length === 0) return selected ? pod.ips : [];
-  const named = resolvePorts(def.namedPorts, pod);
-  if (named.length === 0) return selected ? pod.ips : [];
-  const out: string[] = selected ? [...pod.ips] : [];
+function contribution(def: PeerDefinition, pod: PodState, selected: boolean, intern: (m: PortMatch) => PortMatch): Contribution {
+  const selectedOnly: Contribution = selected ? { peers: pod.ips, named: NO_NAMED } : NOTHING;
+  if (def.namedPorts.length === 0) return selectedOnly;
+  const ports = resolvePorts(def.namedPorts, pod);
   // Towards selected pods, "all peers" or an ipBlock: the pod's own ports name the numbers.
-  const namedIps = selected || def.allPeers ? pod.ips : pod.ips.filter((ip) => inBlocks(def, ip));
-  for (const port of named) {
-    const text = portText(port);
-    for (const ip of namedIps) out.push(memberKey(ip, text));
-  }
-  return out;
+  const namedIps = ports.length === 0 ? [] : selected || def.allPeers ? pod.ips : pod.ips.filter((ip) => inBlocks(def, ip));
+  if (namedIps.length === 0) return selectedOnly;
+  return { peers: selectedOnly.peers, named: ports.map((port) => ({ port: intern(port), peers: namedIps })) };
 }
+
+/** A port group's key: null for the rule's bound ports, else the interned named port. */
+type PortKey = PortMatch | null;
 
 class PeerSet {
   readonly rules = new Set<BoundRule>();
   /** The policy rules that keep it maintained while no local pod uses it (PeerSetIndex.pin). */
   readonly pins = new Set<string>();
-  /** member key -> how many contributors hold it. */
-  readonly members = new Map<string, number>();
-  /** contributor -> the member keys it holds (one key is held as itself). */
-  readonly contributions = new Map<string, string | readonly string[]>();
+  /** port -> peer -> how many contributors hold it. */
+  readonly members = new Map<PortKey, Map<string, number>>();
+  size = 0;
+  readonly contributions = new Map<string, Contribution>();
   /** Namespaces its namespaceSelectors currently match (its entries in the index by namespace). */
   readonly selectedNamespaces = new Set<string>();
-  /** Members whose presence changed since the last delta: key -> whether it was present before. */
-  readonly touched = new Map<string, boolean>();
+  /** Members whose presence changed since the last delta: port -> peer -> whether it was present before. */
+  readonly touched = new Map<PortKey, Map<string, boolean>>();
   /** Off while the set is built: no rule has seen it yet, so there is nothing to compare with. */
   journaling = false;
 
   constructor(readonly def: PeerDefinition) {}
 
-  setContribution(contributor: string, keys: readonly string[]): void {
+  setContribution(contributor: string, next: Contribution): void {
     const before = this.contributions.get(contributor);
     // Acquire first, so a member the contributor keeps never leaves the set.
-    for (const key of keys) {
-      const n = this.members.get(key);
-      if (n !== undefined) this.members.set(key, n + 1);
-      else {
-        if (this.journaling && !this.touched.has(key)) this.touched.set(key, false);
-        this.members.set(key, 1);
-      }
+    for (const peer of next.peers) this.acquire(null, peer);
+    for (const n of next.named) for (const peer of n.peers) this.acquire(n.port, peer);
+    if (before !== undefined) {
+      for (const peer of before.peers) this.release(null, peer);
+      for (const n of before.named) for (const peer of n.peers) this.release(n.port, peer);
     }
-    if (typeof before === 'string') this.release(before);
-    else if (before !== undefined) for (const key of before) this.release(key);
-    if (keys.length === 0) this.contributions.delete(contributor);
-    else this.contributions.set(contributor, keys.length === 1 ? (keys[0] as string) : keys);
+    if (isEmpty(next)) this.contributions.delete(contributor);
+    else this.contributions.set(contributor, next);
   }
 
-  private release(key: string): void {
-    const n = this.members.get(key);
-    if (n === undefined) throw new Error(`compiler: peer set released a member it does not hold: ${key}`);
-    if (n > 1) {
-      this.members.set(key, n - 1);
-      return;
-    }
-    this.members.delete(key);
-    if (this.journaling && !this.touched.has(key)) this.touched.set(key, true);
+  has(port: PortKey, peer: string): boolean {
+    return this.members.get(port)?.has(peer) ?? false;
   }
 
   /** Whether the member was present when the pending changes began. */
-  hadAtStart(key: string): boolean {
-    const before = this.touched.get(key);
-    return before === undefined ? this.members.has(key) : before;
+  hadAtStart(port: PortKey, peer: string): boolean {
+    const before = this.touched.get(port)?.get(peer);
+    return before === undefined ? this.has(port, peer) : before;
   }
 
-  forEachAtStart(fn: (key: string) => void): void {
-    for (const key of this.members.keys()) if (this.touched.get(key) !== false) fn(key);
-    for (const [key, before] of this.touched) if (before && !this.members.has(key)) fn(key);
+  forEach(fn: (port: PortKey, peer: string) => void): void {
+    for (const [port, group] of this.members) for (const peer of group.keys()) fn(port, peer);
   }
+
+  forEachAtStart(fn: (port: PortKey, peer: string) => void): void {
+    for (const [port, group] of this.members) {
+      const touched = this.touched.get(port);
+      for (const peer of group.keys()) if (touched?.get(peer) !== false) fn(port, peer);
+    }
+    for (const [port, touched] of this.touched) {
+      for (const [peer, before] of touched) if (before && !this.has(port, peer)) fn(port, peer);
+    }
+  }
+
+  private acquire(port: PortKey, peer: string): void {
+    let group = this.members.get(port);
+    if (group === undefined) this.members.set(port, (group = new Map()));
+    const n = group.get(peer);
+    if (n !== undefined) {
+      group.set(peer, n + 1);
+      return;
+    }
+    this.note(port, peer, false);
+    group.set(peer, 1);
+    this.size++;
+  }
+
+  private release(port: PortKey, peer: string): void {
+    const group = this.members.get(port);
+    const n = group?.get(peer);
+    if (group === undefined || n === undefined) throw new Error(`compiler: peer set released a member it does not hold: ${peer}`);
+    if (n > 1) {
+      group.set(peer, n - 1);
+      return;
+    }
+    group.delete(peer);
+    if (group.size === 0) this.members.delete(port);
+    this.size--;
+    this.note(port, peer, true);
+  }
+
+  private note(port: PortKey, peer: string, wasPresent: boolean): void {
+    if (!this.journaling) return;
+    let touched = this.touched.get(port);
+    if (touched === undefined) this.touched.set(port, (touched = new Map()));
+    if (!touched.has(peer)) touched.set(peer, wasPresent);
+  }
+}
+
+function peerElement(rule: BoundRule, port: PortKey, peer: string): RuleTableElement {
+  return { kind: 'peer', rule: rule.id, direction: rule.direction, peer, port };
 }
 
 function addToIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
@@ -261,12 +305,14 @@ export class PeerSetIndex {
   private readonly byScanName = new Map<string, Set<PeerSet>>();
   /** Sets with ipBlocks (and named ports) by the address bucket each block lies in. */
   private readonly byBucket = new Map<string, Set<PeerSet>>();
-  /** The port matches member keys name, by their text. */
+  /** One object per port match, so that port groups of every set are keyed by identity. */
   private readonly portsByText = new Map<string, PortMatch>();
-  private readonly portText = (m: PortMatch): string => {
+  private readonly intern = (m: PortMatch): PortMatch => {
     const text = portMatchText(m);
-    if (!this.portsByText.has(text)) this.portsByText.set(text, m);
-    return text;
+    const known = this.portsByText.get(text);
+    if (known !== undefined) return known;
+    this.portsByText.set(text, m);
+    return m;
   };
   private built = 0;
   private reused = 0;
@@ -276,7 +322,7 @@ export class PeerSetIndex {
     this.cache = cacheMembers <= 0 ? null : new LRUCache<string, PeerSet>({
       maxSize: cacheMembers,
       // Measured when the set enters the cache; it is maintained there, so its size drifts with churn.
-      sizeCalculation: (set) => set.members.size + 1,
+      sizeCalculation: (set) => set.size + 1,
       dispose: (set, _key, reason) => {
         if (reason === 'evict') this.unindex(set);
       },
@@ -387,22 +433,26 @@ export class PeerSetIndex {
       if (before === after) continue;
       moved.add(id);
       if (before !== null) {
-        before.forEachAtStart((key) => {
-          if (after === null || !after.members.has(key)) removed.push(this.element(rule, key));
+        before.forEachAtStart((port, peer) => {
+          if (after === null || !after.has(port, peer)) removed.push(peerElement(rule, port, peer));
         });
       }
       if (after !== null && afterEntry !== undefined) {
         const rule = afterEntry.rule;
-        for (const key of after.members.keys()) if (before === null || !before.hadAtStart(key)) added.push(this.element(rule, key));
+        after.forEach((port, peer) => {
+          if (before === null || !before.hadAtStart(port, peer)) added.push(peerElement(rule, port, peer));
+        });
       }
     }
     for (const set of this.touchedSets) {
       for (const rule of set.rules) {
         if (moved.has(rule.id)) continue;
-        for (const [key, before] of set.touched) {
-          const now = set.members.has(key);
-          if (!before && now) added.push(this.element(rule, key));
-          else if (before && !now) removed.push(this.element(rule, key));
+        for (const [port, touched] of set.touched) {
+          for (const [peer, before] of touched) {
+            const now = set.has(port, peer);
+            if (!before && now) added.push(peerElement(rule, port, peer));
+            else if (before && !now) removed.push(peerElement(rule, port, peer));
+          }
         }
       }
       set.touched.clear();
@@ -412,33 +462,27 @@ export class PeerSetIndex {
   }
 
   *elements(): IterableIterator<RuleTableElement> {
-    for (const { rule, set } of this.attached.values()) for (const key of set.members.keys()) yield this.element(rule, key);
+    for (const { rule, set } of this.attached.values()) {
+      for (const [port, group] of set.members) for (const peer of group.keys()) yield peerElement(rule, port, peer);
+    }
   }
 
   get elementCount(): number {
     let n = 0;
-    for (const { set } of this.attached.values()) n += set.members.size;
+    for (const { set } of this.attached.values()) n += set.size;
     return n;
   }
 
   stats(): PeerSetStats {
     return {
       liveSets: this.live.size,
-      liveMembers: [...this.live.values()].reduce((n, set) => n + set.members.size, 0),
+      liveMembers: [...this.live.values()].reduce((n, set) => n + set.size, 0),
       pinnedSets: [...this.live.values()].filter((set) => set.pins.size > 0).length,
       cachedSets: this.cache?.size ?? 0,
       cachedMembers: this.cache?.calculatedSize ?? 0,
       built: this.built,
       reused: this.reused,
     };
-  }
-
-  private element(rule: BoundRule, key: string): RuleTableElement {
-    const bar = key.indexOf('|');
-    if (bar < 0) return { kind: 'peer', rule: rule.id, direction: rule.direction, peer: key, port: null };
-    const port = this.portsByText.get(key.slice(bar + 1));
-    if (port === undefined) throw new Error(`compiler: peer set member with an unknown port: ${key}`);
-    return { kind: 'peer', rule: rule.id, direction: rule.direction, peer: key.slice(0, bar), port };
   }
 
   private note(rule: BoundRule): void {
@@ -448,7 +492,7 @@ export class PeerSetIndex {
   private build(def: PeerDefinition): PeerSet {
     this.built++;
     const set = new PeerSet(def);
-    set.setContribution(STATIC_CONTRIBUTOR, def.staticPeers);
+    set.setContribution(STATIC_CONTRIBUTOR, { peers: def.staticPeers, named: NO_NAMED });
     if (def.ownNamespace) addToIndex(this.byOwnNamespace, def.namespace, set);
     if (def.selectsNamespaces) {
       this.namespaceSelecting.add(set);
@@ -497,9 +541,9 @@ export class PeerSetIndex {
   }
 
   private contribute(set: PeerSet, podKey: string, pod: PodState | undefined, selected: boolean): void {
-    const keys = pod === undefined || !canBePeer(pod) ? [] : contribution(set.def, pod, selected, this.portText);
-    if (keys.length === 0 && !set.contributions.has(podKey)) return;
-    set.setContribution(podKey, keys);
+    const next = pod === undefined || !canBePeer(pod) ? NOTHING : contribution(set.def, pod, selected, this.intern);
+    if (isEmpty(next) && !set.contributions.has(podKey)) return;
+    set.setContribution(podKey, next);
     if (set.touched.size > 0) this.touchedSets.add(set);
   }
 }
