@@ -9,6 +9,9 @@
 // When its last rule goes (no local pod uses it right now) it moves to an LRU cache bounded by members,
 // where it is still maintained, so binding a rule whose definition is live or cached costs no scan: only
 // the elements of the delta. The table never depends on what is cached: an evicted set is rebuilt.
+// Definitions whose build scans the whole cluster (every pod declaring a named port, every namespace)
+// are pinned while a policy of the cluster has them, built when that policy arrives: a pod starting on
+// this node never waits for that scan.
 //
 // Members are grouped by port (the rule's bound ports, or a named port resolved against the peer) and
 // refcounted by contributing pod; a member is the very address string the pod holds, so a set of every
@@ -80,17 +83,21 @@ function mustParseCidr(text: string): Cidr {
   return cidr;
 }
 
-/** What one contributor holds: peers on the rule's bound ports, and peers on named ports of their own. */
+/**
+ * What one contributor holds: peers on the rule's bound ports, and namedPeers on each of namedPorts
+ * (named ports resolved against the peer; the list is interned, so pods with the same ports share it).
+ */
 interface Contribution {
   readonly peers: readonly PeerMatch[];
-  readonly named: readonly { readonly port: PortMatch; readonly peers: readonly string[] }[];
+  readonly namedPorts: readonly PortMatch[];
+  readonly namedPeers: readonly string[];
 }
 
-const NO_NAMED: Contribution['named'] = [];
-const NOTHING: Contribution = { peers: [], named: NO_NAMED };
+const NONE: readonly never[] = [];
+const NOTHING: Contribution = { peers: NONE, namedPorts: NONE, namedPeers: NONE };
 
 function isEmpty(c: Contribution): boolean {
-  return c.peers.length === 0 && c.named.length === 0;
+  return c.peers.length === 0 && (c.namedPorts.length === 0 || c.namedPeers.length === 0);
 }
 
 export function peerDefinition(namespace: string, direction: Direction, rule: PolicyRule): PeerDefinition {
@@ -159,14 +166,13 @@ function canBePeer(pod: PodState): boolean {
  * What a pod adds to the set (`selected`: by one of its pod peers): its addresses if selected, and for
  * egress its addresses on its resolved named ports. `intern` gives the one object of each port match.
  */
-function contribution(def: PeerDefinition, pod: PodState, selected: boolean, intern: (m: PortMatch) => PortMatch): Contribution {
-  const selectedOnly: Contribution = selected ? { peers: pod.ips, named: NO_NAMED } : NOTHING;
-  if (def.namedPorts.length === 0) return selectedOnly;
-  const ports = resolvePorts(def.namedPorts, pod);
+function contribution(def: PeerDefinition, pod: PodState, selected: boolean, portsOf: (def: PeerDefinition, pod: PodState) => readonly PortMatch[]): Contribution {
+  const peers = selected ? pod.ips : NONE;
+  const namedPorts = def.namedPorts.length === 0 ? NONE : portsOf(def, pod);
+  if (namedPorts.length === 0) return selected ? { peers, namedPorts, namedPeers: NONE } : NOTHING;
   // Towards selected pods, "all peers" or an ipBlock: the pod's own ports name the numbers.
-  const namedIps = ports.length === 0 ? [] : selected || def.allPeers ? pod.ips : pod.ips.filter((ip) => inBlocks(def, ip));
-  if (namedIps.length === 0) return selectedOnly;
-  return { peers: selectedOnly.peers, named: ports.map((port) => ({ port: intern(port), peers: namedIps })) };
+  const namedPeers = selected || def.allPeers ? pod.ips : pod.ips.filter((ip) => inBlocks(def, ip));
+  return { peers, namedPorts, namedPeers };
 }
 
 /** A port group's key: null for the rule's bound ports, else the interned named port. */
@@ -193,10 +199,10 @@ class PeerSet {
     const before = this.contributions.get(contributor);
     // Acquire first, so a member the contributor keeps never leaves the set.
     for (const peer of next.peers) this.acquire(null, peer);
-    for (const n of next.named) for (const peer of n.peers) this.acquire(n.port, peer);
+    for (const port of next.namedPorts) for (const peer of next.namedPeers) this.acquire(port, peer);
     if (before !== undefined) {
       for (const peer of before.peers) this.release(null, peer);
-      for (const n of before.named) for (const peer of n.peers) this.release(n.port, peer);
+      for (const port of before.namedPorts) for (const peer of before.namedPeers) this.release(port, peer);
     }
     if (isEmpty(next)) this.contributions.delete(contributor);
     else this.contributions.set(contributor, next);
@@ -305,15 +311,29 @@ export class PeerSetIndex {
   private readonly byScanName = new Map<string, Set<PeerSet>>();
   /** Sets with ipBlocks (and named ports) by the address bucket each block lies in. */
   private readonly byBucket = new Map<string, Set<PeerSet>>();
-  /** One object per port match, so that port groups of every set are keyed by identity. */
-  private readonly portsByText = new Map<string, PortMatch>();
-  private readonly intern = (m: PortMatch): PortMatch => {
-    const text = portMatchText(m);
-    const known = this.portsByText.get(text);
-    if (known !== undefined) return known;
-    this.portsByText.set(text, m);
-    return m;
+  /**
+   * A definition's named ports resolved against a pod, as one interned list per distinct result (port
+   * groups of every set are keyed by the identity of their port). Pods mostly declare the same ports,
+   * so this is a lookup, not an allocation per pod.
+   */
+  private readonly resolvedPorts = new Map<string, readonly PortMatch[]>();
+  private readonly namedPortsOf = (def: PeerDefinition, pod: PodState): readonly PortMatch[] => {
+    let text = '';
+    for (const spec of def.namedPorts) {
+      if (spec.kind !== 'named') continue;
+      for (const cp of pod.ports) if (cp.name === spec.name && cp.protocol === spec.protocol) text += `${cp.protocol}/${cp.port},`;
+    }
+    if (text === '') return NONE;
+    let ports = this.resolvedPorts.get(text);
+    if (ports === undefined) {
+      ports = resolvePorts(def.namedPorts, pod).map((m) => this.portsByText.get(portMatchText(m)) ?? this.remember(m));
+      this.resolvedPorts.set(text, ports);
+    }
+    return ports;
   };
+  /** One object per port match. */
+  private readonly portsByText = new Map<string, PortMatch>();
+
   private built = 0;
   private reused = 0;
 
@@ -485,6 +505,11 @@ export class PeerSetIndex {
     };
   }
 
+  private remember(m: PortMatch): PortMatch {
+    this.portsByText.set(portMatchText(m), m);
+    return m;
+  }
+
   private note(rule: BoundRule): void {
     if (!this.journal.has(rule.id)) this.journal.set(rule.id, { rule, before: this.attached.get(rule.id)?.set ?? null });
   }
@@ -492,7 +517,7 @@ export class PeerSetIndex {
   private build(def: PeerDefinition): PeerSet {
     this.built++;
     const set = new PeerSet(def);
-    set.setContribution(STATIC_CONTRIBUTOR, { peers: def.staticPeers, named: NO_NAMED });
+    set.setContribution(STATIC_CONTRIBUTOR, { peers: def.staticPeers, namedPorts: NONE, namedPeers: NONE });
     if (def.ownNamespace) addToIndex(this.byOwnNamespace, def.namespace, set);
     if (def.selectsNamespaces) {
       this.namespaceSelecting.add(set);
@@ -513,9 +538,15 @@ export class PeerSetIndex {
         if (pod !== undefined) this.contribute(set, key, pod, peers.some((p) => selectorMatches(p.podSelector, pod.labels)));
       }
     }
+    const scanned = new Set<string>();
     for (const name of def.scanNames) {
       addToIndex(this.byScanName, name, set);
-      for (const pod of this.view.podsDeclaring(name)) this.refresh(set, pod);
+      for (const pod of this.view.podsDeclaring(name)) {
+        // A pod declaring several of the names is resolved once.
+        if (def.scanNames.length > 1 && scanned.has(pod)) continue;
+        if (def.scanNames.length > 1) scanned.add(pod);
+        this.refresh(set, pod);
+      }
     }
     if (def.blockBuckets.length > 0) {
       for (const bucket of def.blockBuckets) addToIndex(this.byBucket, bucket, set);
@@ -541,7 +572,7 @@ export class PeerSetIndex {
   }
 
   private contribute(set: PeerSet, podKey: string, pod: PodState | undefined, selected: boolean): void {
-    const next = pod === undefined || !canBePeer(pod) ? NOTHING : contribution(set.def, pod, selected, this.intern);
+    const next = pod === undefined || !canBePeer(pod) ? NOTHING : contribution(set.def, pod, selected, this.namedPortsOf);
     if (isEmpty(next) && !set.contributions.has(podKey)) return;
     set.setContribution(podKey, next);
     if (set.touched.size > 0) this.touchedSets.add(set);
