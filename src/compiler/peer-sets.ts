@@ -63,6 +63,11 @@ export interface PeerDefinition {
    * ipBlock), or every namespace (an empty namespaceSelector).
    */
   readonly clusterWide: boolean;
+  /**
+   * No pod peers: what a pod contributes depends on the pod alone (its addresses and ports), so it is
+   * computed again from the pod's previous state instead of being stored, per pod, in the set.
+   */
+  readonly stateless: boolean;
   /** Some pod peer has no namespaceSelector: it selects in the policy's namespace. */
   readonly ownNamespace: boolean;
   readonly selectsNamespaces: boolean;
@@ -73,9 +78,6 @@ export interface BoundRule {
   readonly id: string;
   readonly direction: Direction;
 }
-
-/** The key of a contribution that comes from the definition itself (pod keys always contain a "/"). */
-const STATIC_CONTRIBUTOR = '';
 
 function mustParseCidr(text: string): Cidr {
   const cidr = parseCidr(text);
@@ -129,6 +131,7 @@ export function peerDefinition(namespace: string, direction: Direction, rule: Po
     blockBuckets: wideBlocks ? [] : [...new Set(blockBuckets.filter((b): b is string => b !== null))],
     wideBlocks,
     clusterWide: ((allPeers || wideBlocks) && namedPorts.length > 0) || podPeers.some((p) => p.namespaceSelector !== null && p.namespaceSelector.requirements.length === 0),
+    stateless: podPeers.length === 0,
     ownNamespace,
     selectsNamespaces: podPeers.some((p) => p.namespaceSelector !== null),
   };
@@ -196,16 +199,18 @@ class PeerSet {
   constructor(readonly def: PeerDefinition) {}
 
   setContribution(contributor: string, next: Contribution): void {
-    const before = this.contributions.get(contributor);
+    this.replace(this.contributions.get(contributor) ?? NOTHING, next);
+    if (isEmpty(next)) this.contributions.delete(contributor);
+    else this.contributions.set(contributor, next);
+  }
+
+  /** Swaps what one contributor holds; the caller knows what it held (see PeerDefinition.stateless). */
+  replace(before: Contribution, next: Contribution): void {
     // Acquire first, so a member the contributor keeps never leaves the set.
     for (const peer of next.peers) this.acquire(null, peer);
     for (const port of next.namedPorts) for (const peer of next.namedPeers) this.acquire(port, peer);
-    if (before !== undefined) {
-      for (const peer of before.peers) this.release(null, peer);
-      for (const port of before.namedPorts) for (const peer of before.namedPeers) this.release(port, peer);
-    }
-    if (isEmpty(next)) this.contributions.delete(contributor);
-    else this.contributions.set(contributor, next);
+    for (const peer of before.peers) this.release(null, peer);
+    for (const port of before.namedPorts) for (const peer of before.namedPeers) this.release(port, peer);
   }
 
   has(port: PortKey, peer: string): boolean {
@@ -423,7 +428,10 @@ export class PeerSetIndex {
         }
       }
     }
-    for (const set of candidates) this.refresh(set, key);
+    for (const set of candidates) {
+      if (set.def.stateless) this.replaceStateless(set, prev, next);
+      else this.refresh(set, key);
+    }
   }
 
   /** A namespace's labels changed; the cluster view already shows the new ones. */
@@ -517,7 +525,8 @@ export class PeerSetIndex {
   private build(def: PeerDefinition): PeerSet {
     this.built++;
     const set = new PeerSet(def);
-    set.setContribution(STATIC_CONTRIBUTOR, { peers: def.staticPeers, namedPorts: NONE, namedPeers: NONE });
+    // The definition's own peers never change: they are held for the life of the set.
+    set.replace(NOTHING, { peers: def.staticPeers, namedPorts: NONE, namedPeers: NONE });
     if (def.ownNamespace) addToIndex(this.byOwnNamespace, def.namespace, set);
     if (def.selectsNamespaces) {
       this.namespaceSelecting.add(set);
@@ -538,19 +547,24 @@ export class PeerSetIndex {
         if (pod !== undefined) this.contribute(set, key, pod, peers.some((p) => selectorMatches(p.podSelector, pod.labels)));
       }
     }
+    // A pod found through several names or blocks is resolved once (a stateless set keeps no record).
     const scanned = new Set<string>();
+    const sources = def.scanNames.length + (def.blockBuckets.length > 0 ? def.blocks.length : 0);
+    const scan = (key: string): void => {
+      if (sources > 1) {
+        if (scanned.has(key)) return;
+        scanned.add(key);
+      }
+      if (def.stateless) this.replaceStateless(set, undefined, this.view.pod(key));
+      else this.refresh(set, key);
+    };
     for (const name of def.scanNames) {
       addToIndex(this.byScanName, name, set);
-      for (const pod of this.view.podsDeclaring(name)) {
-        // A pod declaring several of the names is resolved once.
-        if (def.scanNames.length > 1 && scanned.has(pod)) continue;
-        if (def.scanNames.length > 1) scanned.add(pod);
-        this.refresh(set, pod);
-      }
+      for (const pod of this.view.podsDeclaring(name)) scan(pod);
     }
     if (def.blockBuckets.length > 0) {
       for (const bucket of def.blockBuckets) addToIndex(this.byBucket, bucket, set);
-      for (const block of def.blocks) for (const pod of this.view.podsInCidr(block.cidr)) this.refresh(set, pod);
+      for (const block of def.blocks) for (const pod of this.view.podsInCidr(block.cidr)) scan(pod);
     }
     set.journaling = true;
     return set;
@@ -569,6 +583,14 @@ export class PeerSetIndex {
     const pod = this.view.pod(podKey);
     if (pod === undefined) this.contribute(set, podKey, undefined, false);
     else this.contribute(set, podKey, pod, set.def.podPeers.length > 0 && selectsPod(set.def, pod, this.view));
+  }
+
+  private replaceStateless(set: PeerSet, prev: PodState | undefined, next: PodState | undefined): void {
+    const before = prev === undefined || !canBePeer(prev) ? NOTHING : contribution(set.def, prev, false, this.namedPortsOf);
+    const after = next === undefined || !canBePeer(next) ? NOTHING : contribution(set.def, next, false, this.namedPortsOf);
+    if (isEmpty(before) && isEmpty(after)) return;
+    set.replace(before, after);
+    if (set.touched.size > 0) this.touchedSets.add(set);
   }
 
   private contribute(set: PeerSet, podKey: string, pod: PodState | undefined, selected: boolean): void {
