@@ -109,7 +109,7 @@ export class NodeCompiler {
       podsDeclaring: (portName) => this.podsByPortName.get(portName) ?? [],
       podsInCidr: (cidr) => this.podsByAddress.podsInCidr(cidr),
       namespaceLabels: (name) => this.namespaceLabels(name),
-      namespaceNames: () => new Set([...this.namespaces.keys(), ...this.podsByNamespace.keys()]),
+      namespaceNames: () => this.namespaceNames(),
     };
     this.peerSets = new PeerSetIndex(view, options.peerCacheMembers ?? DEFAULT_PEER_CACHE_MEMBERS);
   }
@@ -288,6 +288,12 @@ export class NodeCompiler {
   private deactivate(policy: ActivePolicy): void {
     for (const rule of policy.rules) this.peerSets.detach(rule);
     this.active.delete(policy.key);
+  }
+
+  /** Namespaces seen, and those only known through their pods. */
+  private *namespaceNames(): IterableIterator<string> {
+    yield* this.namespaces.keys();
+    for (const name of this.podsByNamespace.keys()) if (!this.namespaces.has(name)) yield name;
   }
 
   private namespaceLabels(name: string): Labels {
