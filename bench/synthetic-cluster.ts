@@ -139,15 +139,11 @@ export class SyntheticGenerator {
   }
 
   private rule(): PolicyRule {
+    // A rule without peers takes named ports as often as any other: towards "every peer", an egress
+    // named port expands to every pod of the cluster declaring the name (bench/engine-compile.ts
+    // reports that expansion as its own row).
     const peers = this.random() < 0.1 ? null : Array.from({ length: 1 + this.int(2) }, () => this.peer());
-    // Named ports towards "every peer" are rare in practice (they expand to every pod declaring the
-    // name); keep them to one rule in twenty of that kind so their cost stays visible, not dominant.
-    const numericOnly = peers === null && this.random() < 0.95;
-    const port = (): PortSpec => {
-      const p = this.port();
-      return numericOnly && p.kind === 'named' ? { kind: 'number', protocol: p.protocol, port: 8080, endPort: 8080 } : p;
-    };
-    return { peers, ports: this.random() < 0.15 ? null : Array.from({ length: 1 + this.int(2) }, port) };
+    return { peers, ports: this.random() < 0.15 ? null : Array.from({ length: 1 + this.int(2) }, () => this.port()) };
   }
 
   policy(namespace: string): PolicyState {

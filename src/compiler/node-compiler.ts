@@ -1,46 +1,35 @@
 // The incremental policy compiler for one node.
 //
 //   ClusterEvent ──> cluster state ──> targets (policy -> local pods it selects)
-//                                  └─> peer index (namespace -> active rules whose peers may live there)
+//                                  │        │ activates the rules of policies that select a local pod
+//                                  │        v
+//                                  └─> PeerSetIndex (peer-sets.ts): one maintained peer set per peer
+//                                      definition, shared by the active rules that have it
 //                                          │
-//                      units: (rule, local pod, source) -> element keys
-//                                          │
-//                      ElementStore (refcounted) ──> RuleTableDelta
+//          units: (local pod, policy, rule) -> elements ──> ElementStore (refcounted)
+//                                          │                       │
+//                                          └──────> RuleTableDelta <┘
 //
-// Every element of the rule table is produced by a "unit": the addresses of a local pod, its isolation
-// by one policy, the binding of one rule to it, the static peers of a rule (ipBlocks, "all peers"),
-// or the contribution of one peer pod to a rule. Peers belong to the rule, not to each local pod, so
-// a peer event costs the same however many local pods a rule applies to. Recomputing a unit from the
-// current state is idempotent, so an event only has to find the units it may have changed and
-// recompute them; the refcounted store turns that into a delta of elements whose presence changed.
+// The elements of local pods (addresses, isolation, bindings) come from "units": recomputing a unit
+// from the current state is idempotent, so an event only has to find the units it may have changed; the
+// refcounted store turns that into a delta of elements whose presence changed. Peers belong to the rule,
+// not to each local pod, so a peer event costs the same however many local pods a rule applies to, and
+// a rule binding for the first time finds its peers already resolved when another rule with the same
+// peers is active or was recently (the set's members become the delta, with no scan of the cluster).
 import { objectKey } from '../api';
-import type {
-  ClusterEvent, Direction, NamespaceState, PodState, PolicyRule, PolicyState, PortMatch, PortSpec,
-  PolicyPeer, RuleTableDelta, RuleTableElement,
-} from '../api';
+import type { ClusterEvent, Direction, Labels, NamespaceState, PodState, PolicyRule, PolicyState, RuleTableDelta, RuleTableElement } from '../api';
 import { ElementStore, elementKey } from '../ruletable';
 import { NAMESPACE_NAME_LABEL, hasFinished } from '../model';
-import type { Cidr } from '../net/ip';
-import { cidrContainsIp, formatCidr, parseCidr, parseIp, subtractCidrs } from '../net/ip';
+import { PodAddressIndex } from './address-index';
+import type { ClusterView, PeerDefinition, PeerSetStats } from './peer-sets';
+import { PeerSetIndex, peerDefinition } from './peer-sets';
+import { resolvePorts } from './ports';
 import { sameLabels, selectorMatches } from './selector';
-
-type PodPeer = Extract<PolicyPeer, { kind: 'pods' }>;
 
 interface ActiveRule {
   readonly id: string;
-  readonly policy: ActivePolicy;
   readonly direction: Direction;
   readonly rule: PolicyRule;
-  readonly podPeers: readonly PodPeer[];
-  /** ipBlock peers with their excepts carved out, as disjoint CIDRs. */
-  readonly blockCidrs: readonly string[];
-  readonly blocks: readonly { cidr: Cidr; except: readonly Cidr[] }[];
-  /** Egress named ports towards peers that are not selected pods ("all peers" or ipBlocks) resolve per pod. */
-  readonly namedEgressNames: readonly string[];
-  /** Pods that currently contribute peer elements to this rule. */
-  readonly contributors: Set<string>;
-  /** Namespaces its namespaceSelectors currently match (its entries in rulesBySelectedNamespace). */
-  readonly selectedNamespaces: Set<string>;
 }
 
 interface ActivePolicy {
@@ -50,9 +39,20 @@ interface ActivePolicy {
   readonly rules: ActiveRule[];
 }
 
-const ALL_PORTS_FROM = 1;
-const ALL_PORTS_TO = 65535;
+export interface NodeCompilerOptions {
+  /**
+   * Members (resolved addresses and ports) that peer sets no active rule uses may hold in all, kept
+   * maintained so that a rule binding again finds them; 0 drops them at once. bench/engine-compile.ts
+   * measures the RSS this costs.
+   */
+  readonly peerCacheMembers?: number;
+}
 
+export const DEFAULT_PEER_CACHE_MEMBERS = 500_000;
+
+function policyRules(policy: PolicyState): [Direction, readonly PolicyRule[]][] {
+  return [['ingress', policy.ingress], ['egress', policy.egress]];
+}
 
 /** Host-network and finished pods are neither isolated targets nor selected peers. */
 function isPolicyPod(p: PodState): boolean {
@@ -89,22 +89,30 @@ export class NodeCompiler {
   private readonly pods = new Map<string, PodState>();
   private readonly podsByNamespace = new Map<string, Set<string>>();
   private readonly podsByPortName = new Map<string, Set<string>>();
+  private readonly podsByAddress = new PodAddressIndex();
   private readonly policies = new Map<string, PolicyState>();
   private readonly policiesByNamespace = new Map<string, Set<string>>();
 
   private readonly active = new Map<string, ActivePolicy>();
   private readonly targetPolicies = new Map<string, Set<string>>();
-  /** Rules with a same-namespace pod peer, by the policy's namespace. */
-  private readonly rulesByOwnNamespace = new Map<string, Set<ActiveRule>>();
-  /** Rules with a namespaceSelector peer, by each namespace it currently matches. */
-  private readonly rulesBySelectedNamespace = new Map<string, Set<ActiveRule>>();
-  private readonly namespaceSelectorRules = new Set<ActiveRule>();
-  private readonly namedEgressRules = new Set<ActiveRule>();
+  private readonly peerSets: PeerSetIndex;
+  /** Policy -> the cluster-wide peer definitions it pins. */
+  private readonly pinned = new Map<string, PeerDefinition[]>();
 
   private readonly units = new Map<string, string[]>();
   private readonly store = new ElementStore();
 
-  constructor(readonly node: string) {}
+  constructor(readonly node: string, options: NodeCompilerOptions = {}) {
+    const view: ClusterView = {
+      pod: (key) => this.pods.get(key),
+      podsIn: (namespace) => this.podsByNamespace.get(namespace) ?? [],
+      podsDeclaring: (portName) => this.podsByPortName.get(portName) ?? [],
+      podsInCidr: (cidr) => this.podsByAddress.podsInCidr(cidr),
+      namespaceLabels: (name) => this.namespaceLabels(name),
+      namespaceNames: () => this.namespaceNames(),
+    };
+    this.peerSets = new PeerSetIndex(view, options.peerCacheMembers ?? DEFAULT_PEER_CACHE_MEMBERS);
+  }
 
   apply(event: ClusterEvent): RuleTableDelta {
     switch (event.kind) {
@@ -118,15 +126,22 @@ export class NodeCompiler {
         this.onPolicy(event.type === 'upsert' ? objectKey(event.object) : objectKey(event.ref), event.type === 'upsert' ? event.object : undefined);
         break;
     }
-    return this.store.takeDelta();
+    const delta = this.store.takeDelta();
+    this.peerSets.takeDelta(delta.added, delta.removed);
+    return delta;
   }
 
-  elements(): IterableIterator<RuleTableElement> {
-    return this.store.elements();
+  *elements(): IterableIterator<RuleTableElement> {
+    yield* this.store.elements();
+    yield* this.peerSets.elements();
   }
 
   get elementCount(): number {
-    return this.store.size;
+    return this.store.size + this.peerSets.elementCount;
+  }
+
+  peerSetStats(): PeerSetStats {
+    return this.peerSets.stats();
   }
 
   // --- events ---------------------------------------------------------------------------------
@@ -135,18 +150,7 @@ export class NodeCompiler {
     const before = this.namespaceLabels(name);
     if (next === undefined) this.namespaces.delete(name);
     else this.namespaces.set(name, next);
-    if (sameLabels(before, this.namespaceLabels(name))) return;
-    for (const rule of this.namespaceSelectorRules) {
-      const was = this.rulesBySelectedNamespace.get(name)?.has(rule) ?? false;
-      const is = this.ruleSelectsNamespace(rule, name);
-      if (was === is) continue;
-      if (is) this.selectNamespace(rule, name);
-      else {
-        removeFromIndex(this.rulesBySelectedNamespace, name, rule);
-        rule.selectedNamespaces.delete(name);
-      }
-      for (const key of this.podsByNamespace.get(name) ?? []) this.refreshContribution(rule, key);
-    }
+    if (!sameLabels(before, this.namespaceLabels(name))) this.peerSets.onNamespace(name);
   }
 
   private onPod(key: string, next: PodState | undefined): void {
@@ -154,12 +158,14 @@ export class NodeCompiler {
     if (prev !== undefined) {
       removeFromIndex(this.podsByNamespace, prev.namespace, key);
       for (const p of prev.ports) if (p.name !== undefined) removeFromIndex(this.podsByPortName, p.name, key);
+      this.podsByAddress.remove(key, prev.ips);
     }
     if (next === undefined) this.pods.delete(key);
     else {
       this.pods.set(key, next);
       addToIndex(this.podsByNamespace, next.namespace, key);
       for (const p of next.ports) if (p.name !== undefined) addToIndex(this.podsByPortName, p.name, key);
+      this.podsByAddress.add(key, next.ips);
     }
 
     // As a local pod: its addresses and the policies that select it.
@@ -174,25 +180,22 @@ export class NodeCompiler {
       }
     }
     const portsChanged = prev !== undefined && next !== undefined && !samePorts(prev, next);
-    for (const pk of oldPolicies) {
-      if (!newPolicies.has(pk) || portsChanged) this.removeTarget(pk, key);
-    }
+    // Bind before unbinding: a rule that stays active through the change keeps its peers bound.
     for (const pk of newPolicies) {
-      if (!oldPolicies.has(pk) || portsChanged) this.addTarget(pk, key);
+      if (!oldPolicies.has(pk)) this.addTarget(pk, key);
+      else if (portsChanged) this.refreshTarget(pk, key);
+    }
+    for (const pk of oldPolicies) {
+      if (!newPolicies.has(pk)) this.removeTarget(pk, key);
     }
 
     // As a peer of the rules of active policies.
     if (prev !== undefined && next !== undefined && samePeerView(prev, next)) return;
-    const candidates = new Set<ActiveRule>(this.namedEgressRules);
-    for (const pod of [prev, next]) {
-      if (pod === undefined) continue;
-      for (const r of this.rulesByOwnNamespace.get(pod.namespace) ?? []) candidates.add(r);
-      for (const r of this.rulesBySelectedNamespace.get(pod.namespace) ?? []) candidates.add(r);
-    }
-    for (const rule of candidates) this.refreshContribution(rule, key);
+    this.peerSets.onPod(key, prev, next);
   }
 
   private onPolicy(key: string, next: PolicyState | undefined): void {
+    this.repin(key, next);
     const prev = this.policies.get(key);
     const activePrev = this.active.get(key);
     if (activePrev !== undefined) {
@@ -211,6 +214,28 @@ export class NodeCompiler {
     }
   }
 
+  /**
+   * Pins the policy's cluster-wide peer definitions (those whose build scans the whole cluster), so
+   * that a pod starting on this node finds them built; the new ones before the old ones go, so an
+   * update that keeps one does not rebuild it.
+   */
+  private repin(key: string, next: PolicyState | undefined): void {
+    const before = this.pinned.get(key) ?? [];
+    const after = new Map<string, PeerDefinition>();
+    if (next !== undefined) {
+      for (const [direction, rules] of policyRules(next)) {
+        for (const rule of rules) {
+          const def = peerDefinition(next.namespace, direction, rule);
+          if (def.clusterWide) after.set(def.key, def);
+        }
+      }
+    }
+    for (const def of after.values()) this.peerSets.pin(key, def);
+    for (const def of before) if (!after.has(def.key)) this.peerSets.unpin(key, def);
+    if (after.size > 0) this.pinned.set(key, [...after.values()]);
+    else this.pinned.delete(key);
+  }
+
   // --- targets and activation -----------------------------------------------------------------
 
   private isLocalTarget(pod: PodState): boolean {
@@ -222,6 +247,12 @@ export class NodeCompiler {
     if (policy === undefined) policy = this.activate(policyKey);
     policy.targets.add(target);
     addToIndex(this.targetPolicies, target, policyKey);
+    this.refreshTarget(policyKey, target);
+  }
+
+  private refreshTarget(policyKey: string, target: string): void {
+    const policy = this.active.get(policyKey);
+    if (policy === undefined) return;
     const state = policy.state;
     const isolation: RuleTableElement[] = [];
     if (state.ingressIsolation) isolation.push({ kind: 'isolation', pod: target, direction: 'ingress', policy: policyKey });
@@ -243,123 +274,31 @@ export class NodeCompiler {
     const state = this.policies.get(policyKey);
     if (state === undefined) throw new Error(`compiler: activating unknown policy ${policyKey}`);
     const policy: ActivePolicy = { key: policyKey, state, targets: new Set(), rules: [] };
-    const directions: [Direction, readonly PolicyRule[]][] = [['ingress', state.ingress], ['egress', state.egress]];
-    for (const [direction, rules] of directions) {
-      rules.forEach((rule, index) => policy.rules.push(this.makeRule(policy, direction, index, rule)));
+    for (const [direction, rules] of policyRules(state)) {
+      rules.forEach((rule, index) => {
+        const active: ActiveRule = { id: `${policyKey}/${direction}/${index}`, direction, rule };
+        policy.rules.push(active);
+        this.peerSets.attach(active, peerDefinition(state.namespace, direction, rule));
+      });
     }
     this.active.set(policyKey, policy);
-    for (const rule of policy.rules) this.indexRule(rule);
     return policy;
   }
 
   private deactivate(policy: ActivePolicy): void {
-    for (const rule of policy.rules) {
-      this.setUnit(`peer\0${rule.id}\0`, []);
-      for (const peer of rule.contributors) this.setUnit(`peer\0${rule.id}\0${peer}`, []);
-      removeFromIndex(this.rulesByOwnNamespace, policy.state.namespace, rule);
-      for (const ns of rule.selectedNamespaces) removeFromIndex(this.rulesBySelectedNamespace, ns, rule);
-      this.namespaceSelectorRules.delete(rule);
-      this.namedEgressRules.delete(rule);
-    }
+    for (const rule of policy.rules) this.peerSets.detach(rule);
     this.active.delete(policy.key);
   }
 
-  private makeRule(policy: ActivePolicy, direction: Direction, index: number, rule: PolicyRule): ActiveRule {
-    const podPeers: PodPeer[] = [];
-    const blocks: { cidr: Cidr; except: Cidr[] }[] = [];
-    for (const peer of rule.peers ?? []) {
-      if (peer.kind === 'pods') podPeers.push(peer);
-      else blocks.push({ cidr: mustParseCidr(peer.cidr), except: peer.except.map(mustParseCidr) });
-    }
-    const hasNonPodPeers = rule.peers === null || blocks.length > 0;
-    const namedEgressNames = direction === 'egress' && hasNonPodPeers
-      ? (rule.ports ?? []).flatMap((p) => (p.kind === 'named' ? [p.name] : []))
-      : [];
-    return {
-      id: `${policy.key}/${direction}/${index}`,
-      policy,
-      direction,
-      rule,
-      podPeers,
-      blocks,
-      blockCidrs: blocks.flatMap((b) => subtractCidrs(b.cidr, b.except).map(formatCidr)),
-      namedEgressNames,
-      contributors: new Set(),
-      selectedNamespaces: new Set(),
-    };
+  /** Namespaces seen, and those only known through their pods. */
+  private *namespaceNames(): IterableIterator<string> {
+    yield* this.namespaces.keys();
+    for (const name of this.podsByNamespace.keys()) if (!this.namespaces.has(name)) yield name;
   }
 
-  private indexRule(rule: ActiveRule): void {
-    const ns = rule.policy.state.namespace;
-    if (rule.podPeers.some((p) => p.namespaceSelector === null)) addToIndex(this.rulesByOwnNamespace, ns, rule);
-    const scan = new Set<string>();
-    if (rule.podPeers.some((p) => p.namespaceSelector !== null)) {
-      this.namespaceSelectorRules.add(rule);
-      for (const name of this.allNamespaces()) {
-        if (!this.ruleSelectsNamespace(rule, name)) continue;
-        this.selectNamespace(rule, name);
-        for (const pk of this.podsByNamespace.get(name) ?? []) scan.add(pk);
-      }
-    }
-    if (rule.podPeers.some((p) => p.namespaceSelector === null)) {
-      for (const pk of this.podsByNamespace.get(ns) ?? []) scan.add(pk);
-    }
-    if (rule.namedEgressNames.length > 0) {
-      this.namedEgressRules.add(rule);
-      for (const name of rule.namedEgressNames) for (const pk of this.podsByPortName.get(name) ?? []) scan.add(pk);
-    }
-    this.setUnit(`peer\0${rule.id}\0`, this.staticPeers(rule));
-    for (const pk of scan) this.refreshContribution(rule, pk);
-  }
-
-  // --- peers ----------------------------------------------------------------------------------
-
-  private namespaceLabels(name: string): NamespaceState['labels'] {
+  private namespaceLabels(name: string): Labels {
     // A namespace not (yet) seen still carries the label the API server always sets.
     return this.namespaces.get(name)?.labels ?? { [NAMESPACE_NAME_LABEL]: name };
-  }
-
-  private allNamespaces(): Set<string> {
-    return new Set([...this.namespaces.keys(), ...this.podsByNamespace.keys()]);
-  }
-
-  private selectNamespace(rule: ActiveRule, name: string): void {
-    addToIndex(this.rulesBySelectedNamespace, name, rule);
-    rule.selectedNamespaces.add(name);
-  }
-
-  private ruleSelectsNamespace(rule: ActiveRule, name: string): boolean {
-    const labels = this.namespaceLabels(name);
-    return rule.podPeers.some((p) => p.namespaceSelector !== null && selectorMatches(p.namespaceSelector, labels));
-  }
-
-  private matchesPodPeer(rule: ActiveRule, pod: PodState): boolean {
-    let nsLabels: NamespaceState['labels'] | undefined;
-    for (const peer of rule.podPeers) {
-      if (peer.namespaceSelector === null) {
-        if (pod.namespace !== rule.policy.state.namespace) continue;
-      } else {
-        nsLabels ??= this.namespaceLabels(pod.namespace);
-        if (!selectorMatches(peer.namespaceSelector, nsLabels)) continue;
-      }
-      if (selectorMatches(peer.podSelector, pod.labels)) return true;
-    }
-    return false;
-  }
-
-  /** Whether the pod can add peer elements to the rule at all (for any local target). */
-  private peerRelevant(rule: ActiveRule, pod: PodState | undefined): pod is PodState {
-    if (pod === undefined || !isPolicyPod(pod) || pod.ips.length === 0) return false;
-    if (this.matchesPodPeer(rule, pod)) return true;
-    return rule.namedEgressNames.length > 0 && pod.ports.some((p) => p.name !== undefined && rule.namedEgressNames.includes(p.name));
-  }
-
-  private refreshContribution(rule: ActiveRule, peer: string): void {
-    const relevant = this.peerRelevant(rule, this.pods.get(peer));
-    if (!relevant && !rule.contributors.has(peer)) return;
-    if (relevant) rule.contributors.add(peer);
-    else rule.contributors.delete(peer);
-    this.setUnit(`peer\0${rule.id}\0${peer}`, relevant ? this.peerElements(rule, peer) : []);
   }
 
   // --- elements -------------------------------------------------------------------------------
@@ -368,36 +307,10 @@ export class NodeCompiler {
   private bindElements(rule: ActiveRule, target: string): RuleTableElement[] {
     const targetPod = this.pods.get(target);
     if (targetPod === undefined) return [];
-    // Ingress named ports name the target's own ports; egress ones name the peer's (see peerElements).
+    // Ingress named ports name the target's own ports; egress ones name the peer's (see peer-sets.ts).
     const ports = resolvePorts(rule.rule.ports, rule.direction === 'ingress' ? targetPod : null);
     const base = { kind: 'bind', pod: target, direction: rule.direction, rule: rule.id } as const;
     return [{ ...base, port: null }, ...ports.map((port) => ({ ...base, port }))];
-  }
-
-  /** Peers that do not depend on any pod: "all peers" and ipBlocks. */
-  private staticPeers(rule: ActiveRule): RuleTableElement[] {
-    const peers = rule.rule.peers === null ? ['any'] : rule.blockCidrs;
-    return peers.map((peer) => ({ kind: 'peer', rule: rule.id, direction: rule.direction, peer, port: null }));
-  }
-
-  /** What a pod adds to the rule's peers: its addresses, and for egress its resolved named ports. */
-  private peerElements(rule: ActiveRule, peer: string): RuleTableElement[] {
-    const pod = this.pods.get(peer);
-    if (pod === undefined) return [];
-    const selected = this.matchesPodPeer(rule, pod);
-    // Egress named ports towards selected pods, "all peers" or an ipBlock: the pod's own ports name the numbers.
-    const named = rule.direction === 'egress' ? resolvePorts((rule.rule.ports ?? []).filter((p) => p.kind === 'named'), pod) : [];
-    const namedIps = selected || rule.rule.peers === null ? pod.ips : pod.ips.filter((ip) => this.inBlocks(rule, ip));
-    const out: RuleTableElement[] = [];
-    const base = { kind: 'peer', rule: rule.id, direction: rule.direction } as const;
-    if (selected) for (const ip of pod.ips) out.push({ ...base, peer: ip, port: null });
-    for (const ip of namedIps) for (const port of named) out.push({ ...base, peer: ip, port });
-    return out;
-  }
-
-  private inBlocks(rule: ActiveRule, text: string): boolean {
-    const ip = parseIp(text);
-    return ip !== null && rule.blocks.some((b) => cidrContainsIp(b.cidr, ip) && !b.except.some((e) => cidrContainsIp(e, ip)));
   }
 
   private setUnit(unit: string, elements: readonly RuleTableElement[]): void {
@@ -408,41 +321,4 @@ export class NodeCompiler {
     if (keys.length === 0) this.units.delete(unit);
     else this.units.set(unit, keys);
   }
-}
-
-function mustParseCidr(text: string): Cidr {
-  const cidr = parseCidr(text);
-  if (cidr === null) throw new Error(`compiler: unvalidated CIDR ${text}`);
-  return cidr;
-}
-
-/**
- * The port matches of a rule. Named ports resolve against `owner` (the pod that serves them: the local
- * pod for ingress, the peer for egress); with no owner they are left out. A name the owner does not
- * declare for that protocol matches nothing.
- */
-function resolvePorts(specs: readonly PortSpec[] | null, owner: PodState | null): PortMatch[] {
-  if (specs === null) return ['any'];
-  const out: PortMatch[] = [];
-  const seen = new Set<string>();
-  const push = (m: PortMatch & object): void => {
-    const k = `${m.protocol}/${m.from}-${m.to}`;
-    if (!seen.has(k)) { seen.add(k); out.push(m); }
-  };
-  for (const spec of specs) {
-    switch (spec.kind) {
-      case 'number':
-        push({ protocol: spec.protocol, from: spec.port, to: spec.endPort });
-        break;
-      case 'allPorts':
-        push({ protocol: spec.protocol, from: ALL_PORTS_FROM, to: ALL_PORTS_TO });
-        break;
-      case 'named':
-        for (const cp of owner?.ports ?? []) {
-          if (cp.name === spec.name && cp.protocol === spec.protocol) push({ protocol: spec.protocol, from: cp.port, to: cp.port });
-        }
-        break;
-    }
-  }
-  return out;
 }

@@ -1,8 +1,10 @@
 // The incremental compiler must always equal a from-scratch compile of the same state, after every
-// event of a long random sequence, and the deltas it emits must add up to its table.
+// event of a long random sequence, and the deltas it emits must add up to its table, whatever its peer
+// set cache holds: large (sets kept and maintained while no rule uses them), none (dropped at once), or
+// a few members (evicted all the time).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClusterEvent, NamespaceState, PodState, PolicyState } from '../../src/api';
+import type { ClusterEvent, NamespaceState, PodState, PolicyPeer, PolicyState } from '../../src/api';
 import { NodeCompiler, objectKey } from '../../src/compiler';
 import { elementKey } from '../../src/ruletable';
 import { SyntheticGenerator, clusterEvents } from '../../bench/synthetic-cluster';
@@ -24,6 +26,23 @@ function fromScratch(node: string, world: World, policiesFirst: boolean): Set<st
   const pols = [...world.policies.values()].map((object): ClusterEvent => ({ type: 'upsert', kind: 'NetworkPolicy', object }));
   for (const e of policiesFirst ? [...pols, ...pods, ...ns] : [...ns, ...pods, ...pols]) c.apply(e);
   return keysOf(c);
+}
+
+// ipBlocks that hold the test's pods (10.0.0.x, 10.9.x.y, fd00::x): inside one address bucket, spanning
+// several, and IPv6, with excepts, so that named ports towards ipBlocks resolve against real pods.
+const POD_BLOCKS: readonly { cidr: string; except: string[] }[] = [
+  { cidr: '10.0.0.0/24', except: ['10.0.0.16/28'] },
+  { cidr: '10.0.0.0/8', except: ['10.9.1.0/24'] },
+  { cidr: '10.9.0.0/16', except: [] },
+  { cidr: 'fd00::/64', except: ['fd00::/125'] },
+];
+
+/** The generator's policies, with half of their ipBlocks moved over the pods' addresses. */
+function randomPolicy(g: SyntheticGenerator, namespace: string): PolicyState {
+  const policy = g.policy(namespace);
+  const move = (peer: PolicyPeer): PolicyPeer => (peer.kind === 'ipBlock' && g.random() < 0.5 ? { kind: 'ipBlock', ...g.pick(POD_BLOCKS) } : peer);
+  const rules = (rs: PolicyState['ingress']): PolicyState['ingress'] => rs.map((r) => ({ ...r, peers: r.peers === null ? null : r.peers.map(move) }));
+  return { ...policy, ingress: rules(policy.ingress), egress: rules(policy.egress) };
 }
 
 function randomEvent(g: SyntheticGenerator, world: World, nodes: string[], freeIps: string[][]): ClusterEvent {
@@ -64,7 +83,7 @@ function randomEvent(g: SyntheticGenerator, world: World, nodes: string[], freeI
     return { type: 'upsert', kind: 'Namespace', object: { name: ns.name, labels } };
   }
   if (r < 0.85 || policies.length === 0) {
-    const fresh = g.policy(g.namespaceName(g.int(6)));
+    const fresh = randomPolicy(g, g.namespaceName(g.int(6)));
     // Half of the time, an update of an existing policy under the same name.
     const existing = policies.length > 0 && g.random() < 0.5 ? g.pick(policies) : undefined;
     return { type: 'upsert', kind: 'NetworkPolicy', object: existing === undefined ? fresh : { ...fresh, namespace: existing.namespace, name: existing.name } };
@@ -84,42 +103,53 @@ function applyToWorld(world: World, e: ClusterEvent): void {
   else world.policies.delete(objectKey(e.ref));
 }
 
+const CACHES: readonly { name: string; peerCacheMembers?: number }[] = [
+  { name: 'default peer cache' },
+  { name: 'no peer cache', peerCacheMembers: 0 },
+  { name: 'a peer cache of 12 members', peerCacheMembers: 12 },
+];
+
 for (const seed of [1, 2, 3]) {
-  test(`incremental compile equals a from-scratch compile after every event (seed ${seed})`, () => {
-    const g = new SyntheticGenerator({ seed, namespaces: 6, nodes: 3, pods: 40, policies: 12, dualStackShare: 0.3, appsPerNamespace: 2 });
-    const cluster = g.cluster();
+  test(`incremental compile equals a from-scratch compile after every event, with every peer cache size (seed ${seed})`, () => {
+    const g = new SyntheticGenerator({ seed, namespaces: 6, nodes: 3, pods: 40, policies: 0, dualStackShare: 0.3, appsPerNamespace: 2 });
+    const base = g.cluster();
+    const cluster = { ...base, policies: Array.from({ length: 12 }, () => randomPolicy(g, g.namespaceName(g.int(6)))) };
     const nodes = cluster.nodes;
     const world: World = {
       namespaces: new Map(cluster.namespaces.map((n) => [n.name, n])),
       pods: new Map(cluster.pods.map((p) => [objectKey(p), p])),
       policies: new Map(cluster.policies.map((p) => [objectKey(p), p])),
     };
-    const compilers = nodes.map((n) => new NodeCompiler(n));
-    const streamed = nodes.map(() => new Set<string>());
+    // One compiler per node and per cache size.
+    const runs = nodes.flatMap((node) => CACHES.map((cache) => ({ node, cache, compiler: new NodeCompiler(node, cache), streamed: new Set<string>() })));
     const initial = clusterEvents(cluster);
     const freeIps: string[][] = [];
     for (let i = 0; i < 1000; i++) {
       const e = i < initial.length ? (initial[i] as ClusterEvent) : randomEvent(g, world, nodes, freeIps);
       if (i >= initial.length) applyToWorld(world, e);
-      compilers.forEach((c, n) => {
-        const delta = c.apply(e);
-        const set = streamed[n] as Set<string>;
-        for (const el of delta.removed) assert.ok(set.delete(elementKey(el)), `event ${i}: removed an element that was not there: ${elementKey(el)}`);
+      for (const run of runs) {
+        const delta = run.compiler.apply(e);
+        const removed = new Set(delta.removed.map(elementKey));
+        for (const k of removed) assert.ok(run.streamed.delete(k), `event ${i}, ${run.cache.name}: removed an element that was not there: ${k}`);
         for (const el of delta.added) {
           const k = elementKey(el);
-          assert.ok(!set.has(k), `event ${i}: added an element twice: ${k}`);
-          set.add(k);
+          assert.ok(!run.streamed.has(k), `event ${i}, ${run.cache.name}: added an element twice: ${k}`);
+          assert.ok(!removed.has(k), `event ${i}, ${run.cache.name}: removed and added the same element in one delta: ${k}`);
+          run.streamed.add(k);
         }
-      });
+      }
       if (i < initial.length - 1) continue;
-      compilers.forEach((c, n) => {
-        const node = nodes[n] as string;
+      for (const node of nodes) {
         const expected = fromScratch(node, world, i % 2 === 0);
-        assert.deepEqual(streamed[n], expected, `event ${i} (${e.type} ${e.kind}) on ${node}: streamed deltas differ from a fresh compile`);
-        assert.deepEqual(keysOf(c), expected, `event ${i}: the compiler's table differs from a fresh compile`);
-      });
+        for (const run of runs.filter((r) => r.node === node)) {
+          assert.deepEqual(run.streamed, expected, `event ${i} (${e.type} ${e.kind}) on ${node}, ${run.cache.name}: streamed deltas differ from a fresh compile`);
+          assert.deepEqual(keysOf(run.compiler), expected, `event ${i} on ${node}, ${run.cache.name}: the compiler's table differs from a fresh compile`);
+        }
+      }
     }
-    const total = compilers.reduce((n, c) => n + c.elementCount, 0);
+    const total = runs.reduce((n, r) => n + r.compiler.elementCount, 0);
     assert.ok(total > 0, 'the random cluster should produce rules');
+    const stats = runs.map((r) => r.compiler.peerSetStats());
+    assert.ok(stats.some((s) => s.reused > 0), 'some rule should have found its peer set already built');
   });
 }
