@@ -219,11 +219,3 @@ export interface ClusterSource {
   /** Stops reading (watches closed, file watchers removed); delivers nothing afterwards. */
   stop(): Promise<void>;
 }
-
-/** What a source counts about itself; the agent exposes it in /metrics. */
-export interface SourceMetrics {
-  /** A watch of `resource` ended and was started again. */
-  watchRestarted(resource: string): void;
-  /** `resource` was listed again in full (after 410 Gone or a reconnect). */
-  relisted(resource: string): void;
-}
