@@ -90,7 +90,6 @@ export class FileSource implements ClusterSource {
     sink.synced();
     this.startWatch();
     this.poll = setInterval(() => this.reload(), this.pollMs);
-    this.poll.unref();
   }
 
   async stop(): Promise<void> {
@@ -113,7 +112,7 @@ export class FileSource implements ClusterSource {
     const dir = isDir ? path : dirname(path);
     const only = isDir ? null : basename(path);
     try {
-      this.watcher = watch(dir, { recursive: isDir, persistent: false }, (_event, name) => {
+      this.watcher = watch(dir, { recursive: isDir }, (_event, name) => {
         if (only !== null && name !== null && name !== only) return;
         this.schedule();
       });
