@@ -86,16 +86,30 @@ const list = (items: object[]): string => JSON.stringify({ apiVersion: 'v1', kin
 
 interface Row {
   readonly name: string;
+  /** File change -> kernel commit. */
   readonly samples: number[];
+  /** File change -> events delivered by the source (watch, debounce, stat, read, diff). */
+  readonly source: number[];
+  /** The dataplane's transaction, diff and kernel commit included. */
+  readonly dataplane: number[];
 }
 
-async function runScale(label: string, options: SyntheticOptions): Promise<void> {
-  const generator = new SyntheticGenerator(options);
+interface Datastore {
+  readonly node: string;
+  readonly localTemplate: PodState | undefined;
+  readonly remoteNode: string;
+  readonly toggled: NamespaceState;
+  readonly counts: { namespaces: number; pods: number; policies: number; local: number };
+}
+
+/**
+ * Writes the synthetic cluster as one JSON List per namespace, plus the change file the samples
+ * rewrite; returns only what the samples need, so the cluster itself is garbage before the agent starts.
+ */
+function writeDatastore(generator: SyntheticGenerator, dir: string): Datastore {
   const cluster = generator.cluster();
   const node = busiestNode(cluster);
   const localPods = cluster.pods.filter((p) => p.nodeName === node);
-  const dir = mkdtempSync(join(tmpdir(), 'agent-bench-'));
-  const netns = `agentbench-${process.pid}`;
   // The change file owns one namespace (its labels are toggled) and a policy whose rule takes every
   // pod of the cluster as peers, selecting no pod until a local pod labelled bench=all-peers starts.
   const toggled = cluster.namespaces[1] ?? cluster.namespaces[0];
@@ -110,9 +124,23 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
   for (const p of cluster.pods) add(p.namespace, podJson(p));
   for (const p of cluster.policies) add(p.namespace, policyJson(p));
   for (const [ns, items] of byNamespace) writeFileSync(join(dir, `${ns}.json`), list(items));
+  return {
+    node,
+    localTemplate: localPods[0],
+    remoteNode: cluster.nodes.find((n) => n !== node) ?? node,
+    toggled,
+    counts: { namespaces: cluster.namespaces.length, pods: cluster.pods.length, policies: cluster.policies.length, local: localPods.length },
+  };
+}
+
+async function runScale(label: string, options: SyntheticOptions): Promise<void> {
+  const generator = new SyntheticGenerator(options);
+  const dir = mkdtempSync(join(tmpdir(), 'agent-bench-'));
+  const netns = `agentbench-${process.pid}`;
+  const { node, localTemplate, remoteNode, toggled, counts } = writeDatastore(generator, dir);
   const allPeersPolicy: object = {
     apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy',
-    metadata: { namespace: localPods[0]?.namespace ?? 'default', name: 'bench-all-peers' },
+    metadata: { namespace: localTemplate?.namespace ?? 'default', name: 'bench-all-peers' },
     spec: { podSelector: { matchLabels: { bench: 'all-peers' } }, ingress: [{ from: [{ namespaceSelector: {} }] }] },
   };
   const base = (envLabel: string): object[] => [namespaceJson({ name: toggled.name, labels: { ...toggled.labels, env: envLabel } }), allPeersPolicy];
@@ -123,7 +151,6 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
     renameSync(`${file}.tmp`, file);
   };
   writeChange(base(envOriginal));
-  const counts = { namespaces: cluster.namespaces.length, pods: cluster.pods.length, policies: cluster.policies.length, local: localPods.length };
 
   execFileSync('ip', ['netns', 'add', netns]);
   const backend = new KernelNftBackend({ table: TABLE, netns: `/run/netns/${netns}` });
@@ -158,7 +185,7 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
     const rows: Row[] = [];
     const row = (name: string): Row => {
       let r = rows.find((x) => x.name === name);
-      if (r === undefined) rows.push((r = { name, samples: [] }));
+      if (r === undefined) rows.push((r = { name, samples: [], source: [], dataplane: [] }));
       return r;
     };
     /** Writes the change file and times it until the transaction carrying its event is committed. */
@@ -175,10 +202,11 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
       writeChange(items);
       const c = await committed;
       waiter = null;
-      row(name).samples.push(c.committedAt - t0);
+      const r = row(name);
+      r.samples.push(c.committedAt - t0);
+      r.source.push(Math.min(...c.events.map((e) => e.receivedAt)) - t0);
+      r.dataplane.push(c.report.durationMs);
     };
-    const remoteNode = cluster.nodes.find((n) => n !== node) ?? node;
-    const localTemplate = localPods[0];
     for (let i = 0; i < SAMPLES; i++) {
       const env = envOriginal;
       const policy = generator.policy(localTemplate?.namespace ?? 'default');
@@ -203,10 +231,11 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
     const loopP99 = loopDelay.percentile(99) / 1e6;
     console.log(`${label} pods: ${counts.pods} pods, ${counts.namespaces} namespaces, ${counts.policies} policies; node ${node} with ${counts.local} local pods`);
     console.log(`start-up: read, compiled and programmed in ${(firstSync / 1000).toFixed(2)} s (event loop blocked at most ${syncLoopMax.toFixed(0)} ms)`);
-    console.log(`RSS once synced: ${mib(syncedRss.rss)} MiB (heap used ${mib(syncedRss.heapUsed)} MiB; the benchmark process before start: ${mib(baselineRss)} MiB)${gc === undefined ? ' [run with --expose-gc for a settled figure]' : ''}`);
+    console.log(`RSS once synced: ${mib(syncedRss.rss)} MiB (heap used ${mib(syncedRss.heapUsed)} MiB; this process before the agent started: ${mib(baselineRss)} MiB)${gc === undefined ? ' [run with --expose-gc for a settled figure]' : ''}`);
     console.log(`event loop during the samples: p99 delay ${loopP99.toFixed(1)} ms, max ${loopMax.toFixed(1)} ms\n`);
-    printTable(['event (file change -> kernel commit)', 'n', 'median ms', 'p99 ms', 'max ms'], rows.map((r) => [
-      r.name, String(r.samples.length), percentile(r.samples, 0.5).toFixed(1), percentile(r.samples, 0.99).toFixed(1), Math.max(...r.samples).toFixed(1),
+    const ms = (samples: readonly number[], q: number): string => percentile(samples, q).toFixed(1);
+    printTable(['event (file change -> kernel commit)', 'n', 'median ms', 'p99 ms', 'max ms', 'of which source (median)', 'dataplane (median)'], rows.map((r) => [
+      r.name, String(r.samples.length), ms(r.samples, 0.5), ms(r.samples, 0.99), Math.max(...r.samples).toFixed(1), ms(r.source, 0.5), ms(r.dataplane, 0.5),
     ]));
   } finally {
     await agent.stop();

@@ -74,6 +74,9 @@ export class FileSource implements ClusterSource {
   /** Rejections of the previous load, to end them when the object becomes valid or disappears. */
   private rejected = new Map<string, Rejection>();
   private readonly watchers = new Map<string, FSWatcher>();
+  /** Paths the watches named since the last read; only those are looked at (the poll lists everything). */
+  private pendingPaths = new Set<string>();
+  private pendingFull = false;
   private debounce: NodeJS.Timeout | null = null;
   private poll: NodeJS.Timeout | null = null;
   /** The datastore path itself could not be read at the last load. */
@@ -86,9 +89,9 @@ export class FileSource implements ClusterSource {
 
   start(sink: SourceSink): void {
     this.sink = sink;
-    this.reload();
+    this.reload(null);
     sink.synced();
-    this.poll = setInterval(() => this.reload(), this.pollMs);
+    this.poll = setInterval(() => this.reload(null), this.pollMs);
   }
 
   async stop(): Promise<void> {
@@ -115,7 +118,7 @@ export class FileSource implements ClusterSource {
       try {
         const w = watch(dir, (_event, name) => {
           if (onlyName !== null && name !== null && name !== onlyName) return;
-          this.schedule();
+          this.schedule(name === null ? null : join(dir, name));
         });
         w.on('error', (err) => {
           w.close();
@@ -129,11 +132,17 @@ export class FileSource implements ClusterSource {
     }
   }
 
-  private schedule(): void {
+  /** A path the watch named (null: unknown, list everything); reads after `debounceMs` of quiet. */
+  private schedule(path: string | null): void {
+    if (path === null) this.pendingFull = true;
+    else this.pendingPaths.add(path);
     if (this.debounce !== null) clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.debounce = null;
-      this.reload();
+      const paths = this.pendingFull ? null : this.pendingPaths;
+      this.pendingFull = false;
+      this.pendingPaths = new Set();
+      this.reload(paths);
     }, this.debounceMs);
   }
 
@@ -172,21 +181,51 @@ export class FileSource implements ClusterSource {
     return { files, dirs, onlyName };
   }
 
+  /**
+   * The files to read again and the files gone: among `paths` when the watches named them, otherwise
+   * by listing the whole datastore. Null when the datastore cannot be read.
+   */
+  private changedFiles(paths: ReadonlySet<string> | null): { candidates: string[]; removed: string[] } | null {
+    if (paths !== null) {
+      const candidates: string[] = [];
+      const removed: string[] = [];
+      for (const path of paths) {
+        let isDir: boolean;
+        try {
+          isDir = statSync(path).isDirectory();
+        } catch {
+          if (this.files.has(path)) removed.push(path);
+          else if (this.watchers.has(path)) return this.changedFiles(null); // a directory went away
+          continue;
+        }
+        // A new directory must be listed and watched.
+        if (isDir) return this.changedFiles(null);
+        if (this.files.has(path) || path === this.options.path || MANIFEST_FILE.test(path)) candidates.push(path);
+      }
+      return { candidates, removed };
+    }
+    const { files, dirs, onlyName } = this.listFiles();
+    // An unreadable datastore keeps everything: deleting the whole cluster is never the safe reading.
+    if (this.unreadable) return null;
+    this.watchDirectories(dirs, onlyName);
+    const present = new Set(files);
+    return { candidates: files, removed: [...this.files.keys()].filter((f) => !present.has(f)) };
+  }
+
   /** Reads what changed and delivers the events; never throws. */
-  private reload(): void {
+  private reload(paths: ReadonlySet<string> | null): void {
     const sink = this.sink;
     if (sink === null) return;
-    const { files: listed, dirs, onlyName } = this.listFiles();
-    // An unreadable datastore keeps everything: deleting the whole cluster is never the safe reading.
-    if (this.unreadable) return;
-    this.watchDirectories(dirs, onlyName);
+    const found = this.changedFiles(paths);
+    if (found === null) return;
+    const { candidates: listed, removed } = found;
     const before = emptyClusterObjects();
     const after = emptyClusterObjects();
-    const present = new Set(listed);
     let changed = false;
     const fresh: Rejection[] = [];
-    for (const [file, entry] of this.files) {
-      if (present.has(file)) continue;
+    for (const file of removed) {
+      const entry = this.files.get(file);
+      if (entry === undefined) continue;
       merge(before, entry.objects);
       this.files.delete(file);
       changed = true;
