@@ -203,6 +203,7 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
       const c = await committed;
       waiter = null;
       const r = row(name);
+      if (process.env['BENCH_TRACE'] !== undefined) console.log(JSON.stringify({ name, total: c.committedAt - t0, kind: c.report.kind, events: c.events.length, received: c.events.map((e) => e.receivedAt - t0), dataplane: c.report.durationMs, ops: c.report.operations }));
       r.samples.push(c.committedAt - t0);
       r.source.push(Math.min(...c.events.map((e) => e.receivedAt)) - t0);
       r.dataplane.push(c.report.durationMs);
