@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_TABLE } from '../dataplane';
-import { removeTable, startAgent } from '../agent';
+import { DEFAULT_CNI_SOCKET, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
@@ -90,6 +90,7 @@ interface RunCliOptions {
   logLevel: string;
   resyncPeriod: number;
   table: string;
+  cniSocket?: string;
 }
 
 interface RulesCliOptions {
@@ -111,6 +112,7 @@ function addAgentCommands(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)', parseDuration, parseDuration('5m'))
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
+    .option('--cni-socket <path>', `unix socket of the chained CNI plugin netpol-agent-cni, which holds each pod's start until its rules are committed (off by default; the plugin's default is ${DEFAULT_CNI_SOCKET})`)
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
       const logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } });
@@ -122,6 +124,7 @@ function addAgentCommands(program: Command): void {
         logger,
         ...(opts.datastoreFile !== undefined ? { datastoreFile: opts.datastoreFile } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
+        ...(opts.cniSocket !== undefined ? { cniSocket: opts.cniSocket } : {}),
       });
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGTERM', resolve);
