@@ -8,6 +8,8 @@ import { DEFAULT_CNI_SOCKET, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
+import { PLUGIN_TYPE, installPlugin, uninstallPlugin, waitForConf } from '../cni/install';
+import type { FailurePolicy } from '../cni/install';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
 import type { Topology } from '../sandbox';
 import { loadManifests } from '../source';
@@ -167,11 +169,58 @@ function addAgentCommands(program: Command): void {
     });
 }
 
+interface CniInstallCliOptions {
+  confDir: string;
+  binDir: string;
+  plugin: string;
+  socketPath: string;
+  timeout: number;
+  failurePolicy: FailurePolicy;
+  wait: number;
+}
+
+function parsePluginTimeout(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 300_000) throw new InvalidArgumentError('milliseconds, from 1 to 300000');
+  return n;
+}
+
+/** The chained CNI plugin's installer, run by the DaemonSet's init container (see docs/cni.md). */
+function addCniCommands(program: Command): void {
+  program
+    .command('cni-install')
+    .description('install netpol-agent-cni on this node: copy it to the CNI bin directory and chain it last in the CNI configuration in use (idempotent)')
+    .option('--conf-dir <dir>', 'the CNI configuration directory', '/etc/cni/net.d')
+    .option('--bin-dir <dir>', 'the CNI plugin directory', '/opt/cni/bin')
+    .option('--plugin <path>', 'the plugin binary to copy', join(__dirname, '..', '..', '..', 'native', 'cni', 'build', 'netpol-agent-cni'))
+    .option('--socket-path <path>', 'the agent\'s socket, as the plugin reaches it on the host (run --cni-socket)', DEFAULT_CNI_SOCKET)
+    .option('--timeout <ms>', 'how long ADD waits for the agent', parsePluginTimeout, 10_000)
+    .addOption(new Option('--failure-policy <policy>', 'when the agent does not confirm: fail-closed (the pod waits, the runtime retries) or fail-open (the pod starts unprotected)').choices(['fail-closed', 'fail-open']).default('fail-closed'))
+    .option('--wait <duration>', 'wait this long for the main CNI to write its configuration (0: do not wait)', parseDuration, 0)
+    .action(async (opts: CniInstallCliOptions) => {
+      if (opts.wait > 0 && !(await waitForConf(opts.confDir, opts.wait))) throw new InvalidInputError(opts.confDir, `no CNI network configuration appeared within ${opts.wait} ms`);
+      const r = installPlugin({ confDir: opts.confDir, binDir: opts.binDir, pluginBinary: opts.plugin, socketPath: opts.socketPath, timeoutMs: opts.timeout, failurePolicy: opts.failurePolicy });
+      process.stdout.write(`${r.binaryChanged ? 'installed' : 'up to date:'} ${join(opts.binDir, PLUGIN_TYPE)}\n${r.confChanged ? 'chained in' : 'already chained in'} ${r.confFile}\n`);
+    });
+  program
+    .command('cni-uninstall')
+    .description('remove netpol-agent-cni from this node\'s CNI configurations (restoring them as found) and its binary; run it before removing the agent, or pods stop starting under fail-closed')
+    .option('--conf-dir <dir>', 'the CNI configuration directory', '/etc/cni/net.d')
+    .option('--bin-dir <dir>', 'the CNI plugin directory', '/opt/cni/bin')
+    .action((opts: { confDir: string; binDir: string }) => {
+      const r = uninstallPlugin(opts);
+      for (const f of r.confFiles) process.stdout.write(`removed from ${f}\n`);
+      if (r.confFiles.length === 0) process.stdout.write(`not chained in any configuration of ${opts.confDir}\n`);
+      process.stdout.write(r.binaryRemoved ? `deleted ${join(opts.binDir, PLUGIN_TYPE)}\n` : `no ${join(opts.binDir, PLUGIN_TYPE)}\n`);
+    });
+}
+
 export function buildProgram(): Command {
   // exitOverride: a usage error throws (and reaches main) instead of exiting 1; commands inherit it.
   const program = new Command('netpol-agent').description('Kubernetes NetworkPolicy enforcement over nftables').version(packageVersion())
     .showHelpAfterError().exitOverride().addHelpText('after', EXIT_CODES_HELP);
   addAgentCommands(program);
+  addCniCommands(program);
   program
     .command('probe')
     .description('what-if: for every pair of pods and every port the destination declares, is a new connection allowed?')
