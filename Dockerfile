@@ -13,8 +13,9 @@
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
-# Build: the addon (node-gyp against the base image's Node headers and libnftables) and the TypeScript,
-# then the production dependencies only.
+# Build: the addon (node-gyp against the base image's Node headers and libnftables), the static CNI
+# plugin (native/cni, copied to the node by `netpol-agent cni-install`) and the TypeScript, then the
+# production dependencies only.
 FROM ${NODE_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends g++ make python3 libnftables-dev \
@@ -28,6 +29,7 @@ COPY native/ native/
 RUN --mount=type=secret,id=extra-ca \
     if [ -s /run/secrets/extra-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/extra-ca; fi \
  && npm ci --no-audit --no-fund
+RUN make -C native/cni
 COPY tsconfig.json ./
 COPY src/ src/
 # Type declarations, source maps and docs of the dependencies are never loaded at run time: 45 of
@@ -48,6 +50,7 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules/ node_modules/
 COPY --from=build /src/native/package.json /src/native/index.js native/
 COPY --from=build /src/native/build/Release/nftables_napi.node native/build/Release/
+COPY --from=build /src/native/cni/build/netpol-agent-cni native/cni/build/
 COPY --from=build /src/build/src/ build/src/
 COPY bin/ bin/
 ENV NODE_ENV=production
