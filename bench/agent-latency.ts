@@ -7,6 +7,7 @@
 //   node --expose-gc build/bench/agent-latency.js [1000] [100000]      (BENCH_SAMPLES=n per row)
 //
 // The datastore is written by a child process; run one scale per process for a clean RSS figure.
+// BENCH_TRACE=1 prints each sample's commit (events carried, when each was received, dataplane time).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
