@@ -8,7 +8,10 @@
 //
 // The docs run `wget --spider --timeout=1 nginx`; Debian's busybox (our busybox:e2e) has no --timeout
 // and segfaults on -T, so each run is `timeout 1 wget --spider nginx`: same one-second bound, and a
-// timed-out wget is killed (exit 143) instead of printing "download timed out".
+// timed-out wget is killed (exit 143) instead of printing "download timed out". And the docs type the
+// command in an interactive shell (`-ti ... -- /bin/sh`); run non-interactively, a one-second command often
+// ends before kubectl attaches, so each run adds --restart=Never: kubectl then shows the finished pod's
+// output from its log and exits with its exit code (with the default policy it printed nothing, exit 0).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,9 +55,9 @@ function record(args: string[], r: CommandResult): CommandResult {
   return r;
 }
 
-/** `kubectl run busybox --rm -i [--labels=...] --image=busybox:e2e -- timeout 1 wget --spider nginx` */
+/** `kubectl run busybox --rm -i [--labels=...] --image=busybox:e2e --restart=Never -- timeout 1 wget --spider nginx` */
 async function busyboxWget(cluster: Cluster, labels?: string): Promise<CommandResult> {
-  const args = ['run', 'busybox', '--rm', '-i', ...(labels === undefined ? [] : [`--labels=${labels}`]), '--image=busybox:e2e', '--', ...WGET];
+  const args = ['run', 'busybox', '--rm', '-i', ...(labels === undefined ? [] : [`--labels=${labels}`]), '--image=busybox:e2e', '--restart=Never', '--', ...WGET];
   return record(args, await cluster.kubectl(args, { timeoutMs: 120_000 }));
 }
 

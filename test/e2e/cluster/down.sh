@@ -22,7 +22,9 @@ stop_pid() { # PID SECONDS
   alive "$pid" && { kill -KILL "$pid" 2>/dev/null; sleep 0.1; }
   return 0
 }
-stop() { stop_pid "$(pid_of "$1")" "${2:-10}"; }
+stop() { local t=$(date +%s.%N); stop_pid "$(pid_of "$1")" "${2:-10}"; phase "stop $1" "$t"; }
+# With E2E_DEBUG=1, how long each phase took.
+phase() { [[ ${E2E_DEBUG:-} == 1 ]] && log "  $1: $(awk -v a="$2" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"; return 0; }
 netns_inode() { stat -L -c %i "$1" 2>/dev/null; }
 sock="$state/containerd/containerd.sock"
 ctr_() { ctr --address "$sock" -n k8s.io "$@"; }
@@ -35,6 +37,7 @@ if alive "$(pid_of kubelet)" && alive "$(pid_of kube-apiserver)"; then
   "$k" delete deployments,daemonsets,replicasets,statefulsets,jobs --all --all-namespaces --wait=false --timeout=10s >/dev/null 2>&1
   "$k" delete pods --all --all-namespaces --grace-period=1 --timeout=45s >/dev/null 2>&1 \
     || log "some pods did not go away in 45 s; removing them by force below"
+  phase "delete pods" "$t0"
 fi
 
 # 2. Pod network namespaces still mounted: those of the pod sandboxes containerd knows, and those a
@@ -68,7 +71,7 @@ for round in 1 2 3; do
 done
 stop containerd 10
 for proc in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' < "$proc/cmdline" 2>/dev/null) || continue
+  { cmd=$(tr '\0' ' ' < "$proc/cmdline"); } 2>/dev/null || continue
   [[ $cmd == *containerd-shim* && $cmd == *"$sock"* ]] && stop_pid "${proc#/proc/}" 3
 done
 for name in kube-apiserver etcd; do stop "$name"; done
@@ -110,7 +113,7 @@ fi
 left=()
 for f in "$state"/pids/*; do [[ -f "$f" ]] && alive "$(cat "$f")" && left+=("process ${f##*/} ($(cat "$f"))"); done
 for proc in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' < "$proc/cmdline" 2>/dev/null) || continue
+  { cmd=$(tr '\0' ' ' < "$proc/cmdline"); } 2>/dev/null || continue
   [[ $cmd == *"$state/"* ]] && left+=("process ${proc#/proc/}: ${cmd:0:120}")
 done
 while read -r m; do left+=("mount $m"); done < <(awk -v s="$state/" 'index($5, s) == 1 { print $5 }' /proc/self/mountinfo)

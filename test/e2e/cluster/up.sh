@@ -52,16 +52,17 @@ node="node-$id"
 mkdir -p "$state"/{pki,logs,pids}
 
 # From here on, a failure or an interrupt removes everything started so far.
-on_failure() {
+started_ok=false
+on_exit() {
   local rc=$?
-  trap - ERR INT TERM
-  log "start-up failed or interrupted (exit $rc); logs were in $state/logs; tearing down"
+  $started_ok && return 0
+  log "start-up failed or interrupted (exit $rc); tearing down, logs kept in ${state}.failed-logs"
   cp -r "$state/logs" "${state}.failed-logs" 2>/dev/null || true
   "$here/down.sh" "$state" >&2 || true
-  log "logs kept in ${state}.failed-logs"
   exit 1
 }
-trap on_failure ERR INT TERM
+trap on_exit EXIT
+trap 'exit 130' INT TERM
 
 cat > "$state/meta.sh" <<META
 E2E_ID=$id
@@ -118,7 +119,7 @@ kubectl() { "$state/kubectl" "$@"; }
 start etcd "$bin/etcd" --name default --data-dir "$state/etcd" --unsafe-no-fsync \
   --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-  --initial-cluster default=http://127.0.0.1:2380 --listen-metrics-urls= --log-level warn
+  --initial-cluster default=http://127.0.0.1:2380 --log-level warn
 wait_for etcd 30 in_ns "$bin/etcdctl" --endpoints=http://127.0.0.1:2379 endpoint health
 
 start kube-apiserver "$bin/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
@@ -193,7 +194,7 @@ JSON
   ctr() { command ctr --address "$state/containerd/containerd.sock" "$@"; }
   wait_for containerd 30 ctr version
   for archive in "$E2E_CACHE"/images/{pause,busybox,nginx,coredns}.tar "${extra_images[@]}"; do
-    ctr -n k8s.io images import --no-unpack "$archive" >/dev/null
+    ctr -n k8s.io images import "$archive" >/dev/null
   done
   printf '#!/bin/sh\nexec ctr --address %s -n k8s.io "$@"\n' "$state/containerd/containerd.sock" > "$state/ctr"
   chmod +x "$state/ctr"
@@ -259,7 +260,7 @@ YAML
   wait_for kubelet 120 kubectl -n kube-system rollout status deployment/coredns --timeout=2s
 fi
 
-trap - ERR INT TERM
+started_ok=true
 t_end=$(date +%s.%N)
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 log "cluster $id up ($mode) in $(seconds "$t_built" "$t_end") s, after $(seconds "$t_start" "$t_built") s checking the build and images"
