@@ -56,8 +56,13 @@ started_ok=false
 on_exit() {
   local rc=$?
   $started_ok && return 0
-  log "start-up failed or interrupted (exit $rc); tearing down, logs kept in ${state}.failed-logs"
-  cp -r "$state/logs" "${state}.failed-logs" 2>/dev/null || true
+  if [[ $rc == 130 ]]; then
+    log "interrupted; tearing down"
+  else
+    # The processes' logs outlive a failed start-up, to say why.
+    log "start-up failed (exit $rc); tearing down, the processes' logs kept in ${state}.failed-logs"
+    cp -r "$state/logs" "${state}.failed-logs" 2>/dev/null || true
+  fi
   "$here/down.sh" "$state" >&2 || true
   exit 1
 }
