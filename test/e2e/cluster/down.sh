@@ -12,7 +12,8 @@ state=${1:?usage: down.sh STATE_DIR}
 t0=$(date +%s.%N)
 
 pid_of() { [[ -f "$state/pids/$1" ]] && cat "$state/pids/$1"; }
-alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+# A zombie (killed, not yet reaped by its parent) counts as gone.
+alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$1/status"; }
 # SIGTERM to all, then SIGKILL to those still alive after SECONDS.
 stop_pids() { # SECONDS PID...
   local limit=$1 waited=0 pid left; shift
@@ -24,7 +25,13 @@ stop_pids() { # SECONDS PID...
     sleep 0.1; waited=$(( waited + 1 ))
   done
   for pid in "$@"; do alive "$pid" && kill -KILL "$pid" 2>/dev/null; done
-  sleep 0.1
+  # SIGKILL takes effect asynchronously (a process with many threads takes a moment to exit).
+  for (( waited = 0; waited < 50; waited++ )); do
+    left=0
+    for pid in "$@"; do alive "$pid" && left=1; done
+    (( left )) || return 0
+    sleep 0.1
+  done
   return 0
 }
 stop() { # SECONDS NAME...
@@ -96,7 +103,9 @@ for pid in $(pids_with_arg "$sock"); do
 done
 stop_pids 3 "${shims[@]}"
 phase "stop ${#shims[@]} shims" "$t"
-stop 10 kube-apiserver etcd
+# The API server first: stopped together with etcd, it waits on etcd until killed.
+stop 10 kube-apiserver
+stop 10 etcd
 t=$(date +%s.%N)
 
 # 4. Mounts under the state folder (overlay rootfs, shm, kubelet volumes), deepest first; pod namespaces.

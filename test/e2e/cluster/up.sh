@@ -35,6 +35,9 @@ if [[ -n "${E2E_EXTRA_IMAGES:-}" ]]; then
   extra_images+=("${from_env[@]}")
 fi
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, mounts, cgroups)"
+for tool in nsenter ip openssl go awk $([[ $mode == full ]] && echo containerd containerd-shim-runc-v2 runc ctr nft conntrack debootstrap gcc /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/portmap); do
+  command -v "$tool" >/dev/null || die "$tool is missing: run test/e2e/cluster/setup.sh"
+done
 for a in "${extra_images[@]}"; do [[ -f "$a" ]] || die "image archive $a not found"; done
 
 t_start=$(date +%s.%N)
@@ -76,6 +79,8 @@ E2E_NETNS=$ns
 E2E_NETNS_PATH=/run/netns/$ns
 E2E_NODE_IP=$node_ip
 E2E_NODE_NAME=$node
+E2E_VETH=npe2e${id}a
+E2E_VETH_PEER=npe2e${id}b
 E2E_BIN=$bin
 E2E_STATE=$state
 E2E_CGROUP=npe2e-$id
