@@ -3,8 +3,9 @@
 // runc with the bridge CNI, kube-proxy in nftables mode, CoreDNS). Needs root and the build of
 // test/e2e/cluster/build.sh (about 12 min the first time, cached afterwards). Run with
 //   npm run test:e2e
-// The policy half installs the agent with `kubectl apply -k manifests/` from the image archive named by
-// E2E_AGENT_IMAGE (a docker-save tarball whose tag is the one manifests/ references).
+// The policy half installs the agent with `kubectl apply -k manifests/` from the image named by
+// E2E_AGENT_IMAGE: the path of its docker-save archive, or `build` to make it with scripts/image/build.sh
+// (the repository's Dockerfile; the archive's tag is the one manifests/ references).
 //
 // The docs run `wget --spider --timeout=1 nginx`; Debian's busybox (our busybox:e2e) has no --timeout
 // and segfaults on -T, so each run is `timeout 1 wget --spider nginx`: same one-second bound, and a
@@ -17,21 +18,34 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, REPO_ROOT, type CommandResult } from './cluster';
+import { Cluster, REPO_ROOT, run, type CommandResult } from './cluster';
 
 const ENABLED = process.env.E2E_CLUSTER === '1';
 const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, containerd, kubelet)' : !ENABLED ? 'real-cluster tier: run it with `npm run test:e2e` (E2E_CLUSTER=1)' : false;
 
 const KUSTOMIZATION = join(REPO_ROOT, 'manifests', 'kustomization.yaml');
+const IMAGE_BUILD_SCRIPT = join(REPO_ROOT, 'scripts', 'image', 'build.sh');
 const AGENT_IMAGE = process.env.E2E_AGENT_IMAGE ?? '';
 const AGENT_SKIP = !existsSync(KUSTOMIZATION)
   ? `the policy half needs the agent's manifests: ${KUSTOMIZATION} is absent`
-  : AGENT_IMAGE === '' || !existsSync(AGENT_IMAGE)
-    ? `the policy half needs the agent's image: set E2E_AGENT_IMAGE to its docker-save archive (now ${AGENT_IMAGE === '' ? 'unset' : `${AGENT_IMAGE}, missing`})`
-    : false;
+  : AGENT_IMAGE === 'build'
+    ? existsSync(IMAGE_BUILD_SCRIPT) ? false : `E2E_AGENT_IMAGE=build needs ${IMAGE_BUILD_SCRIPT}, which is absent`
+    : AGENT_IMAGE === '' || !existsSync(AGENT_IMAGE)
+      ? `the policy half needs the agent's image: set E2E_AGENT_IMAGE to its docker-save archive, or to \`build\` (now ${AGENT_IMAGE === '' ? 'unset' : `${AGENT_IMAGE}, missing`})`
+      : false;
 
-// The docs' policy (kubernetes.io examples/service/networking/nginx-policy.yaml); manifests/examples has
-// the same object once the manifests are in.
+/** The agent's image archive: the given one, or the one scripts/image/build.sh makes (its stdout's last line). */
+async function agentImageArchive(onLog: (line: string) => void): Promise<string> {
+  if (AGENT_IMAGE !== 'build') return AGENT_IMAGE;
+  const started = Date.now();
+  const built = await run('bash', [IMAGE_BUILD_SCRIPT], { timeoutMs: 40 * 60_000 });
+  if (built.code !== 0) throw new Error(`${IMAGE_BUILD_SCRIPT} failed (exit ${built.code}): ${built.stderr.slice(-3000)}`);
+  onLog(`agent image built in ${Math.round((Date.now() - started) / 1000)} s`);
+  return built.stdout.trim().split('\n').pop() ?? '';
+}
+
+// The docs' policy (kubernetes.io examples/service/networking/nginx-policy.yaml), for a checkout whose
+// manifests/examples lacks the same file.
 const DOCS_POLICY = `apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -65,7 +79,8 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
   let cluster: Cluster;
 
   before(async () => {
-    cluster = await Cluster.start({ images: AGENT_SKIP === false ? [AGENT_IMAGE] : [], onLog: (l) => console.log(`# ${l}`) });
+    const onLog = (line: string): void => console.log(`# ${line}`);
+    cluster = await Cluster.start({ images: AGENT_SKIP === false ? [await agentImageArchive(onLog)] : [], onLog });
   }, { timeout: 45 * 60_000 });
 
   after(async () => {
@@ -118,7 +133,7 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
     });
 
     test('kubectl apply -f access-nginx; busybox without the label: wget is cut off', async () => {
-      const examples = join(REPO_ROOT, 'manifests', 'examples', 'access-nginx.yaml');
+      const examples = join(REPO_ROOT, 'manifests', 'examples', 'nginx-policy.yaml');
       const file = existsSync(examples) ? examples : join(workdir, 'nginx-policy.yaml');
       if (file !== examples) writeFileSync(file, DOCS_POLICY);
       assert.match(readFileSync(file, 'utf8'), /name: access-nginx/);
