@@ -17,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { parseAllDocuments } from 'yaml';
 import { join } from 'node:path';
 import { Cluster, REPO_ROOT, run, type CommandResult } from './cluster';
 
@@ -24,6 +25,7 @@ const ENABLED = process.env.E2E_CLUSTER === '1';
 const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, containerd, kubelet)' : !ENABLED ? 'real-cluster tier: run it with `npm run test:e2e` (E2E_CLUSTER=1)' : false;
 
 const KUSTOMIZATION = join(REPO_ROOT, 'manifests', 'kustomization.yaml');
+const MANIFESTS_SKIP = existsSync(KUSTOMIZATION) ? false : `needs the agent's manifests: ${KUSTOMIZATION} is absent`;
 const IMAGE_BUILD_SCRIPT = join(REPO_ROOT, 'scripts', 'image', 'build.sh');
 const AGENT_IMAGE = process.env.E2E_AGENT_IMAGE ?? '';
 const AGENT_SKIP = !existsSync(KUSTOMIZATION)
@@ -109,6 +111,23 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
     const r = await busyboxWget(cluster);
     assert.match(r.stdout + r.stderr, /remote file exists/, `exit ${r.code}: ${r.stdout}${r.stderr}`);
     assert.equal(r.code, 0);
+  });
+
+  test('every manifest in manifests/ passes kubectl apply --dry-run=server', { skip: MANIFESTS_SKIP }, async () => {
+    // Server-side validation of namespaced objects needs their namespace to exist: create those first.
+    for (const dir of [join(REPO_ROOT, 'manifests'), join(REPO_ROOT, 'manifests', 'examples')]) {
+      if (!existsSync(join(dir, 'kustomization.yaml'))) continue;
+      const objects = parseAllDocuments(await cluster.kubectlOk(['kustomize', dir])).map((d) => d.toJS() as { kind?: string; metadata?: { name?: string } });
+      for (const ns of objects.filter((o) => o.kind === 'Namespace')) {
+        await cluster.kubectlOk(['create', 'namespace', ns.metadata?.name ?? '']);
+      }
+      const r = await cluster.kubectl(['apply', '--dry-run=server', '-k', dir]);
+      assert.equal(r.code, 0, `kubectl apply --dry-run=server -k ${dir}: ${r.stderr}`);
+      assert.match(r.stdout, /\(server dry run\)/);
+      for (const ns of objects.filter((o) => o.kind === 'Namespace')) {
+        await cluster.kubectlOk(['delete', 'namespace', ns.metadata?.name ?? '', '--wait=true', '--timeout=60s'], { timeoutMs: 70_000 });
+      }
+    }
   });
 
   describe('with the agent installed from manifests/', { skip: AGENT_SKIP }, () => {
