@@ -142,3 +142,20 @@ test('run on a file datastore, with only NET_ADMIN and a read-only root, answers
   assert.match(rules, /access-nginx/);
   ok(docker(['stop', name]), 'docker stop');
 });
+
+test('the image carries the static CNI plugin, which cni-install copies and chains, and which runs without Node', opts, () => {
+  assert.equal(buildError, undefined);
+  const script = [
+    'mkdir -p /tmp/net.d /tmp/bin',
+    'echo \'{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}\' > /tmp/net.d/10-bridge.conflist',
+    'netpol-agent cni-install --conf-dir /tmp/net.d --bin-dir /tmp/bin',
+    'cat /tmp/net.d/10-bridge.conflist',
+    // Static: it runs on a host with no libc of the image's and no Node.js.
+    'echo \'{"cniVersion":"1.0.0"}\' | env -i CNI_COMMAND=VERSION /tmp/bin/netpol-agent-cni',
+  ].join(' && ');
+  const out = ok(docker(['run', '--rm', '--network=none', '--entrypoint', 'sh', IMAGE, '-c', script]), 'cni-install in the image');
+  assert.match(out, /"type": "netpol-agent-cni"/);
+  assert.match(out, /"supportedVersions":\["0\.3\.0","0\.3\.1","0\.4\.0","1\.0\.0","1\.1\.0"\]/);
+  const ldd = docker(['run', '--rm', '--network=none', '--entrypoint', 'sh', IMAGE, '-c', 'ldd /opt/netpol-agent/native/cni/build/netpol-agent-cni 2>&1 || true']);
+  assert.match(ldd.stdout, /not a dynamic executable|statically linked/);
+});
