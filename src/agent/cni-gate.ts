@@ -140,6 +140,8 @@ export class CniPodGate implements SourceSink {
   private readonly rejectedPolicies = new Map<string, Set<string>>();
   /** Called whenever a batch of source events was forwarded (pods waiting to be known). */
   private readonly arrivals = new Set<() => void>();
+  /** Until the source's complete listing is in, a policy not seen yet may select any pod. */
+  private isSynced = false;
   /** Last API/plugin disagreement logged per pod, so each is logged once. */
   private readonly disagreements = new Map<string, string>();
 
@@ -160,6 +162,7 @@ export class CniPodGate implements SourceSink {
   }
 
   synced(): void {
+    this.isSynced = true;
     this.options.sink.synced();
   }
 
@@ -221,6 +224,7 @@ export class CniPodGate implements SourceSink {
 
   /** Some policy (or a rejected one, enforced fail-closed) may select the pod in some direction. */
   private selected(pod: PodState): boolean {
+    if (!this.isSynced) return true;
     if ((this.rejectedPolicies.get(pod.namespace)?.size ?? 0) > 0) return true;
     for (const policy of this.policies.get(pod.namespace)?.values() ?? []) {
       if ((policy.ingressIsolation || policy.egressIsolation) && selectorMatches(policy.podSelector, pod.labels)) return true;

@@ -104,6 +104,19 @@ test('a pod selected by no policy is answered at once, before its transaction co
   await s.loop.stop();
 });
 
+test('before the first sync even a pod no known policy selects waits (a policy of the listing may not be in yet)', async () => {
+  const s = setup();
+  s.gate.events([upsert(pod('free-2', { labels: { app: 'free' } }))]);
+  let answered = false;
+  const pending = s.gate.add(add('free-2', ['10.244.0.20']), 2000).then((a) => { answered = true; return a; });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(answered, false);
+  s.gate.events(baseEvents());
+  s.gate.synced();
+  assert.deepEqual(await pending, { result: 'ok', detail: 'rules committed' });
+  await s.loop.stop();
+});
+
 test('a pod not yet known from the API is waited for, then programmed; one that never comes is an error after the bound', async () => {
   const s = setup();
   await synced(s);
