@@ -15,6 +15,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NftContext } from 'nftables-napi';
+import { fmtMs as fmt, median, summarize } from './report';
+import type { Summary } from './report';
 
 interface Options {
   readonly ops: number;
@@ -35,23 +37,6 @@ function parseArgs(argv: readonly string[]): Options {
 }
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i] ?? NaN;
-}
-
-interface Stats {
-  readonly median: number;
-  readonly p99: number;
-  readonly n: number;
-}
-
-function stats(samples: readonly number[]): Stats {
-  const sorted = [...samples].sort((x, y) => x - y);
-  return { median: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), n: sorted.length };
-}
 
 function addr(i: number): string {
   return `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
@@ -80,8 +65,6 @@ function timeSpawn(cmd: string, args: readonly string[]): number {
   return nowMs() - t0;
 }
 
-const fmt = (ms: number): string => (ms < 1 ? `${(ms * 1000).toFixed(0)} us` : ms < 1000 ? `${ms.toFixed(2)} ms` : `${(ms / 1000).toFixed(3)} s`);
-
 interface Row {
   readonly scenario: string;
   readonly via: string;
@@ -101,36 +84,35 @@ function printTable(rows: readonly Row[]): void {
   for (const r of rows) console.log(line(r));
 }
 
-async function singleOps(ctx: NftContext, o: Options, rows: Row[]): Promise<void> {
+/**
+ * The raw addon figure: one element added, then deleted, per call, in a one-field hash set
+ * (`add set TABLE SET { type ipv4_addr; }`, created by the caller), through runSync or run().
+ * Samples in ms.
+ */
+export async function singleElementLatency(ctx: NftContext, table: string, set: string, ops: number, via: 'runSync' | 'run'): Promise<{ add: number[]; del: number[] }> {
+  const apply = async (cmd: string): Promise<void> => (via === 'runSync' ? ctx.runSync(cmd) : ctx.run(cmd));
   // Warm up the context's cache and the code paths.
-  for (let i = 0; i < 100; i++) ctx.runSync(`add element inet bench s { ${addr(i)} }`);
-  ctx.runSync('flush set inet bench s');
-
+  for (let i = 0; i < 100; i++) ctx.runSync(`add element inet ${table} ${set} { ${addr(i)} }`);
+  ctx.runSync(`flush set inet ${table} ${set}`);
   const add: number[] = [];
   const del: number[] = [];
-  for (let i = 0; i < o.ops; i++) {
+  for (let i = 0; i < ops; i++) {
     const t0 = nowMs();
-    ctx.runSync(`add element inet bench s { ${addr(i)} }`);
+    await apply(`add element inet ${table} ${set} { ${addr(i)} }`);
     add.push(nowMs() - t0);
   }
-  for (let i = 0; i < o.ops; i++) {
+  for (let i = 0; i < ops; i++) {
     const t0 = nowMs();
-    ctx.runSync(`delete element inet bench s { ${addr(i)} }`);
+    await apply(`delete element inet ${table} ${set} { ${addr(i)} }`);
     del.push(nowMs() - t0);
   }
-  const aAdd: number[] = [];
-  const aDel: number[] = [];
-  for (let i = 0; i < o.ops; i++) {
-    const t0 = nowMs();
-    await ctx.run(`add element inet bench s { ${addr(i)} }`);
-    aAdd.push(nowMs() - t0);
-  }
-  for (let i = 0; i < o.ops; i++) {
-    const t0 = nowMs();
-    await ctx.run(`delete element inet bench s { ${addr(i)} }`);
-    aDel.push(nowMs() - t0);
-  }
-  const row = (scenario: string, via: string, s: Stats, note = ''): Row => ({
+  return { add, del };
+}
+
+async function singleOps(ctx: NftContext, o: Options, rows: Row[]): Promise<void> {
+  const sync = await singleElementLatency(ctx, 'bench', 's', o.ops, 'runSync');
+  const async_ = await singleElementLatency(ctx, 'bench', 's', o.ops, 'run');
+  const row = (scenario: string, via: string, s: Summary, note = ''): Row => ({
     scenario,
     via,
     n: String(s.n),
@@ -138,10 +120,10 @@ async function singleOps(ctx: NftContext, o: Options, rows: Row[]): Promise<void
     p99: fmt(s.p99),
     note,
   });
-  rows.push(row('single add', 'addon runSync', stats(add)));
-  rows.push(row('single delete', 'addon runSync', stats(del)));
-  rows.push(row('single add', 'addon run()', stats(aAdd), 'includes the thread-pool hop'));
-  rows.push(row('single delete', 'addon run()', stats(aDel), 'includes the thread-pool hop'));
+  rows.push(row('single add', 'addon runSync', summarize(sync.add)));
+  rows.push(row('single delete', 'addon runSync', summarize(sync.del)));
+  rows.push(row('single add', 'addon run()', summarize(async_.add), 'includes the thread-pool hop'));
+  rows.push(row('single delete', 'addon run()', summarize(async_.del), 'includes the thread-pool hop'));
 }
 
 function cliSingleOps(ns: string, o: Options, rows: Row[]): void {
@@ -153,7 +135,7 @@ function cliSingleOps(ns: string, o: Options, rows: Row[]): void {
   for (let i = 0; i < o.cliOps; i++) {
     del.push(timeSpawn('ip', ['netns', 'exec', ns, 'nft', 'delete', 'element', 'inet', 'bench', 's', `{ ${addr(i)} }`]));
   }
-  for (const [scenario, s] of [['single add', stats(add)], ['single delete', stats(del)]] as const) {
+  for (const [scenario, s] of [['single add', summarize(add)], ['single delete', summarize(del)]] as const) {
     rows.push({ scenario, via: 'ip netns exec nft', n: String(s.n), median: fmt(s.median), p99: fmt(s.p99), note: 'process start included' });
   }
 }
@@ -200,7 +182,7 @@ async function batchOps(ctx: NftContext, ns: string, o: Options, rows: Row[], di
     listAsync.push(nowMs() - t);
     listCli.push(timeSpawn('ip', ['netns', 'exec', ns, 'nft', '-j', 'list', 'set', 'inet', 'bench', 's']));
   }
-  const med = (xs: readonly number[]): number => stats(xs).median;
+  const med = median;
   const ratio = med(sync) / med(cli);
   const ratioAsync = med(async_) / med(cli);
   const rowOf = (scenario: string, via: string, xs: readonly number[], note: string): Row => ({

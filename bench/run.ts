@@ -1,7 +1,8 @@
 // Runs every benchmark in bench/ in sequence, in this process; prints figures, asserts nothing.
 //
-//   node build/bench/run.js [engine] [addon] [dataplane-packets] [dataplane-programming]   (all when none is named)
+//   node --expose-gc build/bench/run.js [engine] [addon] [dataplane-packets] [dataplane-programming]   (all when none is named)
 //
+// --expose-gc lets the benchmarks collect garbage before they read RSS (the npm scripts pass it).
 // The engine benchmark goes first so that its RSS figure is not inflated by the others. The addon and
 // dataplane benchmarks need root and say so (and skip) without it.
 import { runEngineBenchmark } from './engine-compile';
@@ -21,6 +22,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const unknown = argv.filter((a) => !BENCHMARKS.some((b) => b.name === a));
   if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(', ')}; choose from ${BENCHMARKS.map((b) => b.name).join(', ')}`);
   const chosen = argv.length === 0 ? BENCHMARKS : BENCHMARKS.filter((b) => argv.includes(b.name));
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') console.log('note: started without --expose-gc, so RSS figures include garbage\n');
   let failed = 0;
   for (const b of chosen) {
     console.log(`=== ${b.name} ===`);

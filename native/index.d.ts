@@ -9,7 +9,7 @@ export interface NftContextOptions {
   netns?: string;
 }
 
-export type NftErrorCode = 'NFT_COMMAND_FAILED' | 'NFT_CONTEXT_CLOSED' | 'NFT_NETNS';
+export type NftErrorCode = 'NFT_COMMAND_FAILED' | 'NFT_CONTEXT_CLOSED' | 'NFT_NETNS' | 'NFT_NETLINK' | 'NFT_INTERNAL';
 
 export class NftError extends Error {
   constructor(code: NftErrorCode, message: string, nftMessage: string, command: string, errno?: number);
@@ -18,6 +18,9 @@ export class NftError extends Error {
    * - `NFT_COMMAND_FAILED`: nft rejected the batch (syntax, evaluation or kernel error); nothing was applied.
    * - `NFT_CONTEXT_CLOSED`: the context was closed before this call.
    * - `NFT_NETNS`: the netns file could not be opened or is not a network namespace.
+   * - `NFT_NETLINK`: no netfilter netlink socket could be opened in the namespace (errno: EMFILE,
+   *   ENFILE, ENOMEM, ...); thrown by the constructor instead of letting libnftables exit the process.
+   * - `NFT_INTERNAL`: Node-API refused to create or queue the async work; the command was not run.
    */
   readonly code: NftErrorCode;
   /** nft's own error output, verbatim except that the input is named `<batch>`; '' when nft said nothing. */
@@ -27,12 +30,15 @@ export class NftError extends Error {
    * the whole batch when nft named no line; '' for NFT_NETNS.
    */
   readonly command: string;
-  /** The errno named in nft's message (e.g. 2 for ENOENT, 17 for EEXIST), or in the netns failure. */
+  /** The errno named in nft's message (e.g. 2 for ENOENT, 17 for EEXIST), or of the netns or netlink socket failure. */
   readonly errno?: number;
 }
 
 export class NftContext {
-  /** @throws {NftError} NFT_NETNS when options.netns cannot be entered. */
+  /**
+   * @throws {NftError} NFT_NETNS when options.netns cannot be entered; NFT_NETLINK when no
+   * netfilter netlink socket can be opened there.
+   */
   constructor(options?: NftContextOptions);
   /** The netns path given to the constructor, or null for the process's own. */
   readonly netns: string | null;
@@ -69,3 +75,9 @@ export class NftContext {
 
 /** @internal Number of native nft contexts created and not yet freed, process-wide (for tests). */
 export function liveContexts(): number;
+
+/**
+ * @internal Makes the next `create` async-work creations and the next `queue` async-work
+ * queueings fail as if Node-API had refused them (for tests of those failure paths).
+ */
+export function injectFailures(create: number, queue: number): void;

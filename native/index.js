@@ -107,7 +107,10 @@ function toNftError(raw, batch) {
     case 'NFT_CONTEXT_CLOSED':
       return new NftError('NFT_CONTEXT_CLOSED', 'nft context is closed', '', batch, undefined);
     case 'NFT_NETNS':
-      return new NftError('NFT_NETNS', raw.message, nftMessage, '', errno);
+    case 'NFT_NETLINK':
+      return new NftError(raw.code, raw.message, nftMessage, '', errno);
+    case 'NFT_INTERNAL':
+      return new NftError('NFT_INTERNAL', raw.message, '', batch, undefined);
     default:
       return raw;
   }
@@ -215,4 +218,13 @@ function liveContexts() {
   return binding.liveContexts();
 }
 
-module.exports = { NftContext, NftError, liveContexts };
+/**
+ * @internal Makes the next `create` async-work creations and the next `queue`
+ * async-work queueings fail as if Node-API had refused them (for tests of
+ * those failure paths).
+ */
+function injectFailures(create, queue) {
+  binding.injectFailures(create, queue);
+}
+
+module.exports = { NftContext, NftError, liveContexts, injectFailures };

@@ -7,6 +7,7 @@
  *   ctx.exec(mode: number, cmd: string): Promise<string | undefined>
  *   ctx.close(): void
  *   liveContexts(): number
+ *   injectFailures(create: number, queue: number): void   (tests only)
  *
  * Errors thrown or rejected here are plain Errors with `code`, `nftMessage`
  * and `errno` properties; index.js turns them into NftError.
@@ -36,6 +37,9 @@ typedef struct {
 	int closed;         /* close() was called: no new calls are accepted */
 } handle;
 
+static void job_execute(napi_env env, void *data);
+static void job_complete(napi_env env, napi_status status, void *data);
+
 struct job {
 	handle *h;
 	nftx_mode mode;
@@ -45,6 +49,33 @@ struct job {
 	napi_deferred deferred;
 	job *next;
 };
+
+/*
+ * Test hook (injectFailures): the next N napi_create_async_work or
+ * napi_queue_async_work calls fail as if Node-API had refused them, so that
+ * the tests can prove those paths settle the promise and keep the queue
+ * moving. JS thread only.
+ */
+static unsigned int inject_create_failures;
+static unsigned int inject_queue_failures;
+
+static napi_status create_work(napi_env env, napi_value name, job *j)
+{
+	if (inject_create_failures > 0) {
+		inject_create_failures--;
+		return napi_generic_failure;
+	}
+	return napi_create_async_work(env, NULL, name, job_execute, job_complete, j, &j->work);
+}
+
+static napi_status queue_work(napi_env env, job *j)
+{
+	if (inject_queue_failures > 0) {
+		inject_queue_failures--;
+		return napi_generic_failure;
+	}
+	return napi_queue_async_work(env, j->work);
+}
 
 #define CHECK(env, call)                                                    \
 	do {                                                                \
@@ -84,6 +115,35 @@ static napi_value make_error(napi_env env, const char *code, const char *message
 	if (err_no != 0 && napi_create_int32(env, err_no, &v) == napi_ok)
 		napi_set_named_property(env, err, "errno", v);
 	return err;
+}
+
+/* An NFT_INTERNAL error for a Node-API call that failed with `status`. */
+static napi_value status_error(napi_env env, const char *what, napi_status status)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "nftables-napi: %s failed (napi_status %d); the command was not run",
+		 what, (int)status);
+	return make_error(env, "NFT_INTERNAL", msg, "", 0);
+}
+
+/* Rejects a job that never reached the pool and frees it. */
+static void reject_unstarted(napi_env env, job *j, napi_value err)
+{
+	napi_value undef;
+
+	if (err == NULL) {
+		/* Building the error threw (out of memory): reject with that. */
+		if (napi_get_and_clear_last_exception(env, &err) != napi_ok)
+			err = NULL;
+		if (err == NULL && napi_get_undefined(env, &undef) == napi_ok)
+			err = undef;
+	}
+	napi_reject_deferred(env, j->deferred, err);
+	if (j->work != NULL)
+		napi_delete_async_work(env, j->work);
+	free(j->cmd);
+	free(j);
 }
 
 /* Turns a finished result into a value (the output, or undefined) or an error. */
@@ -204,8 +264,10 @@ static napi_value ctx_new(napi_env env, napi_callback_info info)
 	}
 	if (rc != NFTX_OPEN_OK) {
 		free(h);
-		napi_value err = make_error(env, rc == NFTX_OPEN_NETNS ? "NFT_NETNS" : "NFT_COMMAND_FAILED",
-					    errbuf, errbuf, err_no);
+		const char *code = rc == NFTX_OPEN_NETNS     ? "NFT_NETNS"
+				   : rc == NFTX_OPEN_NETLINK ? "NFT_NETLINK"
+							     : "NFT_COMMAND_FAILED";
+		napi_value err = make_error(env, code, errbuf, errbuf, err_no);
 		if (err != NULL)
 			napi_throw(env, err);
 		return NULL;
@@ -284,26 +346,43 @@ static void job_execute(napi_env env, void *data)
 	nftx_exec(&j->h->core, j->mode, j->cmd, &j->res);
 }
 
+/* The queue is empty: drop the self-reference, and free the context if close() was deferred. */
+static void queue_drained(napi_env env, handle *h)
+{
+	h->tail = NULL;
+	if (h->keepalive != NULL) {
+		napi_delete_reference(env, h->keepalive);
+		h->keepalive = NULL;
+	}
+	if (h->closed)
+		nftx_close(&h->core);
+}
+
+/*
+ * Hands the queue's head to the pool. A head that Node-API refuses is
+ * rejected and dropped, and the next one is tried, so a failure never leaves
+ * the queue stuck behind a job that will never run.
+ */
+static void start_head(napi_env env, handle *h)
+{
+	while (h->head != NULL) {
+		job *j = h->head;
+		napi_status st = queue_work(env, j);
+
+		if (st == napi_ok)
+			return;
+		h->head = j->next;
+		reject_unstarted(env, j, status_error(env, "napi_queue_async_work", st));
+	}
+	queue_drained(env, h);
+}
+
 static void job_complete(napi_env env, napi_status status, void *data)
 {
 	job *j = data;
 	handle *h = j->h;
 	napi_value value;
 	bool failed = true;
-
-	/* Pop this job and hand the next one to the pool. */
-	h->head = j->next;
-	if (h->head == NULL) {
-		h->tail = NULL;
-		if (h->keepalive != NULL) {
-			napi_delete_reference(env, h->keepalive);
-			h->keepalive = NULL;
-		}
-		if (h->closed)
-			nftx_close(&h->core); /* close() was deferred until now */
-	} else {
-		napi_queue_async_work(env, h->head->work);
-	}
 
 	if (status == napi_cancelled) {
 		value = make_error(env, "NFT_CONTEXT_CLOSED", "the job was cancelled", "", 0);
@@ -315,21 +394,26 @@ static void job_complete(napi_env env, napi_status status, void *data)
 		napi_get_and_clear_last_exception(env, &value);
 		failed = true;
 	}
+	/* Settled before the next job starts (or is rejected): promises settle in call order. */
 	if (failed)
 		napi_reject_deferred(env, j->deferred, value);
 	else
 		napi_resolve_deferred(env, j->deferred, value);
 
+	/* Pop this job and hand the next one to the pool. */
+	h->head = j->next;
 	napi_delete_async_work(env, j->work);
 	nftx_result_clear(&j->res);
 	free(j->cmd);
 	free(j);
+	start_head(env, h);
 }
 
 static napi_value ctx_exec(napi_env env, napi_callback_info info)
 {
 	size_t argc = 2;
 	napi_value argv[2], self, promise, name;
+	napi_status st;
 	nftx_mode mode;
 	handle *h;
 	job *j;
@@ -355,42 +439,45 @@ static napi_value ctx_exec(napi_env env, napi_callback_info info)
 	}
 	j->h = h;
 	j->mode = mode;
-	CHECK(env, napi_create_promise(env, &j->deferred, &promise));
-	if (h->closed) {
-		napi_value err = make_error(env, "NFT_CONTEXT_CLOSED", "the nft context is closed", "", 0);
-		napi_reject_deferred(env, j->deferred, err);
+	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) {
 		free(j);
+		throw_last_error(env, "napi_create_promise");
+		return NULL;
+	}
+	/* From here on every failure rejects the promise: the caller always gets it back. */
+	if (h->closed) {
+		reject_unstarted(env, j, make_error(env, "NFT_CONTEXT_CLOSED", "the nft context is closed", "", 0));
 		return promise;
 	}
 	j->cmd = get_string(env, argv[1], "batch");
 	if (j->cmd == NULL) {
-		napi_value exc;
-		napi_get_and_clear_last_exception(env, &exc);
-		napi_reject_deferred(env, j->deferred, exc);
-		free(j);
+		reject_unstarted(env, j, NULL);
 		return promise;
 	}
-	CHECK(env, napi_create_string_utf8(env, "nftables-napi:exec", NAPI_AUTO_LENGTH, &name));
-	if (napi_create_async_work(env, NULL, name, job_execute, job_complete, j, &j->work) != napi_ok) {
-		napi_value exc;
-		throw_last_error(env, "napi_create_async_work");
-		napi_get_and_clear_last_exception(env, &exc);
-		napi_reject_deferred(env, j->deferred, exc);
-		free(j->cmd);
-		free(j);
+	st = napi_create_string_utf8(env, "nftables-napi:exec", NAPI_AUTO_LENGTH, &name);
+	if (st == napi_ok)
+		st = create_work(env, name, j);
+	if (st != napi_ok) {
+		reject_unstarted(env, j, status_error(env, "napi_create_async_work", st));
 		return promise;
 	}
 
-	if (h->tail == NULL) {
-		/* First queued job: keep the object (and so the context) alive. */
-		if (h->keepalive == NULL)
-			CHECK(env, napi_create_reference(env, self, 1, &h->keepalive));
-		h->head = h->tail = j;
-		CHECK(env, napi_queue_async_work(env, j->work));
-	} else {
+	if (h->tail != NULL) {
 		h->tail->next = j;
 		h->tail = j;
+		return promise;
 	}
+	/* First queued job: keep the object (and so the context) alive until the queue drains. */
+	if (h->keepalive == NULL) {
+		st = napi_create_reference(env, self, 1, &h->keepalive);
+		if (st != napi_ok) {
+			h->keepalive = NULL;
+			reject_unstarted(env, j, status_error(env, "napi_create_reference", st));
+			return promise;
+		}
+	}
+	h->head = h->tail = j;
+	start_head(env, h);
 	return promise;
 }
 
@@ -417,6 +504,23 @@ static napi_value live_contexts(napi_env env, napi_callback_info info)
 	return v;
 }
 
+static napi_value inject_failures(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	uint32_t create = 0, queue = 0;
+
+	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 2 || napi_get_value_uint32(env, argv[0], &create) != napi_ok ||
+	    napi_get_value_uint32(env, argv[1], &queue) != napi_ok) {
+		napi_throw_type_error(env, NULL, "injectFailures(create, queue) needs two counts");
+		return NULL;
+	}
+	inject_create_failures = create;
+	inject_queue_failures = queue;
+	return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_property_descriptor methods[] = {
@@ -431,6 +535,8 @@ static napi_value init(napi_env env, napi_value exports)
 	CHECK(env, napi_set_named_property(env, exports, "NativeContext", cls));
 	CHECK(env, napi_create_function(env, "liveContexts", NAPI_AUTO_LENGTH, live_contexts, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "liveContexts", fn));
+	CHECK(env, napi_create_function(env, "injectFailures", NAPI_AUTO_LENGTH, inject_failures, NULL, &fn));
+	CHECK(env, napi_set_named_property(env, exports, "injectFailures", fn));
 	return exports;
 }
 

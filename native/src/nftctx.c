@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <nftables/libnftables.h>
@@ -41,6 +43,28 @@ static void free_nft(nftx_ctx *c)
 	pthread_mutex_unlock(&lib_mu);
 	c->nft = NULL;
 	__atomic_sub_fetch(&live_count, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * libnftables 1.0.6 opens its NETLINK_NETFILTER socket in nft_ctx_new
+ * (nft_mnl_socket_open) and, if socket() or fcntl() fails, prints to stderr
+ * and calls exit(3): the whole process would end without a word. It is the
+ * only netfilter socket the library opens for a context (runs reuse it), so
+ * opening one the same way just before nft_ctx_new turns those failures
+ * (EMFILE/ENFILE when out of descriptors, ENOMEM/ENOBUFS, EPROTONOSUPPORT
+ * without nf_tables, EACCES from a security module) into an error. The probe
+ * socket is closed right before nft_ctx_new, so another thread of the process
+ * taking the last free descriptor in between can still make it exit; that
+ * window is a few instructions wide. Returns 0, or -1 with errno set.
+ */
+static int probe_netfilter_socket(void)
+{
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
 }
 
 int nftx_open(nftx_ctx *c, const char *netns, char *errbuf, size_t errlen, int *err_no)
@@ -86,8 +110,15 @@ int nftx_open(nftx_ctx *c, const char *netns, char *errbuf, size_t errlen, int *
 
 	/* libnftables opens its netlink socket here, in the current netns. */
 	pthread_mutex_lock(&lib_mu);
-	c->nft = nft_ctx_new(NFT_CTX_DEFAULT);
-	if (c->nft == NULL) {
+	if (probe_netfilter_socket() != 0) {
+		*err_no = errno;
+		snprintf(errbuf, errlen,
+			 "cannot open a netfilter netlink socket in %s%s: %s (libnftables would exit the "
+			 "process, so no context was created; free file descriptors or memory, or load nf_tables)",
+			 netns != NULL ? "network namespace " : "the process's network namespace",
+			 netns != NULL ? netns : "", strerror(*err_no));
+		rc = NFTX_OPEN_NETLINK;
+	} else if ((c->nft = nft_ctx_new(NFT_CTX_DEFAULT)) == NULL) {
 		*err_no = errno;
 		snprintf(errbuf, errlen, "nft_ctx_new failed");
 		rc = NFTX_OPEN_NFT;

@@ -37,6 +37,7 @@ enum {
 	NFTX_OPEN_NETNS = 1,       /* the netns file could not be opened or entered */
 	NFTX_OPEN_NFT = 2,         /* nft_ctx_new or buffering failed */
 	NFTX_OPEN_NO_RESTORE = 3,  /* could not return to the original netns: fatal */
+	NFTX_OPEN_NETLINK = 4,     /* no NETLINK_NETFILTER socket could be opened */
 };
 
 /*
@@ -44,6 +45,10 @@ enum {
  * namespace of the file `netns` (NULL: the thread's own), then moves the
  * thread back. On failure, writes a message to errbuf and the errno to
  * *err_no.
+ *
+ * nft_ctx_new calls exit() when it cannot open its NETLINK_NETFILTER socket,
+ * so nftx_open opens one itself first, in the target namespace, and returns
+ * NFTX_OPEN_NETLINK instead of creating the context when that fails.
  */
 int nftx_open(nftx_ctx *c, const char *netns, char *errbuf, size_t errlen, int *err_no);
 

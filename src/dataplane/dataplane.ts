@@ -6,7 +6,7 @@ import type { Direction, RuleTableDelta, RuleTableElement } from '../api';
 import { DIRECTIONS } from '../api';
 import { AgentError, errorMessage } from '../errors';
 import { flattenAllowSpans } from './flatten';
-import type { KernelView } from './layout';
+import type { DesiredView } from './layout';
 import { POD_MAPS, addGroupView, groupName, groupSetNames, podMapView, staticChains } from './layout';
 import type { NftBackend } from './nft';
 import { NftApplyError } from './nft';
@@ -29,14 +29,14 @@ export class DataplaneError extends AgentError {
   }
 }
 
-function emptyView(): KernelView {
+function emptyView(): DesiredView {
   return { chains: new Map(), sets: new Map() };
 }
 
 export class Dataplane {
   private state = new RuleState();
   /** What this process last wrote (or found) in the kernel; null until the first full sync. */
-  private programmed: KernelView | null = null;
+  private programmed: DesiredView | null = null;
   /** pod|direction -> group chain, for isolated local pods with addresses. */
   private readonly groupOf = new Map<string, string>();
   private readonly members = new Map<string, Set<string>>();
@@ -58,10 +58,14 @@ export class Dataplane {
   /** Compares the kernel with the desired state and repairs the difference in one transaction. */
   async reconcile(): Promise<SyncReport> {
     const started = performance.now();
+    // Until this transaction succeeds, what the kernel holds is unknown: the next call starts over.
+    this.programmed = null;
     for (const pd of [...this.groupOf.keys()]) this.setGroup(pd, null);
     for (const pod of this.state.pods()) for (const d of DIRECTIONS) this.setGroup(podDirectionKey(pod, d), this.wantedGroup(pod, d));
     const desired = this.buildView(new Set(this.members.keys()));
-    const snapshot = await this.backend.list();
+    const snapshot = await this.backend.list().catch((err: unknown) => {
+      throw new DataplaneError(`table inet ${this.backend.table}: listing it for a full reconcile failed: ${errorMessage(err)}`, { cause: err });
+    });
     const current = snapshot === null ? null : viewFromSnapshot(snapshot);
     const tx = diffViews(this.backend.table, current, desired, null);
     await this.run(tx, 'full reconcile');
@@ -69,38 +73,45 @@ export class Dataplane {
     return { kind: 'full', operations: tx.size, groups: this.members.size, durationMs: performance.now() - started };
   }
 
-  /** One rule-table delta as one transaction; falls back to a full reconcile if the kernel drifted. */
+  /**
+   * One rule-table delta as one transaction. After any failure the kernel's content is unknown (and
+   * groupOf/members already describe the delta), so `programmed` is forgotten and the next call is
+   * a full reconcile; a transaction the kernel refused is repaired at once by that reconcile.
+   */
   async apply(delta: RuleTableDelta): Promise<SyncReport> {
     const started = performance.now();
     const touched = this.state.apply(delta);
-    if (this.programmed === null) return this.reconcile();
-    const affected = new Set<string>();
-    for (const pd of touched.podDirections) {
-      const [pod, direction] = splitPodDirection(pd);
-      const before = this.groupOf.get(pd) ?? null;
-      const after = this.wantedGroup(pod, direction);
-      if (before === after) continue;
-      this.setGroup(pd, after);
-      if (before !== null) affected.add(before);
-      if (after !== null) affected.add(after);
-    }
-    for (const rule of touched.rules) for (const g of this.ruleGroups.get(rule) ?? []) affected.add(g);
-    const live = new Set([...affected].filter((g) => this.members.has(g)));
-    const desired = this.buildView(live);
-    const scope: Scope = {
-      chains: affected,
-      sets: new Set([...POD_MAPS.map((m) => m.name), ...[...affected].flatMap(groupSetNames)]),
-    };
-    const tx = diffViews(this.backend.table, this.programmed, desired, scope);
+    const programmed = this.programmed;
+    if (programmed === null) return this.reconcile();
+    this.programmed = null;
     try {
+      const affected = new Set<string>();
+      for (const pd of touched.podDirections) {
+        const [pod, direction] = splitPodDirection(pd);
+        const before = this.groupOf.get(pd) ?? null;
+        const after = this.wantedGroup(pod, direction);
+        if (before === after) continue;
+        this.setGroup(pd, after);
+        if (before !== null) affected.add(before);
+        if (after !== null) affected.add(after);
+      }
+      for (const rule of touched.rules) for (const g of this.ruleGroups.get(rule) ?? []) affected.add(g);
+      const live = new Set([...affected].filter((g) => this.members.has(g)));
+      const desired = this.buildView(live);
+      const scope: Scope = {
+        chains: affected,
+        sets: new Set([...POD_MAPS.map((m) => m.name), ...[...affected].flatMap(groupSetNames)]),
+      };
+      const tx = diffViews(this.backend.table, programmed, desired, scope);
       await this.run(tx, 'incremental update');
+      applyScope(programmed, desired, scope);
+      this.programmed = programmed;
+      return { kind: 'incremental', operations: tx.size, groups: this.members.size, durationMs: performance.now() - started };
     } catch (err) {
       // Someone changed our table behind our back: what we believe is no longer true. Repair it all.
       if (err instanceof DataplaneError && err.cause instanceof NftApplyError) return this.reconcile();
       throw err;
     }
-    applyScope(this.programmed, desired, scope);
-    return { kind: 'incremental', operations: tx.size, groups: this.members.size, durationMs: performance.now() - started };
   }
 
   /** The group chain and sets that implement a local pod's rules in one direction; null when it is not isolated. */
@@ -149,7 +160,7 @@ export class Dataplane {
   }
 
   /** Desired objects: the static chains, the pod maps, and the given groups. */
-  private buildView(groups: ReadonlySet<string>): KernelView {
+  private buildView(groups: ReadonlySet<string>): DesiredView {
     const view = emptyView();
     for (const [name, chain] of staticChains()) view.chains.set(name, chain);
     for (const m of POD_MAPS) {
@@ -189,7 +200,7 @@ function removeFrom(index: Map<string, Set<string>>, key: string, value: string)
 }
 
 /** After a successful incremental transaction, the kernel holds `desired` for everything in scope. */
-function applyScope(programmed: KernelView, desired: KernelView, scope: Scope): void {
+function applyScope(programmed: DesiredView, desired: DesiredView, scope: Scope): void {
   for (const name of scope.chains) {
     const c = desired.chains.get(name);
     if (c === undefined) programmed.chains.delete(name);

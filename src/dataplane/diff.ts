@@ -1,11 +1,13 @@
 // One diff for every way the dataplane writes: from what the kernel holds (or what we last wrote)
 // to what the rule table wants, as one transaction ordered so every reference exists when used:
 // create sets and chains, swap set elements (deletes first: interval elements must never overlap),
-// rewrite the rules of changed chains, then remove what is no longer wanted.
-import type { ChainView, KernelView, RuleBody, SetView } from './layout';
+// rewrite the rules of changed chains, then remove what is no longer wanted. Whatever someone else
+// left in our table (another hook, set flags, map types, statements, object kinds) is replaced or
+// removed in that same transaction, so no packet ever sees the table half repaired.
+import type { ChainView, DesiredView, KernelView, RuleBody, SetView } from './layout';
 import { elementId } from './layout';
-import type { TableSnapshot } from './nft';
-import { Transaction } from './nft';
+import type { ForeignKind, TableSnapshot } from './nft';
+import { FOREIGN_KINDS, Transaction, isValidName } from './nft';
 
 /** Names an incremental diff may touch; null scope: everything (a full reconcile). */
 export interface Scope {
@@ -14,25 +16,25 @@ export interface Scope {
 }
 
 export function viewFromSnapshot(snapshot: TableSnapshot): KernelView {
-  const view: KernelView = { chains: new Map(), sets: new Map() };
+  const view: KernelView = { chains: new Map(), sets: new Map(), foreign: snapshot.foreign };
   for (const c of snapshot.chains) {
-    view.chains.set(c.name, { ...(c.base === undefined ? {} : { base: c.base }), rules: c.rules.map((r): RuleBody => ({ text: r.body, tokens: null })) });
+    view.chains.set(c.name, { ...(c.base === undefined ? {} : { base: c.base }), rules: c.rules.map((text): RuleBody => ({ text, tokens: null })) });
   }
-  for (const [list, map] of [[snapshot.sets, false], [snapshot.maps, true]] as const) {
-    for (const s of list) {
-      const elements = new Map<string, { key: readonly string[]; jump?: string }>();
-      for (const e of s.elements) {
-        const target = typeof e.value === 'object' && 'jump' in e.value ? e.value.jump : undefined;
-        elements.set(elementId(e.key), target === undefined ? { key: e.key } : { key: e.key, jump: target });
-      }
-      view.sets.set(s.name, { type: s.type as SetView['type'], flags: s.flags, elements, map });
+  for (const s of [...snapshot.sets, ...snapshot.maps]) {
+    const elements = new Map<string, { key: readonly string[]; jump?: string }>();
+    for (const e of s.elements) {
+      const target = typeof e.value === 'object' ? e.value.jump : undefined;
+      elements.set(elementId(e.key), target === undefined ? { key: e.key } : { key: e.key, jump: target });
     }
+    const value = 'value' in s ? s.value : undefined;
+    const foreign = [...(s.foreign === undefined ? [] : [s.foreign]), ...(value === undefined || value === 'verdict' ? [] : [`map of ${value}`])];
+    view.sets.set(s.name, { type: s.type, flags: s.flags, elements, map: value !== undefined, ...(foreign.length === 0 ? {} : { foreign: foreign.join(', ') }) });
   }
   return view;
 }
 
 function sameShape(a: SetView, b: SetView): boolean {
-  return a.map === b.map && a.type.join() === b.type.join() && a.flags.join() === b.flags.join();
+  return a.map === b.map && a.type.join() === b.type.join() && a.flags.join() === b.flags.join() && a.foreign === b.foreign;
 }
 
 function sameRules(a: readonly RuleBody[], b: readonly RuleBody[]): boolean {
@@ -40,7 +42,16 @@ function sameRules(a: readonly RuleBody[], b: readonly RuleBody[]): boolean {
 }
 
 function sameBase(a: ChainView, b: ChainView): boolean {
-  return JSON.stringify(a.base ?? null) === JSON.stringify(b.base ?? null);
+  const x = a.base;
+  const y = b.base;
+  if (x === undefined || y === undefined) return x === y;
+  return x.type === y.type && x.hook === y.hook && x.priority === y.priority && x.policy === y.policy && x.devices === undefined && y.devices === undefined;
+}
+
+/** Something in the listing the transaction could not name (an odd name, an unknown kind): only replacing the table removes it. */
+function hasUnnameable(view: KernelView): boolean {
+  const names = [...view.chains.keys(), ...view.sets.keys(), ...(view.foreign ?? []).map((f) => f.name)];
+  return names.some((n) => !isValidName(n)) || (view.foreign ?? []).some((f) => !(FOREIGN_KINDS as readonly string[]).includes(f.type));
 }
 
 function setReferences(ruleText: string): string[] {
@@ -54,10 +65,17 @@ function inScope(names: ReadonlySet<string> | undefined, name: string): boolean 
 /**
  * The transaction that turns `current` (null: no table) into `desired` for the names in scope.
  * A set or chain whose shape differs (type, flags, hook) is deleted and created again in the same
- * transaction; that only happens when someone else edited our table.
+ * transaction, and objects of other kinds are deleted; that only happens when someone else edited
+ * our table. If the listing holds something no command can name, the table itself is deleted and
+ * written again, still in one transaction.
  */
-export function diffViews(table: string, current: KernelView | null, desired: KernelView, scope: Scope | null): Transaction {
+export function diffViews(table: string, listed: KernelView | null, desired: DesiredView, scope: Scope | null): Transaction {
   const tx = new Transaction(table);
+  let current = listed;
+  if (current !== null && scope === null && hasUnnameable(current)) {
+    tx.delete({ kind: 'table' });
+    current = null;
+  }
   const cur: KernelView = current ?? { chains: new Map(), sets: new Map() };
   const chainNames = scope?.chains;
   const setNames = scope?.sets;
@@ -87,7 +105,7 @@ export function diffViews(table: string, current: KernelView | null, desired: Ke
     if (usesDoomed || rewrite.includes(name) || unwantedChains.includes(name)) tx.flush({ kind: 'chain', name });
   }
   for (const name of recreateChains) tx.delete({ kind: 'chain', name });
-  for (const name of recreateSets) tx.delete({ kind: desired.sets.get(name)?.map === true ? 'map' : 'set', name });
+  for (const name of recreateSets) tx.delete({ kind: cur.sets.get(name)?.map === true ? 'map' : 'set', name });
 
   for (const [name, want] of desired.sets) {
     if (!inScope(setNames, name)) continue;
@@ -114,7 +132,9 @@ export function diffViews(table: string, current: KernelView | null, desired: Ke
   for (const name of rewrite) {
     for (const rule of desired.chains.get(name)?.rules ?? []) tx.add({ kind: 'rule', chain: name, body: rule.tokens ?? [] });
   }
-  for (const name of unwantedChains) tx.delete({ kind: 'chain', name });
+  // Sets before chains: a map someone left may still jump to a chain that goes.
   for (const name of unwantedSets) tx.delete({ kind: cur.sets.get(name)?.map === true ? 'map' : 'set', name });
+  for (const name of unwantedChains) tx.delete({ kind: 'chain', name });
+  if (scope === null) for (const f of cur.foreign ?? []) tx.delete({ kind: 'foreign', type: f.type as ForeignKind, name: f.name });
   return tx;
 }

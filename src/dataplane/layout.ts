@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import type { Direction, IpFamily } from '../api';
 import type { FlatAllowSet, KeyParts } from './flatten';
-import type { BaseChainSpec, RuleToken, SetDatatype, SetFlag } from './nft';
+import type { BaseChainSpec, ListedBase, RuleToken, SetDatatype, SetFlag } from './nft';
 import { accept, counter, ctState, drop, icmpv6NeighborDiscovery, matchSet, ret, vmap } from './nft';
 
 export const DEFAULT_TABLE = 'netpol_agent';
@@ -29,8 +29,9 @@ export interface RuleBody {
   readonly tokens: readonly RuleToken[] | null;
 }
 
-export interface ChainView {
-  readonly base?: Required<BaseChainSpec>;
+/** A chain; `base` as listed (whatever hook someone gave it) or, in a desired view, as we write it. */
+export interface ChainView<Base = ListedBase> {
+  readonly base?: Base;
   readonly rules: readonly RuleBody[];
 }
 
@@ -38,18 +39,26 @@ function rule(...tokens: RuleToken[]): RuleBody {
   return { text: tokens.map((t) => t.text).join(' '), tokens };
 }
 
-export interface SetView {
-  readonly type: readonly SetDatatype[];
-  readonly flags: readonly SetFlag[];
+export interface SetView<Type extends string = string, Flag extends string = string> {
+  readonly type: readonly Type[];
+  readonly flags: readonly Flag[];
   /** Element identity (key parts joined) -> key parts, and for maps the chain it jumps to. */
   readonly elements: ReadonlyMap<string, { readonly key: KeyParts; readonly jump?: string }>;
+  /** A verdict map (a listed map of another value type is a map with `foreign` set). */
   readonly map: boolean;
+  /** In a listing: what this set carries that ours never do; it is then replaced. */
+  readonly foreign?: string;
 }
 
-export interface KernelView {
-  readonly chains: Map<string, ChainView>;
-  readonly sets: Map<string, SetView>;
+/** Chains and sets of a table: as listed (anything someone left there) or as we want them (DesiredView). */
+export interface KernelView<Base = ListedBase, Set = SetView> {
+  readonly chains: Map<string, ChainView<Base>>;
+  readonly sets: Map<string, Set>;
+  /** Objects of kinds we never create, listed as "kind name" (see TableSnapshot.foreign). */
+  readonly foreign?: readonly { readonly type: string; readonly name: string }[];
 }
+
+export type DesiredView = KernelView<BaseChainSpec, SetView<SetDatatype, SetFlag>>;
 
 const FILTER_PRIORITY = 0;
 export const POD_MAPS: readonly { name: string; direction: Direction; family: IpFamily }[] = [
@@ -68,16 +77,16 @@ function egressDispatch(): RuleBody[] {
 }
 
 /** The chains that never change: hooks, conntrack, and the dispatch of local pods to their group. */
-export function staticChains(): Map<string, ChainView> {
+export function staticChains(): Map<string, ChainView<BaseChainSpec>> {
   const head = (): RuleBody[] => [rule(ctState('established', 'related'), accept()), rule(icmpv6NeighborDiscovery(), accept())];
-  const base = (hook: 'forward' | 'input'): Required<BaseChainSpec> => ({ type: 'filter', hook, priority: FILTER_PRIORITY, policy: 'accept' });
-  return new Map<string, ChainView>([
+  const base = (hook: 'forward' | 'input'): BaseChainSpec => ({ type: 'filter', hook, priority: FILTER_PRIORITY, policy: 'accept' });
+  return new Map<string, ChainView<BaseChainSpec>>([
     ['forward', { base: base('forward'), rules: [...head(), ...egressDispatch(), rule(vmap(['ip daddr'], 'ingress_v4')), rule(vmap(['ip6 daddr'], 'ingress_v6'))] }],
     ['input', { base: base('input'), rules: [...head(), ...egressDispatch()] }],
   ]);
 }
 
-export function podMapView(family: IpFamily, entries: ReadonlyMap<string, string>): SetView {
+export function podMapView(family: IpFamily, entries: ReadonlyMap<string, string>): SetView<SetDatatype, SetFlag> {
   const elements = new Map<string, { key: KeyParts; jump: string }>();
   for (const [ip, chain] of entries) elements.set(ip, { key: [ip], jump: chain });
   return { type: [family === 4 ? 'ipv4_addr' : 'ipv6_addr'], flags: [], elements, map: true };
@@ -99,7 +108,7 @@ const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields
 ];
 
 /** The chain and sets of one group, into `view`. */
-export function addGroupView(view: KernelView, name: string, direction: Direction, flat: FlatAllowSet): void {
+export function addGroupView(view: DesiredView, name: string, direction: Direction, flat: FlatAllowSet): void {
   const allow = (): RuleToken => (direction === 'ingress' ? accept() : ret());
   const rules: RuleBody[] = [];
   if (flat.allowAll) rules.push(rule(allow()));

@@ -10,7 +10,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { NftContext, NftError, liveContexts } from 'nftables-napi';
+import { NftContext, NftError, injectFailures, liveContexts } from 'nftables-napi';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const skip = isRoot ? false : 'needs root (ip netns, setns)';
@@ -436,6 +436,106 @@ describe('nftables-napi', { skip }, () => {
       assert.equal(liveContexts(), live);
       ctx.close();
       assert.ok(!cliHasTable(a, 'x'));
+    }));
+
+  // libnftables exits the process (exit code 3, "Unable to initialize Netlink socket") when
+  // nft_ctx_new cannot open its netlink socket; the addon must refuse with an error first.
+  test('no netlink socket (descriptors exhausted): the constructor throws NFT_NETLINK with EMFILE, the process lives on', () =>
+    withNetns(1, (a) => {
+      const script = `
+        const fs = require('node:fs');
+        const { NftContext } = require(${JSON.stringify(require.resolve('nftables-napi'))});
+        const held = [];
+        try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch {}
+        const failure = (make) => { try { make().close(); return null; } catch (e) { return { code: e.code, errno: e.errno, message: e.message }; } };
+        // No descriptor left: the context in the process's own namespace.
+        const own = failure(() => new NftContext());
+        // Two left: enough to enter the netns (its two files), none for the socket there.
+        fs.closeSync(held.pop()); fs.closeSync(held.pop());
+        const inNetns = failure(() => new NftContext({ netns: ${JSON.stringify(nsPath(a))} }));
+        for (const fd of held.splice(0)) fs.closeSync(fd);
+        const ctx = new NftContext({ netns: ${JSON.stringify(nsPath(a))} });
+        ctx.runSync('add table inet after_emfile');
+        ctx.close();
+        console.log(JSON.stringify({ own, inNetns }));
+      `;
+      const r = spawnSync('ip', ['netns', 'exec', a, 'prlimit', '--nofile=64:64', process.execPath, '-e', script], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `the process exited ${String(r.status)}: ${r.stderr}`);
+      const out: unknown = JSON.parse(r.stdout);
+      assert.ok(isRecord(out));
+      for (const [which, where] of [['own', "the process's network namespace"], ['inNetns', nsPath(a)]] as const) {
+        const e: unknown = out[which];
+        assert.ok(isRecord(e), `${which}: the constructor did not throw`);
+        assert.equal(e['code'], 'NFT_NETLINK', which);
+        assert.equal(e['errno'], 24, which);
+        assert.match(String(e['message']), /netfilter netlink socket/);
+        assert.ok(String(e['message']).includes(where), String(e['message']));
+      }
+      assert.match(nftCli(a, 'list', 'tables'), /table inet after_emfile/);
+    }));
+
+  test('without CAP_NET_ADMIN: commands fail with EPERM (errno 1), the process lives on', () =>
+    withNetns(1, (a) => {
+      const script = `
+        const { NftContext } = require(${JSON.stringify(require.resolve('nftables-napi'))});
+        const ctx = new NftContext();
+        const out = {};
+        try { ctx.runSync('add table inet denied'); } catch (e) { out.runSync = { code: e.code, errno: e.errno }; }
+        Promise.allSettled([ctx.run('add table inet denied'), ctx.list('list tables')]).then((rs) => {
+          out.async = rs.map((r) => r.status === 'rejected' ? { code: r.reason.code, errno: r.reason.errno } : 'fulfilled');
+          ctx.close();
+          console.log(JSON.stringify(out));
+        });
+      `;
+      const r = spawnSync('ip', ['netns', 'exec', a, 'capsh', '--drop=cap_net_admin', '--', '-c', `exec "$0" -e "$1"`, process.execPath, script], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `the process exited ${String(r.status)}: ${r.stderr}`);
+      const denied = { code: 'NFT_COMMAND_FAILED', errno: 1 };
+      assert.deepEqual(JSON.parse(r.stdout), { runSync: denied, async: [denied, denied] });
+      assert.doesNotMatch(nftCli(a, 'list', 'tables'), /denied/);
+    }));
+
+  test('Node-API refusing to create or queue the work: the promise rejects with NFT_INTERNAL, the queue moves on', () =>
+    withNetns(1, async (a) => {
+      const live = liveContexts();
+      const ctx = new NftContext({ netns: nsPath(a) });
+      const internal = (e: unknown): boolean => e instanceof NftError && e.code === 'NFT_INTERNAL' && /napi_(create|queue)_async_work failed/.test(e.message);
+      try {
+        // Creation refused.
+        injectFailures(1, 0);
+        await assert.rejects(ctx.run('add table inet create_refused'), internal);
+        // The first job of an empty queue refused: later calls still run.
+        injectFailures(0, 1);
+        await assert.rejects(ctx.run('add table inet queue_refused'), internal);
+        await ctx.run('add table inet after_refusals');
+
+        // Re-queueing refused: j0 is on the pool, j1 is refused when j0 completes, j2 and j3 run.
+        const order: string[] = [];
+        const track = (name: string, p: Promise<void>): Promise<string> =>
+          p.then(() => { order.push(name); return 'ok'; }, (e: unknown) => { order.push(name); return internal(e) ? 'internal' : String(e); });
+        const jobs = [0, 1, 2, 3].map((i) => track(`j${i}`, ctx.run(`add table inet requeue_${i}`)));
+        injectFailures(0, 1);
+        assert.deepEqual(await Promise.all(jobs), ['ok', 'internal', 'ok', 'ok']);
+        assert.deepEqual(order, ['j0', 'j1', 'j2', 'j3']);
+
+        // Every waiting job refused: the queue drains, and the next call starts it again.
+        const all = [0, 1, 2].map((i) => track(`k${i}`, ctx.run(`add table inet drained_${i}`)));
+        injectFailures(0, 2);
+        assert.deepEqual(await Promise.all(all), ['ok', 'internal', 'internal']);
+        await ctx.run('add table inet after_drain');
+
+        // close() with jobs waiting, the next one refused: the context is still freed.
+        const closing = [track('c0', ctx.run('add table inet closing_0')), track('c1', ctx.run('add table inet closing_1'))];
+        ctx.close();
+        injectFailures(0, 1);
+        assert.deepEqual(await Promise.all(closing), ['ok', 'internal']);
+        assert.equal(liveContexts(), live);
+      } finally {
+        injectFailures(0, 0);
+        ctx.close();
+      }
+      const tables = nftCli(a, 'list', 'tables');
+      for (const t of ['after_refusals', 'requeue_0', 'requeue_2', 'requeue_3', 'drained_0', 'after_drain', 'closing_0']) assert.match(tables, new RegExp(`table inet ${t}\\b`));
+      for (const t of ['create_refused', 'queue_refused', 'requeue_1', 'drained_1', 'drained_2', 'closing_1']) assert.doesNotMatch(tables, new RegExp(`table inet ${t}\\b`));
     }));
 
   test('a context that is garbage-collected is freed', () =>

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { NodeCompiler } from '../../src/compiler';
 import { execFileSync } from 'node:child_process';
 import { DEFAULT_TABLE, Dataplane, checkCniShape, netnsHostFiles } from '../../src/dataplane';
-import { KernelNftBackend } from '../../src/dataplane/nft';
+import { FakeNft, KernelNftBackend } from '../../src/dataplane/nft';
+import { viewFromSnapshot } from '../../src/dataplane/diff';
 import { DataplaneLab } from '../../src/probe';
 import { GATEWAY_V4 } from '../../src/sandbox';
 import { decodeObjects, eventsBetween } from '../../src/source';
@@ -138,6 +139,97 @@ test('someone editing or deleting our table is detected by a reconcile and repai
       assert.equal(await probe('shop/client-no', '10.50.1.10', 80, 500), 'timeout', `${what}: repaired`);
       assert.equal(await probe('shop/client-ok', '10.50.1.10'), 'connected');
       assert.equal((await dataplane.reconcile()).operations, 0);
+    }
+  } finally {
+    backend.close();
+  }
+});
+
+test('restarting over a stale table (the cluster changed while the agent was down) under a probe loop: no wrong verdict, new verdicts after one sync', async () => {
+  const changed = decodeObjects([...base, policy('allow-all-to-server', {
+    podSelector: { matchLabels: { app: 'server' } }, ingress: [{ ports: [{ port: 80 }] }],
+  })], 'behaviour test');
+  const compilerFor = (objs: typeof objects) => {
+    const compiler = new NodeCompiler('node-1');
+    for (const e of eventsBetween(null, objs)) compiler.apply(e);
+    return compiler;
+  };
+  const states = [{ objs: changed, clientNo: 'connected' }, { objs: objects, clientNo: 'timeout' }];
+  const wrong: string[] = [];
+  let rounds = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const results = await lab.sandbox.probe([
+        { from: 'shop/client-ok', toIp: '10.50.1.10', port: 80, protocol: 'TCP', timeoutMs: 400 },
+        { from: 'shop/worker', toIp: '10.50.2.12', port: 80, protocol: 'TCP', timeoutMs: 400 },
+        { from: 'shop/worker', toIp: '10.50.1.10', port: 80, protocol: 'TCP', timeoutMs: 400 },
+      ]);
+      const [ok, egressDenied, workerToServer] = results.map((r) => r.outcome);
+      if (ok !== 'connected') wrong.push(`round ${rounds}: allowed client got ${ok}`);
+      if (egressDenied !== 'timeout') wrong.push(`round ${rounds}: egress-denied worker got ${egressDenied}`);
+      if (workerToServer !== 'connected') wrong.push(`round ${rounds}: worker to server got ${workerToServer}`);
+      rounds++;
+    }
+  })();
+  try {
+    for (let restart = 0; restart < 6; restart++) {
+      const want = states[restart % 2]!;
+      const backend = new KernelNftBackend({ table: DEFAULT_TABLE, netns: lab.sandbox.nodeNetnsPath('node-1') });
+      try {
+        const report = await new Dataplane(backend).sync(compilerFor(want.objs).elements());
+        assert.ok(report.operations > 0, 'the table was stale');
+      } finally {
+        backend.close();
+      }
+      assert.equal(await probe('shop/client-no', '10.50.1.10', 80, 500), want.clientNo, `restart ${restart}: the new verdict right after the sync`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    running = false;
+    await loop;
+  }
+  assert.ok(rounds >= 5, `the probe loop ran (${rounds} rounds)`);
+  assert.deepEqual(wrong, []);
+});
+
+test('objects someone else left in our table (another hook, set flags, map types, statements, named objects) are replaced by one reconcile', async () => {
+  const netns = lab.sandbox.nodeNetnsName('node-1');
+  const nftBatch = (batch: string) => execFileSync('ip', ['netns', 'exec', netns, 'nft', '-f', '-'], { input: batch, encoding: 'utf8' });
+  const backend = new KernelNftBackend({ table: DEFAULT_TABLE, netns: lab.sandbox.nodeNetnsPath('node-1') });
+  const compiler = new NodeCompiler('node-1');
+  for (const e of eventsBetween(null, objects)) compiler.apply(e);
+  const dataplane = new Dataplane(backend);
+  try {
+    await dataplane.sync(compiler.elements());
+    const fresh = new FakeNft(DEFAULT_TABLE);
+    await new Dataplane(fresh).sync(compiler.elements());
+    const want = viewFromSnapshot((await fresh.list())!);
+    const t = `inet ${DEFAULT_TABLE}`;
+    const tampers: [string, string][] = [
+      ['a set with a timeout, a constant set, a data map, a counter and a quota', [
+        `add set ${t} weird { type ipv4_addr; flags timeout; timeout 1h; }`,
+        `add set ${t} konst { type ipv4_addr; flags constant; elements = { 10.0.0.1 } }`,
+        `add map ${t} datamap { type ipv4_addr : ipv4_addr; elements = { 10.0.0.1 : 10.0.0.2 } }`,
+        `add counter ${t} cnt`,
+        `add quota ${t} q { 100 mbytes }`,
+        `add chain ${t} other { type filter hook prerouting priority -5; policy accept; }`,
+        `add rule ${t} other ip saddr 1.2.3.4 meta mark set 3 counter name "cnt" accept`,
+      ].join('\n')],
+      ['our forward chain on another hook', `delete chain ${t} forward\nadd chain ${t} forward { type filter hook input priority 10; policy accept; }`],
+      ['one of our maps with another key type', `flush chain ${t} forward\ndelete map ${t} ingress_v4\nadd map ${t} ingress_v4 { type ipv4_addr . inet_service : verdict; }`],
+      // Longer than any name we write: only replacing the whole table (in the same transaction) removes it.
+      ['a counter whose name we would never write', `add counter ${t} ${'x'.repeat(200)}`],
+    ];
+    for (const [what, batch] of tampers) {
+      nftBatch(batch);
+      const report = await dataplane.reconcile();
+      assert.ok(report.operations > 0, `${what}: detected`);
+      const listed = await backend.list();
+      assert.ok(listed !== null);
+      assert.deepEqual(viewFromSnapshot(listed), want, `${what}: the kernel differs from a fresh sync`);
+      assert.equal(await probe('shop/client-no', '10.50.1.10', 80, 500), 'timeout', `${what}: repaired`);
+      assert.equal(await probe('shop/client-ok', '10.50.1.10'), 'connected');
     }
   } finally {
     backend.close();

@@ -6,9 +6,12 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Dataplane } from '../../src/dataplane';
-import { FakeNft, normalizeSnapshot } from '../../src/dataplane/nft';
+import { FakeNft } from '../../src/dataplane/nft';
+import { viewFromSnapshot } from '../../src/dataplane/diff';
 import { DataplaneLab } from '../../src/probe';
-import type { ObservedResult } from '../../src/probe';
+import { probeCases } from '../../src/probe';
+import type { ObservedResult, ProbeFilter } from '../../src/probe';
+import { objectKey } from '../../src/compiler';
 import type { Topology } from '../../src/sandbox';
 import { decodeObjects, eventsBetween } from '../../src/source';
 import type { ClusterObjects } from '../../src/source';
@@ -35,15 +38,38 @@ const IPV6_SUBSET = [
 
 const tally = { probes: 0, observed: 0, sctpRuleLevel: 0 };
 
-async function assertKernelMatchesFreshSync(lab: DataplaneLab, nodes: readonly string[], where: string): Promise<void> {
+/** Checks each node's kernel table against a fresh full sync into the fake, and returns those fakes. */
+async function assertKernelMatchesFreshSync(lab: DataplaneLab, nodes: readonly string[], where: string): Promise<Map<string, FakeNft>> {
+  const fakes = new Map<string, FakeNft>();
   for (const node of nodes) {
     const compiler = lab.compiler(node);
     const backend = lab.backend(node);
     assert.ok(compiler && backend);
     const fake = new FakeNft(backend.table);
+    fakes.set(node, fake);
     await new Dataplane(fake).sync(compiler.elements());
-    assert.deepEqual(normalizeSnapshot(await backend.list()), normalizeSnapshot(await fake.list()), `${where}: kernel of ${node} differs from a fresh full sync`);
+    const [kernel, fresh] = [await backend.list(), await fake.list()];
+    assert.deepEqual(kernel === null ? null : viewFromSnapshot(kernel), fresh === null ? null : viewFromSnapshot(fresh), `${where}: kernel of ${node} differs from a fresh full sync`);
   }
+  return fakes;
+}
+
+/** The fake's evaluator, over the same tables, gives the verdict the kernel gave each real packet. */
+function assertFakeAgreesWithPackets(fakes: ReadonlyMap<string, FakeNft>, objects: ClusterObjects, filter: ProbeFilter, results: readonly ObservedResult[], where: string): void {
+  const cases = probeCases(objects, filter);
+  const nodeOf = new Map(objects.pods.map((p) => [objectKey(p), p.nodeName]));
+  const disagree: string[] = [];
+  results.forEach((r, i) => {
+    const k = cases[i];
+    assert.ok(k !== undefined && k.from === r.from && k.to === r.to && k.port === r.port);
+    if (!r.observed || k.from === k.to) return;
+    const packet = { saddr: k.fromIp, daddr: k.toIp, protocol: k.protocol.toLowerCase() as 'tcp' | 'udp' | 'sctp', dport: k.port, ct: 'new' as const, hook: 'forward' as const };
+    const [src, dst] = [fakes.get(nodeOf.get(k.from) ?? ''), fakes.get(nodeOf.get(k.to) ?? '')];
+    assert.ok(src !== undefined && dst !== undefined);
+    const fakeAllows = src.evaluate(packet) === 'accept' && (src === dst || dst.evaluate(packet) === 'accept');
+    if (fakeAllows !== r.allowed) disagree.push(`${k.from} -> ${k.to} ${k.protocol}/${k.port}: kernel ${r.outcome}, fake ${fakeAllows ? 'accept' : 'drop'}`);
+  });
+  assert.deepEqual(disagree, [], `${where}: the fake's evaluator disagrees with real packets`);
 }
 
 function runCase(lab: () => DataplaneLab, c: ConformanceCase, family: 4 | 6): () => Promise<void> {
@@ -55,9 +81,11 @@ function runCase(lab: () => DataplaneLab, c: ConformanceCase, family: 4 | 6): ()
       if (prev === null) await lab().program(eventsBetween(null, next));
       else await lab().update(eventsBetween(prev, next));
       prev = next;
-      await assertKernelMatchesFreshSync(lab(), cluster.nodes, `step ${state.index + 1}`);
+      const fakes = await assertKernelMatchesFreshSync(lab(), cluster.nodes, `step ${state.index + 1}`);
       for (const probe of state.step.probes) {
-        const results: ObservedResult[] = await lab().observe(next, { port: probe.port, protocol: probe.protocol, family }, TIMEOUT_MS);
+        const filter = { port: probe.port, protocol: probe.protocol, family };
+        const results: ObservedResult[] = await lab().observe(next, filter, TIMEOUT_MS);
+        assertFakeAgreesWithPackets(fakes, next, filter, results, `step ${state.index + 1} ${probe.protocol}/${probe.port} IPv${family}`);
         const observed = new Map(results.map((r) => [pairKey(r.from, r.to), r.allowed]));
         tally.probes += results.length;
         tally.observed += results.filter((r) => r.observed).length;

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 
+import { viewFromSnapshot } from '../../src/dataplane/diff';
 import {
   FakeNft,
   KernelNftBackend,
@@ -16,22 +17,13 @@ import {
   counter,
   ctState,
   drop,
-  findRuleByComment,
-  goto,
   icmpv6NeighborDiscovery,
   icmpv6Type,
-  iifname,
   jump,
-  l4proto,
   log,
-  matchAddress,
   matchSet,
-  namedCounter,
-  nfproto,
-  normalizeSnapshot,
-  oifname,
+  limit,
   openNftContext,
-  port,
   ret,
   vmap,
   type NftApplyErrorCode,
@@ -70,13 +62,18 @@ process.on('exit', () => {
 
 type Outcome = 'ok' | NftApplyErrorCode;
 
+/** A listing as the dataplane compares it (order-insensitive where the kernel and the fake order differently). */
+function viewOf(snap: TableSnapshot | null): ReturnType<typeof viewFromSnapshot> | null {
+  return snap === null ? null : viewFromSnapshot(snap);
+}
+
 /** The outcome of a run/check, and the error message for assertion texts. */
 async function outcome(p: Promise<void>): Promise<{ readonly code: Outcome; readonly message: string }> {
   try {
     await p;
     return { code: 'ok', message: '' };
   } catch (err) {
-    if (err instanceof NftApplyError) return { code: err.code, message: err.message };
+    if (err instanceof NftApplyError) return { code: err.nftCode, message: err.message };
     throw err;
   }
 }
@@ -88,15 +85,9 @@ interface Step {
   build(t: Transaction, snap: TableSnapshot | null): void;
 }
 
-function handleOf(snap: TableSnapshot | null, chain: string, comment: string): number {
-  return snap === null ? 1_000_000 : (findRuleByComment(snap, chain, comment)?.handle ?? 1_000_000);
-}
-
-const TRICKY_COMMENT = "np:ns/name; } { # $x @y 'q' " + 'x'.repeat(128 - 29);
 
 const STEPS: readonly Step[] = [
   { name: 'delete a missing table', expect: 'ENOENT', build: (t) => t.delete({ kind: 'table' }) },
-  { name: 'flush a missing table', expect: 'ENOENT', build: (t) => t.flush({ kind: 'table' }) },
   { name: 'chain without table', expect: 'ENOENT', build: (t) => t.add({ kind: 'chain', name: 'a' }) },
   {
     name: 'build the table',
@@ -104,20 +95,19 @@ const STEPS: readonly Step[] = [
     build: (t) => {
       t.add({ kind: 'table' });
       t.add({ kind: 'chain', name: 'input', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' } });
-      t.add({ kind: 'chain', name: 'fwd-0', base: { type: 'filter', hook: 'forward', priority: -150 } });
+      t.add({ kind: 'chain', name: 'fwd-0', base: { type: 'filter', hook: 'forward', priority: -150, policy: 'accept' } });
       t.add({ kind: 'chain', name: 'a' });
       t.add({ kind: 'chain', name: 'b' });
-      t.add({ kind: 'counter', name: 'k' });
-      t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'], counter: true, comment: 'peers' });
+      t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'] });
       t.add({ kind: 'set', name: 'h4', type: ['ipv4_addr'] });
       t.add({ kind: 'set', name: 'h6', type: ['ipv6_addr'] });
       t.add({ kind: 'set', name: 'cc', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'] });
       t.add({ kind: 'set', name: 'c1', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'] });
       t.add({ kind: 'set', name: 'pp', type: ['inet_proto', 'inet_service'], flags: ['interval'] });
       t.add({ kind: 'set', name: 'pr', type: ['inet_proto'] });
-      t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'], value: 'verdict' });
-      t.add({ kind: 'map', name: 'mi', type: ['ipv4_addr', 'inet_service'], flags: ['interval'], value: 'verdict', comment: 'interval map' });
-      t.add({ kind: 'element', set: 's4', key: ['10.0.0.0/24'], comment: 'pod ns/a' });
+      t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'] });
+      t.add({ kind: 'map', name: 'mi', type: ['ipv4_addr', 'inet_service'], flags: ['interval'] });
+      t.add({ kind: 'element', set: 's4', key: ['10.0.0.0/24'] });
       t.add({ kind: 'element', set: 's4', key: ['10.1.0.1-10.1.0.9'] });
       t.add({ kind: 'element', set: 's4', key: ['10.2.0.0-10.2.0.255'] });
       t.add({ kind: 'element', set: 's4', key: ['10.3.0.7/32'] });
@@ -134,29 +124,23 @@ const STEPS: readonly Step[] = [
       t.add({ kind: 'element', set: 'pr', key: ['tcp'] });
       t.add({ kind: 'element', set: 'pr', key: ['udp'] });
       t.add({ kind: 'element', set: 'pr', key: ['sctp'] });
-      t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: { jump: 'b' }, comment: 'e1' });
+      t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: { jump: 'b' } });
       t.add({ kind: 'element', set: 'm4', key: ['10.0.0.2'], value: 'accept' });
-      t.add({ kind: 'element', set: 'm4', key: ['10.0.0.3'], value: { goto: 'b' } });
-      t.add({ kind: 'element', set: 'mi', key: ['10.0.0.0/8', '80-81'], value: 'drop', comment: 'ec' });
-      t.add({ kind: 'rule', chain: 'input', body: [ctState('related', 'established'), accept()], comment: 'ct' });
+      t.add({ kind: 'element', set: 'm4', key: ['10.0.0.3'], value: { jump: 'b' } });
+      t.add({ kind: 'element', set: 'mi', key: ['10.0.0.0/8', '80-81'], value: 'drop' });
+      t.add({ kind: 'rule', chain: 'input', body: [ctState('related', 'established'), accept()] });
       t.add({ kind: 'rule', chain: 'input', body: [ctState('invalid'), drop()] });
-      t.add({ kind: 'rule', chain: 'input', body: [matchSet(['ip saddr'], 's4'), counter(), jump('a')], comment: 'to-a' });
+      t.add({ kind: 'rule', chain: 'input', body: [matchSet(['ip saddr'], 's4'), counter(), jump('a')] });
       t.add({ kind: 'rule', chain: 'input', body: [matchSet(['ip saddr', 'meta l4proto', 'th dport'], 'cc'), drop()] });
-      t.add({ kind: 'rule', chain: 'input', body: [matchSet(['meta l4proto', 'th dport'], 'pp'), matchSet(['ip6 saddr'], 'h6', { negate: true }), ret()] });
+      t.add({ kind: 'rule', chain: 'input', body: [matchSet(['meta l4proto', 'th dport'], 'pp'), matchSet(['ip6 saddr'], 'h6'), ret()] });
       t.add({ kind: 'rule', chain: 'input', body: [vmap(['ip saddr'], 'm4')] });
       t.add({ kind: 'rule', chain: 'input', body: [vmap(['ip saddr', 'th dport'], 'mi')] });
-      t.add({ kind: 'rule', chain: 'fwd-0', body: [matchAddress('ip6 saddr', 'fd00::/64', { negate: true }), goto('a')] });
-      t.add({ kind: 'rule', chain: 'fwd-0', body: [nfproto(4), ctState('new'), iifname('veth0'), oifname('eth-1'), l4proto('udp'), accept()] });
-      t.add({ kind: 'rule', chain: 'fwd-0', body: [iifname('veth0'), port('udp', 'sport', 53), accept()] });
-      t.add({
-        kind: 'rule',
-        chain: 'a',
-        body: [port('tcp', 'dport', 80, 90), matchAddress('ip saddr', '10.0.0.0/8'), matchAddress('ip daddr', '10.1.2.3/32'), namedCounter('k'), log('np drop: '), drop()],
-        comment: TRICKY_COMMENT,
-      });
-      t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip daddr'], 'h4'), matchSet(['meta l4proto'], 'pr'), log(), accept()], comment: 'a-2' });
-      t.add({ kind: 'rule', chain: 'a', body: [matchAddress('ip daddr', '10.9.0.1-10.9.0.9', { negate: true }), drop()] });
-      t.add({ kind: 'rule', chain: 'a', body: [matchAddress('ip6 daddr', '::ffff:1.2.3.4'), icmpv6NeighborDiscovery(), accept()] });
+      t.add({ kind: 'rule', chain: 'fwd-0', body: [ctState('new'), jump('a')] });
+      t.add({ kind: 'rule', chain: 'fwd-0', body: [limit(10, 'second'), log({ prefix: 'np drop: ', group: 2 }), counter(), accept()] });
+      t.add({ kind: 'rule', chain: 'fwd-0', body: [limit(7, 'minute', 9), log(), drop()] });
+      t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip saddr'], 's4'), log({ prefix: 'np drop: ' }), counter(), drop()] });
+      t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip daddr'], 'h4'), matchSet(['meta l4proto'], 'pr'), log({ group: 1 }), accept()] });
+      t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip6 daddr'], 'h6'), icmpv6NeighborDiscovery(), accept()] });
       t.add({ kind: 'rule', chain: 'a', body: [icmpv6Type('nd-redirect', 'nd-router-advert'), accept()] });
       t.add({ kind: 'rule', chain: 'a', body: [icmpv6Type('nd-neighbor-solicit'), counter(), accept()] });
     },
@@ -168,25 +152,16 @@ const STEPS: readonly Step[] = [
       t.add({ kind: 'table' });
       t.add({ kind: 'chain', name: 'input' });
       t.add({ kind: 'chain', name: 'a' });
-      t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'], counter: true, comment: 'another comment' });
-      t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'], value: 'verdict' });
-      t.add({ kind: 'counter', name: 'k' });
-      t.add({ kind: 'element', set: 's4', key: ['10.0.0.0-10.0.0.255'], comment: 'not updated' });
+      t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'] });
+      t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'] });
+      t.add({ kind: 'element', set: 's4', key: ['10.0.0.0-10.0.0.255'] });
       t.add({ kind: 'element', set: 'h4', key: ['10.9.9.9'] });
       t.add({ kind: 'element', set: 'cc', key: ['10.0.0.0/24', 'tcp', '80-90'] });
       t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: { jump: 'b' } });
     },
   },
-  { name: 'create table', expect: 'EEXIST', build: (t) => t.create({ kind: 'table' }) },
-  { name: 'create chain', expect: 'EEXIST', build: (t) => t.create({ kind: 'chain', name: 'a' }) },
-  { name: 'create set', expect: 'EEXIST', build: (t) => t.create({ kind: 'set', name: 'h4', type: ['ipv4_addr'] }) },
-  { name: 'create counter', expect: 'EEXIST', build: (t) => t.create({ kind: 'counter', name: 'k' }) },
-  { name: 'create element', expect: 'EEXIST', build: (t) => t.create({ kind: 'element', set: 'h4', key: ['10.9.9.9'] }) },
-  { name: 'create interval element', expect: 'EEXIST', build: (t) => t.create({ kind: 'element', set: 's4', key: ['10.0.0.0/24'] }) },
-  { name: 'create concat element', expect: 'EEXIST', build: (t) => t.create({ kind: 'element', set: 'cc', key: ['10.0.0.0/24', 'tcp', '80-90'] }) },
   { name: 'set with another type', expect: 'EEXIST', build: (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv6_addr'] }) },
   { name: 'set with other flags', expect: 'EEXIST', build: (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv4_addr'], flags: ['interval'] }) },
-  { name: 'set with a counter', expect: 'EEXIST', build: (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv4_addr'], counter: true }) },
   { name: 'map over a set', expect: 'EEXIST', build: (t) => t.add({ kind: 'map', name: 'h4', type: ['ipv4_addr'] }) },
   { name: 'map element with another value', expect: 'EEXIST', build: (t) => t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: 'drop' }) },
   { name: 'interval overlap: inside', expect: 'EEXIST', build: (t) => t.add({ kind: 'element', set: 's4', key: ['10.0.0.5'] }) },
@@ -224,7 +199,7 @@ const STEPS: readonly Step[] = [
       t.add({ kind: 'element', set: 'h4', key: ['10.20.0.1'] });
       t.add({ kind: 'element', set: 's4', key: ['10.20.0.0/24'] });
       t.delete({ kind: 'element', set: 'h4', key: ['10.20.0.1'] });
-      t.add({ kind: 'element', set: 's4', key: ['10.21.0.0/24'], comment: 'c' });
+      t.add({ kind: 'element', set: 's4', key: ['10.21.0.0/24'] });
       t.add({ kind: 'element', set: 'h4', key: ['10.20.0.1'] });
       t.delete({ kind: 'element', set: 's4', key: ['10.20.0.0/24'] });
       t.add({ kind: 'element', set: 's4', key: ['10.20.0.0/16'] });
@@ -245,7 +220,7 @@ const STEPS: readonly Step[] = [
     build: (t) => {
       for (let i = 0; i < 1200; i++) {
         const ip = `10.${100 + (i >> 8)}.${i & 255}`;
-        t.add({ kind: 'element', set: 's4', key: [`${ip}.0/25`], comment: `pod ns/p${i}` });
+        t.add({ kind: 'element', set: 's4', key: [`${ip}.0/25`] });
         t.add({ kind: 'element', set: 'cc', key: [`${ip}.0/24`, i % 2 === 0 ? 'tcp' : 'udp', `${1000 + (i % 50)}-${2000 + (i % 50)}`] });
         t.add({ kind: 'element', set: 'h4', key: [`${ip}.7`] });
       }
@@ -267,40 +242,22 @@ const STEPS: readonly Step[] = [
   { name: 'rule with a missing @set', expect: 'ENOENT', build: (t) => t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip saddr'], 'nope'), accept()] }) },
   { name: 'rule with a missing vmap', expect: 'ENOENT', build: (t) => t.add({ kind: 'rule', chain: 'a', body: [vmap(['ip saddr'], 'nope')] }) },
   { name: 'rule jumping to a missing chain', expect: 'ENOENT', build: (t) => t.add({ kind: 'rule', chain: 'a', body: [jump('nope')] }) },
-  { name: 'rule with a missing counter', expect: 'ENOENT', build: (t) => t.add({ kind: 'rule', chain: 'a', body: [namedCounter('nope'), accept()] }) },
   { name: 'rule key type mismatch', expect: 'EINVAL', build: (t) => t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip6 saddr'], 'h4'), accept()] }) },
   { name: 'rule jumping to a base chain', expect: 'EINVAL', build: (t) => t.add({ kind: 'rule', chain: 'a', body: [jump('input')] }) },
   { name: 'delete a chain referenced by a jump', expect: 'EBUSY', build: (t) => t.delete({ kind: 'chain', name: 'a' }) },
   { name: 'delete a chain referenced by a map element', expect: 'EBUSY', build: (t) => t.delete({ kind: 'chain', name: 'b' }) },
   { name: 'delete a referenced set', expect: 'EBUSY', build: (t) => t.delete({ kind: 'set', name: 's4' }) },
   { name: 'delete a referenced map', expect: 'EBUSY', build: (t) => t.delete({ kind: 'map', name: 'm4' }) },
-  { name: 'delete a referenced counter', expect: 'EBUSY', build: (t) => t.delete({ kind: 'counter', name: 'k' }) },
   { name: 'delete a missing chain', expect: 'ENOENT', build: (t) => t.delete({ kind: 'chain', name: 'nope' }) },
-  { name: 'delete a missing counter', expect: 'ENOENT', build: (t) => t.delete({ kind: 'counter', name: 'nope' }) },
-  { name: 'flush a set that is a map', expect: 'ENOENT', build: (t) => t.flush({ kind: 'set', name: 'm4' }) },
-  { name: 'change a hook', expect: 'EINVAL', build: (t) => t.add({ kind: 'chain', name: 'input', base: { type: 'filter', hook: 'output', priority: 0 } }) },
-  { name: 'change a priority', expect: 'EINVAL', build: (t) => t.add({ kind: 'chain', name: 'input', base: { type: 'filter', hook: 'input', priority: 10 } }) },
-  { name: 'hook a regular chain', expect: 'EEXIST', build: (t) => t.add({ kind: 'chain', name: 'b', base: { type: 'filter', hook: 'input', priority: 0 } }) },
+  { name: 'change a hook', expect: 'EINVAL', build: (t) => t.add({ kind: 'chain', name: 'input', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' } }) },
+  { name: 'change a priority', expect: 'EINVAL', build: (t) => t.add({ kind: 'chain', name: 'input', base: { type: 'filter', hook: 'input', priority: 10, policy: 'accept' } }) },
   {
     name: 'hook a regular chain, with a policy',
     expect: 'EINVAL',
     build: (t) => t.add({ kind: 'chain', name: 'b', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' } }),
   },
-  { name: 'change a hook, with a policy', expect: 'EINVAL', build: (t) => t.add({ kind: 'chain', name: 'input', base: { type: 'filter', hook: 'output', priority: 0, policy: 'accept' } }) },
+  { name: 'change a hook, with a policy', expect: 'EINVAL', build: (t) => t.add({ kind: 'chain', name: 'input', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' } }) },
   { name: 'change a policy', expect: 'ok', build: (t) => t.add({ kind: 'chain', name: 'fwd-0', base: { type: 'filter', hook: 'forward', priority: -150, policy: 'drop' } }) },
-  {
-    name: 'replace and insert rules by handle (found by comment)',
-    expect: 'ok',
-    build: (t, snap) => {
-      const h = handleOf(snap, 'a', 'a-2');
-      t.replace({ kind: 'rule', chain: 'a', handle: h, body: [matchSet(['ip daddr'], 'h4'), drop()], comment: 'a-2' });
-      t.insert({ kind: 'rule', chain: 'a', handle: h, body: [counter(), accept()], comment: 'before-a-2' });
-      t.add({ kind: 'rule', chain: 'a', handle: h, body: [ret()], comment: 'after-a-2' });
-    },
-  },
-  { name: 'delete a rule by handle', expect: 'ok', build: (t, snap) => t.delete({ kind: 'rule', chain: 'a', handle: handleOf(snap, 'a', 'after-a-2') }) },
-  { name: 'delete a rule with a handle of another chain', expect: 'ENOENT', build: (t, snap) => t.delete({ kind: 'rule', chain: 'b', handle: handleOf(snap, 'a', 'a-2') }) },
-  { name: 'replace a missing rule', expect: 'ENOENT', build: (t) => t.replace({ kind: 'rule', chain: 'a', handle: 999_999, body: [drop()] }) },
   {
     name: 'a failing batch applies nothing',
     expect: 'ENOENT',
@@ -331,72 +288,29 @@ const STEPS: readonly Step[] = [
     },
   },
   {
-    name: 'a bound constant set cannot change',
-    expect: 'EBUSY',
-    build: (t) => {
-      t.add({ kind: 'set', name: 'k4', type: ['ipv4_addr'], flags: ['constant'] });
-      t.add({ kind: 'element', set: 'k4', key: ['10.0.0.1'] });
-      t.add({ kind: 'rule', chain: 'b', body: [matchSet(['ip saddr'], 'k4'), accept()], comment: 'k4' });
-      t.add({ kind: 'element', set: 'k4', key: ['10.0.0.2'] });
-    },
-  },
-  {
-    name: 'destroy what does not exist',
-    expect: 'ok',
-    build: (t) => {
-      t.destroy({ kind: 'chain', name: 'nope' });
-      t.destroy({ kind: 'set', name: 'nope', type: ['ipv4_addr'] });
-      t.destroy({ kind: 'map', name: 'nope2', type: ['ipv4_addr'] });
-      t.destroy({ kind: 'counter', name: 'nope' });
-      t.destroy({ kind: 'element', set: 'h4', key: ['10.1.2.3'] });
-      t.destroy({ kind: 'element', set: 's4', key: ['10.99.0.0/16'] });
-      t.destroy({ kind: 'element', set: 'cc', key: ['10.99.0.0/16', 'tcp', '1-2'] });
-      t.destroy({ kind: 'element', set: 'm4', key: ['10.1.2.3'], value: 'drop' });
-    },
-  },
-  {
-    name: 'destroy what exists',
-    expect: 'ok',
-    build: (t) => {
-      t.destroy({ kind: 'element', set: 'h4', key: ['10.9.9.10'] });
-      t.destroy({ kind: 'element', set: 's4', key: ['10.1.0.1-10.1.0.9'] });
-      t.destroy({ kind: 'element', set: 'cc', key: ['10.0.0.9', 'udp', '53'] });
-      t.destroy({ kind: 'element', set: 'm4', key: ['10.0.0.3'], value: { goto: 'b' } });
-      t.add({ kind: 'chain', name: 'tmp' });
-      t.add({ kind: 'rule', chain: 'tmp', body: [accept()] });
-      t.destroy({ kind: 'chain', name: 'tmp' });
-    },
-  },
-  { name: 'destroy a map element with another value', expect: 'EEXIST', build: (t) => t.destroy({ kind: 'element', set: 'm4', key: ['10.0.0.2'], value: 'drop' }) },
-  { name: 'destroy an overlapping interval element', expect: 'EEXIST', build: (t) => t.destroy({ kind: 'element', set: 's4', key: ['10.0.0.5'] }) },
-  { name: 'destroy a referenced chain', expect: 'EBUSY', build: (t) => t.destroy({ kind: 'chain', name: 'a' }) },
-  {
     name: 'names that are grammar words but not keywords work everywhere',
     expect: 'ok',
     build: (t) => {
       for (const name of ['in', 'out', 'state', 'port', 'vm', 'string', 'a.b', '_x', 'A-1', 'n'.repeat(128)]) {
         t.add({ kind: 'chain', name });
-        t.add({ kind: 'counter', name });
         t.add({ kind: 'set', name: `s-${name}`.slice(0, 128), type: ['ipv4_addr'] });
         t.add({ kind: 'map', name: `m-${name}`.slice(0, 128), type: ['ipv4_addr'] });
-        t.add({ kind: 'element', set: `m-${name}`.slice(0, 128), key: ['10.0.0.1'], value: { goto: name } });
-        t.add({ kind: 'rule', chain: 'b', body: [matchSet(['ip saddr'], `s-${name}`.slice(0, 128)), namedCounter(name), jump(name)] });
+        t.add({ kind: 'element', set: `m-${name}`.slice(0, 128), key: ['10.0.0.1'], value: { jump: name } });
+        t.add({ kind: 'rule', chain: 'b', body: [matchSet(['ip saddr'], `s-${name}`.slice(0, 128)), counter(), jump(name)] });
         t.add({ kind: 'rule', chain: 'b', body: [vmap(['ip saddr'], `m-${name}`.slice(0, 128))] });
       }
     },
   },
   { name: 'flush a chain', expect: 'ok', build: (t) => t.flush({ kind: 'chain', name: 'b' }) },
-  { name: 'flush a set and a map', expect: 'ok', build: (t) => { t.flush({ kind: 'set', name: 'h6' }); t.flush({ kind: 'map', name: 'mi' }); } },
-  { name: 'flush the table keeps set elements', expect: 'ok', build: (t) => t.flush({ kind: 'table' }) },
   {
     name: 'delete what is no longer referenced',
     expect: 'ok',
     build: (t) => {
+      for (const name of ['input', 'fwd-0', 'a', 'b']) t.flush({ kind: 'chain', name });
       t.delete({ kind: 'set', name: 's4' });
       t.delete({ kind: 'map', name: 'mi' });
       t.delete({ kind: 'set', name: 'm4' }); // `delete set` on a map, as nft allows
       t.delete({ kind: 'chain', name: 'a' });
-      t.delete({ kind: 'counter', name: 'k' });
     },
   },
 ];
@@ -447,7 +361,7 @@ describe('FakeNft agrees with the kernel', { skip: isRoot ? false : 'needs root 
       assert.equal(fRun.code, kRun.code, `fake vs kernel: ${where}`);
       assert.equal(kCheck.code, kRun.code, `kernel check vs run: ${where}`);
       assert.equal(fCheck.code, fRun.code, `fake check vs run: ${where}`);
-      assert.deepEqual(normalizeSnapshot(await f.list()), normalizeSnapshot(await k.list()), `listing after ${where}`);
+      assert.deepEqual(viewOf(await f.list()), viewOf(await k.list()), `listing after ${where}`);
     }
   });
 
@@ -460,7 +374,7 @@ describe('FakeNft agrees with the kernel', { skip: isRoot ? false : 'needs root 
       const k = new KernelNftBackend({ table: T, context: ctx });
       try {
         await ctx.run(f.dump());
-        assert.deepEqual(normalizeSnapshot(await k.list()), normalizeSnapshot(await f.list()));
+        assert.deepEqual(viewOf(await k.list()), viewOf(await f.list()));
       } finally {
         k.close();
       }
@@ -469,14 +383,13 @@ describe('FakeNft agrees with the kernel', { skip: isRoot ? false : 'needs root 
     }
   });
 
-  it('destroys the table on both', async () => {
+  it('deletes the table on both', async () => {
     const k = kernel;
     const f = fake;
     assert.ok(k !== null && f !== null);
     for (const b of [k, f]) {
       const t = new Transaction(T);
-      t.destroy({ kind: 'table' });
-      t.destroy({ kind: 'table' });
+      t.delete({ kind: 'table' });
       await b.run(t);
       assert.equal(await b.list(), null);
     }

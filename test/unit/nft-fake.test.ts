@@ -11,12 +11,11 @@ import {
   counter,
   ctState,
   drop,
-  isAlreadyExists,
-  isBusy,
-  isNotFound,
+
+
   jump,
+  ret,
   matchSet,
-  namedCounter,
   vmap,
   type NftApplyErrorCode,
 } from '../../src/dataplane/nft';
@@ -35,7 +34,7 @@ function tx(build: (t: Transaction) => void): Transaction {
   return t;
 }
 
-/** A fake holding a small table: chains in (base), a, b; sets s4 (interval), h4 (hash), cc (concat interval); map m4; counter k. */
+/** A fake holding a small table: chains in (base), a, b; sets s4 (interval), h4 (hash), cc (concat interval); map m4. */
 async function seeded(): Promise<FakeNft> {
   const fake = new FakeNft(T);
   await fake.run(
@@ -44,17 +43,16 @@ async function seeded(): Promise<FakeNft> {
       t.add({ kind: 'chain', name: 'in', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' } });
       t.add({ kind: 'chain', name: 'a' });
       t.add({ kind: 'chain', name: 'b' });
-      t.add({ kind: 'counter', name: 'k' });
       t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'] });
       t.add({ kind: 'set', name: 'h4', type: ['ipv4_addr'] });
       t.add({ kind: 'set', name: 'cc', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'] });
-      t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'], value: 'verdict' });
+      t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'] });
       t.add({ kind: 'element', set: 's4', key: ['10.0.0.0/24'] });
       t.add({ kind: 'element', set: 'h4', key: ['10.9.9.9'] });
       t.add({ kind: 'element', set: 'cc', key: ['10.0.0.0/24', 'tcp', '80-90'] });
       t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: { jump: 'b' } });
       t.add({ kind: 'rule', chain: 'in', body: [jump('a')] });
-      t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip saddr'], 's4'), namedCounter('k'), accept()], comment: 'r-a' });
+      t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip saddr'], 's4'), counter(), accept()] });
     }),
   );
   return fake;
@@ -70,7 +68,7 @@ async function expectFailure(fake: FakeNft, t: Transaction, code: NftApplyErrorC
     caught = err;
   }
   assert.ok(caught instanceof NftApplyError, `expected ${code}, got ${String(caught)}\n${t.toString()}`);
-  assert.equal(caught.code, code, `${caught.message}\n${t.toString()}`);
+  assert.equal(caught.nftCode, code, `${caught.message}\n${t.toString()}`);
   if (opIndex !== undefined) assert.equal(caught.op?.index, opIndex, caught.message);
   assert.equal(fake.dump(), before, 'a failed transaction changed the state');
   return caught;
@@ -96,7 +94,7 @@ describe('FakeNft transactions', () => {
     const before = fake.dump();
     await fake.check(tx((t) => t.add({ kind: 'chain', name: 'c' })));
     assert.equal(fake.dump(), before);
-    await assert.rejects(fake.check(tx((t) => t.create({ kind: 'chain', name: 'a' }))), (e: unknown) => isAlreadyExists(e));
+    await assert.rejects(fake.check(tx((t) => t.add({ kind: 'set', name: 'h4', type: ['ipv6_addr'] }))), (e: unknown) => e instanceof NftApplyError && e.nftCode === 'EEXIST');
   });
 
   it('throws a pending validation error without applying anything', async () => {
@@ -120,7 +118,7 @@ describe('FakeNft transactions', () => {
 });
 
 describe('FakeNft idempotence and updates', () => {
-  it('add is a no-op for existing tables, chains, sets, maps, counters and identical elements', async () => {
+  it('add is a no-op for existing tables, chains, sets, maps and identical elements', async () => {
     const fake = await seeded();
     const before = fake.dump();
     await fake.run(
@@ -128,10 +126,9 @@ describe('FakeNft idempotence and updates', () => {
         t.add({ kind: 'table' });
         t.add({ kind: 'chain', name: 'a' });
         t.add({ kind: 'chain', name: 'in' });
-        t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'], comment: 'a comment is not compared' });
-        t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'], value: 'verdict' });
-        t.add({ kind: 'counter', name: 'k' });
-        t.add({ kind: 'element', set: 's4', key: ['10.0.0.0-10.0.0.255'], comment: 'not updated' });
+        t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'] });
+        t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'] });
+          t.add({ kind: 'element', set: 's4', key: ['10.0.0.0-10.0.0.255'] });
         t.add({ kind: 'element', set: 'h4', key: ['10.9.9.9'] });
         t.add({ kind: 'element', set: 'h4', key: ['10.9.9.9'] });
         t.add({ kind: 'element', set: 'cc', key: ['10.0.0.0/24', 'tcp', '80-90'] });
@@ -147,15 +144,6 @@ describe('FakeNft idempotence and updates', () => {
     assert.equal((await fake.list())?.chains.find((c) => c.name === 'in')?.base?.policy, 'drop');
   });
 
-  it('flush table removes rules but keeps set elements', async () => {
-    const fake = await seeded();
-    await fake.run(tx((t) => t.flush({ kind: 'table' })));
-    const snap = await fake.list();
-    assert.ok(snap !== null);
-    assert.ok(snap.chains.every((c) => c.rules.length === 0));
-    assert.deepEqual(snap.sets.find((s) => s.name === 's4')?.elements, [{ key: ['10.0.0.0/24'] }]);
-  });
-
   it('deleting a chain takes its rules and their references with it', async () => {
     const fake = await seeded();
     await fake.run(
@@ -163,7 +151,6 @@ describe('FakeNft idempotence and updates', () => {
         t.flush({ kind: 'chain', name: 'in' });
         t.delete({ kind: 'chain', name: 'a' });
         t.delete({ kind: 'set', name: 's4' });
-        t.delete({ kind: 'counter', name: 'k' });
       }),
     );
     const snap = await fake.list();
@@ -172,69 +159,16 @@ describe('FakeNft idempotence and updates', () => {
 
   it('delete set also deletes a map of that name (as nft does)', async () => {
     const fake = await seeded();
-    await fake.run(tx((t) => t.delete({ kind: 'set', name: 'm4', type: ['ipv4_addr'] })));
+    await fake.run(tx((t) => t.delete({ kind: 'set', name: 'm4' })));
     assert.deepEqual((await fake.list())?.maps, []);
   });
 
-  it('destroy deletes what exists and ignores what does not', async () => {
-    const fake = await seeded();
-    await fake.run(
-      tx((t) => {
-        t.destroy({ kind: 'chain', name: 'nope' });
-        t.destroy({ kind: 'set', name: 'nope', type: ['ipv4_addr'] });
-        t.destroy({ kind: 'counter', name: 'nope' });
-        t.destroy({ kind: 'element', set: 'h4', key: ['10.1.2.3'] });
-        t.destroy({ kind: 'element', set: 'h4', key: ['10.9.9.9'] });
-        t.destroy({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: { jump: 'b' } });
-        t.destroy({ kind: 'chain', name: 'b' });
-      }),
-    );
-    const snap = await fake.list();
-    assert.deepEqual(snap?.sets.find((s) => s.name === 'h4')?.elements, []);
-    assert.deepEqual(snap?.maps.find((s) => s.name === 'm4')?.elements, []);
-    assert.ok(!snap?.chains.some((c) => c.name === 'b'));
-    await fake.run(tx((t) => t.destroy({ kind: 'table' })));
-    assert.equal(await fake.list(), null);
-    await fake.run(tx((t) => t.destroy({ kind: 'table' })));
-    assert.equal(fake.dump(), '');
-  });
-
-  it('positions rules by handle and keeps the handle on replace', async () => {
-    const fake = new FakeNft(T);
-    await fake.run(
-      tx((t) => {
-        t.add({ kind: 'table' });
-        t.add({ kind: 'chain', name: 'c' }); // handle 1
-        t.add({ kind: 'rule', chain: 'c', body: [counter(), accept()], comment: 'one' }); // 2
-        t.add({ kind: 'rule', chain: 'c', body: [drop()], comment: 'two' }); // 3
-      }),
-    );
-    await fake.run(
-      tx((t) => {
-        t.add({ kind: 'rule', chain: 'c', handle: 2, body: [accept()], comment: 'after-one' }); // 4
-        t.insert({ kind: 'rule', chain: 'c', handle: 3, body: [accept()], comment: 'before-two' }); // 5
-        t.insert({ kind: 'rule', chain: 'c', body: [ctState('invalid'), drop()], comment: 'top' }); // 6
-        t.replace({ kind: 'rule', chain: 'c', handle: 3, body: [accept()], comment: 'two-replaced' });
-      }),
-    );
-    const rules = (await fake.list())?.chains[0]?.rules;
-    assert.deepEqual(rules, [
-      { handle: 6, body: 'ct state invalid drop', comment: 'top' },
-      { handle: 2, body: 'counter accept', comment: 'one' },
-      { handle: 4, body: 'accept', comment: 'after-one' },
-      { handle: 5, body: 'accept', comment: 'before-two' },
-      { handle: 3, body: 'accept', comment: 'two-replaced' },
-    ]);
-    await fake.run(tx((t) => t.delete({ kind: 'rule', chain: 'c', handle: 4 })));
-    assert.equal((await fake.list())?.chains[0]?.rules.length, 4);
-  });
 });
 
 describe('FakeNft failures', () => {
-  it('ENOENT: missing table, chain, set, map, counter, element, rule handle, jump target', async () => {
+  it('ENOENT: missing table, chain, set, map, element, jump target', async () => {
     const fresh = new FakeNft(T);
     await expectFailure(fresh, tx((t) => t.delete({ kind: 'table' })), 'ENOENT');
-    await expectFailure(fresh, tx((t) => t.flush({ kind: 'table' })), 'ENOENT');
     await expectFailure(fresh, tx((t) => t.add({ kind: 'chain', name: 'c' })), 'ENOENT');
     const fake = await seeded();
     const cases: [string, (t: Transaction) => void][] = [
@@ -244,56 +178,30 @@ describe('FakeNft failures', () => {
       ['jump to missing chain', (t) => t.add({ kind: 'rule', chain: 'a', body: [jump('x')] })],
       ['missing @set', (t) => t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip saddr'], 'x'), accept()] })],
       ['missing vmap', (t) => t.add({ kind: 'rule', chain: 'a', body: [vmap(['ip saddr'], 'x')] })],
-      ['missing counter', (t) => t.add({ kind: 'rule', chain: 'a', body: [namedCounter('x'), accept()] })],
       ['element of missing set', (t) => t.add({ kind: 'element', set: 'x', key: ['10.0.0.1'] })],
-      ['map element to missing chain', (t) => t.add({ kind: 'element', set: 'm4', key: ['10.0.0.2'], value: { goto: 'x' } })],
+      ['map element to missing chain', (t) => t.add({ kind: 'element', set: 'm4', key: ['10.0.0.2'], value: { jump: 'x' } })],
       ['delete missing hash element', (t) => t.delete({ kind: 'element', set: 'h4', key: ['10.0.0.1'] })],
       ['delete part of an interval', (t) => t.delete({ kind: 'element', set: 's4', key: ['10.0.0.0/25'] })],
       ['delete missing concat element', (t) => t.delete({ kind: 'element', set: 'cc', key: ['10.5.0.0/24', 'tcp', '80'] })],
-      ['delete rule with a handle of another chain', (t) => t.delete({ kind: 'rule', chain: 'a', handle: 9 })],
-      ['replace missing handle', (t) => t.replace({ kind: 'rule', chain: 'a', handle: 99, body: [drop()] })],
-      ['add after missing handle', (t) => t.add({ kind: 'rule', chain: 'a', handle: 99, body: [drop()] })],
-      ['insert before missing handle', (t) => t.insert({ kind: 'rule', chain: 'a', handle: 99, body: [drop()] })],
-      ['delete counter', (t) => t.delete({ kind: 'counter', name: 'x' })],
-      ['delete set', (t) => t.delete({ kind: 'set', name: 'x', type: ['ipv4_addr'] })],
-      ['flush set that is a map', (t) => t.flush({ kind: 'set', name: 'm4', type: ['ipv4_addr'] })],
-      ['flush map that is a set', (t) => t.flush({ kind: 'map', name: 'h4', type: ['ipv4_addr'], value: 'verdict' })],
+      ['delete set', (t) => t.delete({ kind: 'set', name: 'x' })],
     ];
     for (const [what, build] of cases) {
       const err = await expectFailure(fake, tx(build), 'ENOENT', 0);
-      assert.ok(isNotFound(err), what);
+      assert.ok(err.message.length > 0, what);
     }
     const interval = await expectFailure(fake, tx((t) => t.delete({ kind: 'element', set: 's4', key: ['10.7.0.0/24'] })), 'ENOENT');
     assert.equal(interval.nftMessage, 'element does not exist');
   });
 
-  it('EEXIST: create of existing objects, conflicting definitions and values', async () => {
+  it('EEXIST: conflicting definitions and values', async () => {
     const fake = await seeded();
     const cases: [string, (t: Transaction) => void][] = [
-      ['create table', (t) => t.create({ kind: 'table' })],
-      ['create chain', (t) => t.create({ kind: 'chain', name: 'a' })],
-      ['create set', (t) => t.create({ kind: 'set', name: 'h4', type: ['ipv4_addr'] })],
-      ['create map', (t) => t.create({ kind: 'map', name: 'm4', type: ['ipv4_addr'], value: 'verdict' })],
-      ['create counter', (t) => t.create({ kind: 'counter', name: 'k' })],
-      ['create element', (t) => t.create({ kind: 'element', set: 'h4', key: ['10.9.9.9'] })],
-      ['create interval element', (t) => t.create({ kind: 'element', set: 's4', key: ['10.0.0.0/24'] })],
-      ['create concat element', (t) => t.create({ kind: 'element', set: 'cc', key: ['10.0.0.0/24', 'tcp', '80-90'] })],
-      ['create element twice in one batch', (t) => t.create({ kind: 'element', set: 'h4', key: ['10.1.1.1'] })],
       ['set with another type', (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv6_addr'] })],
       ['set with other flags', (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv4_addr'], flags: ['interval'] })],
-      ['set with counter', (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv4_addr'], counter: true })],
-      ['map over a set', (t) => t.add({ kind: 'map', name: 'h4', type: ['ipv4_addr'], value: 'verdict' })],
-      ['hook on a regular chain', (t) => t.add({ kind: 'chain', name: 'a', base: { type: 'filter', hook: 'input', priority: 0 } })],
+      ['map over a set', (t) => t.add({ kind: 'map', name: 'h4', type: ['ipv4_addr'] })],
       ['map element with another value', (t) => t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: 'accept' })],
-      ['destroy element with another value', (t) => t.destroy({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: 'drop' })],
-      ['destroy set with another type', (t) => t.destroy({ kind: 'set', name: 'h4', type: ['ipv6_addr'] })],
     ];
-    for (const [what, build] of cases) {
-      const t = tx(build);
-      if (what === 'create element twice in one batch') t.create({ kind: 'element', set: 'h4', key: ['10.1.1.1'] });
-      const err = await expectFailure(fake, t, 'EEXIST');
-      assert.ok(isAlreadyExists(err), what);
-    }
+    for (const [what, build] of cases) assert.ok((await expectFailure(fake, tx(build), 'EEXIST')).message.length > 0, what);
   });
 
   it('EEXIST: overlapping elements in a single-field interval set (any overlap, as nft checks it)', async () => {
@@ -351,46 +259,31 @@ describe('FakeNft failures', () => {
     assert.deepEqual((await fake.list())?.sets.find((s) => s.name === 'cc')?.elements, []);
   });
 
-  it('EBUSY: deleting referenced objects, changing a bound constant set', async () => {
+  it('EBUSY: deleting referenced objects', async () => {
     const fake = await seeded();
     await fake.run(
       tx((t) => {
         t.add({ kind: 'chain', name: 'self' });
         t.add({ kind: 'rule', chain: 'self', body: [jump('self')] });
-        t.add({ kind: 'set', name: 'k4', type: ['ipv4_addr'], flags: ['constant'] });
-        t.add({ kind: 'element', set: 'k4', key: ['10.0.0.1'] });
-        t.add({ kind: 'rule', chain: 'b', body: [matchSet(['ip saddr'], 'k4'), vmap(['ip saddr'], 'm4')] });
+        t.add({ kind: 'rule', chain: 'b', body: [matchSet(['ip saddr'], 'h4'), vmap(['ip saddr'], 'm4')] });
       }),
     );
     const cases: [string, (t: Transaction) => void][] = [
       ['chain referenced by a jump', (t) => t.delete({ kind: 'chain', name: 'a' })],
       ['chain referenced by its own rule', (t) => t.delete({ kind: 'chain', name: 'self' })],
       ['chain referenced by a map element', (t) => t.delete({ kind: 'chain', name: 'b' })],
-      ['destroy of a referenced chain', (t) => t.destroy({ kind: 'chain', name: 'a' })],
-      ['set referenced by a rule', (t) => t.delete({ kind: 'set', name: 's4', type: ['ipv4_addr'] })],
-      ['map referenced by a vmap', (t) => t.delete({ kind: 'map', name: 'm4', type: ['ipv4_addr'], value: 'verdict' })],
-      ['counter referenced by a rule', (t) => t.delete({ kind: 'counter', name: 'k' })],
-      ['add to a bound constant set', (t) => t.add({ kind: 'element', set: 'k4', key: ['10.0.0.2'] })],
-      ['delete from a bound constant set', (t) => t.delete({ kind: 'element', set: 'k4', key: ['10.0.0.1'] })],
-      ['flush a bound constant set', (t) => t.flush({ kind: 'set', name: 'k4', type: ['ipv4_addr'] })],
+      ['set referenced by a rule', (t) => t.delete({ kind: 'set', name: 's4' })],
+      ['map referenced by a vmap', (t) => t.delete({ kind: 'map', name: 'm4' })],
     ];
-    for (const [what, build] of cases) assert.ok(isBusy(await expectFailure(fake, tx(build), 'EBUSY')), what);
-    // An unbound constant set can still change.
-    await fake.run(
-      tx((t) => {
-        t.add({ kind: 'set', name: 'k5', type: ['ipv4_addr'], flags: ['constant'] });
-        t.add({ kind: 'element', set: 'k5', key: ['10.0.0.1'] });
-        t.delete({ kind: 'element', set: 'k5', key: ['10.0.0.1'] });
-      }),
-    );
+    for (const [what, build] of cases) assert.ok((await expectFailure(fake, tx(build), 'EBUSY')).message.length > 0, what);
   });
 
   it('EINVAL: type mismatches, element shapes, unsupported chain changes, loops', async () => {
     const fake = await seeded();
     const cases: [string, (t: Transaction) => void][] = [
-      ['hook change', (t) => t.add({ kind: 'chain', name: 'in', base: { type: 'filter', hook: 'output', priority: 0 } })],
-      ['priority change', (t) => t.add({ kind: 'chain', name: 'in', base: { type: 'filter', hook: 'input', priority: 10 } })],
-      ['regular to base with a policy', (t) => t.add({ kind: 'chain', name: 'a', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' } })],
+      ['hook and policy on a regular chain', (t) => t.add({ kind: 'chain', name: 'a', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' } })],
+      ['hook change', (t) => t.add({ kind: 'chain', name: 'in', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' } })],
+      ['priority change', (t) => t.add({ kind: 'chain', name: 'in', base: { type: 'filter', hook: 'input', priority: 10, policy: 'accept' } })],
       ['rule key type mismatch', (t) => t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip6 saddr'], 'h4'), accept()] })],
       ['rule concat mismatch', (t) => t.add({ kind: 'rule', chain: 'a', body: [matchSet(['ip saddr', 'th dport'], 'cc'), accept()] })],
       ['vmap on a set', (t) => t.add({ kind: 'rule', chain: 'a', body: [vmap(['ip saddr'], 'h4')] })],
@@ -403,7 +296,6 @@ describe('FakeNft failures', () => {
       ['port range in a hash set', (t) => t.add({ kind: 'element', set: 'h4', key: ['80-81'] })],
       ['value in a set', (t) => t.add({ kind: 'element', set: 'h4', key: ['10.1.0.1'], value: 'accept' })],
       ['no value in a map', (t) => t.add({ kind: 'element', set: 'm4', key: ['10.1.0.1'] })],
-      ['destroy map element without value', (t) => t.destroy({ kind: 'element', set: 'm4', key: ['10.0.0.1'] })],
     ];
     for (const [what, build] of cases) {
       const err = await expectFailure(fake, tx(build), 'EINVAL', 0);
@@ -428,7 +320,7 @@ describe('FakeNft failures', () => {
       }),
     ).then(
       () => assert.fail('loop through a vmap element accepted'),
-      (e: unknown) => assert.ok(e instanceof NftApplyError && e.code === 'EINVAL'),
+      (e: unknown) => assert.ok(e instanceof NftApplyError && e.nftCode === 'EINVAL'),
     );
   });
 });
@@ -443,7 +335,6 @@ describe('FakeNft views', () => {
         add chain inet np a
         add chain inet np b
         add chain inet np in { type filter hook input priority 0; policy accept; }
-        add counter inet np k
         add set inet np cc { type ipv4_addr . inet_proto . inet_service; flags interval; }
         add set inet np h4 { type ipv4_addr; }
         add map inet np m4 { type ipv4_addr : verdict; }
@@ -452,7 +343,7 @@ describe('FakeNft views', () => {
         add element inet np h4 { 10.9.9.9 }
         add element inet np m4 { 10.0.0.1 : jump b }
         add element inet np s4 { 10.0.0.0/24 }
-        add rule inet np a ip saddr @s4 counter name "k" accept comment "r-a"
+        add rule inet np a ip saddr @s4 counter accept
         add rule inet np in jump a
       `),
     );
@@ -465,18 +356,89 @@ describe('FakeNft views', () => {
       family: 'inet',
       name: 'np',
       chains: [
-        { name: 'in', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' }, rules: [{ handle: 9, body: 'jump a' }] },
-        { name: 'a', rules: [{ handle: 10, body: 'ip saddr @s4 counter name "k" accept', comment: 'r-a' }] },
+        { name: 'in', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' }, rules: ['jump a'] },
+        { name: 'a', rules: ['ip saddr @s4 counter accept'] },
         { name: 'b', rules: [] },
       ],
       sets: [
-        { name: 's4', type: ['ipv4_addr'], flags: ['interval'], counter: false, elements: [{ key: ['10.0.0.0/24'] }] },
-        { name: 'h4', type: ['ipv4_addr'], flags: [], counter: false, elements: [{ key: ['10.9.9.9'] }] },
-        { name: 'cc', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'], counter: false, elements: [{ key: ['10.0.0.0/24', 'tcp', '80-90'] }] },
+        { name: 's4', type: ['ipv4_addr'], flags: ['interval'], elements: [{ key: ['10.0.0.0/24'] }] },
+        { name: 'h4', type: ['ipv4_addr'], flags: [], elements: [{ key: ['10.9.9.9'] }] },
+        { name: 'cc', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'], elements: [{ key: ['10.0.0.0/24', 'tcp', '80-90'] }] },
       ],
-      maps: [{ name: 'm4', type: ['ipv4_addr'], flags: [], counter: false, elements: [{ key: ['10.0.0.1'], value: { jump: 'b' } }], value: 'verdict' }],
-      counters: [{ name: 'k', packets: 0, bytes: 0 }],
+      maps: [{ name: 'm4', type: ['ipv4_addr'], flags: [], elements: [{ key: ['10.0.0.1'], value: { jump: 'b' } }], value: 'verdict' }],
+      foreign: [],
     });
     assert.equal(await new FakeNft(T).list(), null);
+  });
+});
+
+describe('FakeNft planted objects', () => {
+  it('lists what someone else left as the kernel would, deletes it, and refuses to add ours over it', async () => {
+    const fake = await seeded();
+    fake.plant([
+      { kind: 'set', name: 'weird', type: ['ipv4_addr'], flags: ['timeout'], foreign: 'timeout 3600' },
+      { kind: 'map', name: 'data', type: ['ipv4_addr'], flags: [], value: 'ipv4_addr' },
+      { kind: 'chain', name: 'pre', base: { type: 'filter', hook: 'prerouting', priority: -5, policy: 'drop' } },
+      { kind: 'rule', chain: 'pre', text: 'ip saddr @weird meta mark set 0x3' },
+      { kind: 'object', type: 'flowtable', name: 'ft' },
+    ]);
+    const snap = await fake.list();
+    assert.deepEqual(snap?.sets.find((x) => x.name === 'weird'), { name: 'weird', type: ['ipv4_addr'], flags: ['timeout'], foreign: 'timeout 3600', elements: [] });
+    assert.equal(snap?.maps.find((x) => x.name === 'data')?.value, 'ipv4_addr');
+    assert.deepEqual(snap?.chains.find((c) => c.name === 'pre')?.rules, ['<foreign ip saddr @weird meta mark set 0x3>']);
+    assert.deepEqual(snap?.foreign, [{ type: 'flowtable', name: 'ft' }]);
+    assert.match(fake.dump(), /^# foreign set weird .*$/m);
+    assert.match(fake.dump(), /^# foreign map data .*$/m);
+    await expectFailure(fake, tx((t) => t.add({ kind: 'set', name: 'weird', type: ['ipv4_addr'] })), 'EEXIST');
+    await expectFailure(fake, tx((t) => t.add({ kind: 'element', set: 'data', key: ['10.0.0.1'], value: 'accept' })), 'EINVAL');
+    await expectFailure(fake, tx((t) => t.delete({ kind: 'set', name: 'weird' })), 'EBUSY');
+    await fake.run(
+      tx((t) => {
+        t.flush({ kind: 'chain', name: 'pre' });
+        t.delete({ kind: 'chain', name: 'pre' });
+        t.delete({ kind: 'set', name: 'weird' });
+        t.delete({ kind: 'map', name: 'data' });
+        t.delete({ kind: 'foreign', type: 'flowtable', name: 'ft' });
+      }),
+    );
+    assert.ok(!fake.dump().includes('foreign'));
+    await expectFailure(fake, tx((t) => t.delete({ kind: 'foreign', type: 'flowtable', name: 'ft' })), 'ENOENT');
+  });
+});
+
+describe('FakeNft packet evaluator', () => {
+  it('walks base chains by hook, rules in order, jumps and returns, verdict maps and set lookups', async () => {
+    const fake = new FakeNft(T);
+    await fake.run(
+      tx((t) => {
+        t.add({ kind: 'table' });
+        t.add({ kind: 'chain', name: 'forward', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' } });
+        t.add({ kind: 'chain', name: 'late', base: { type: 'filter', hook: 'forward', priority: 10, policy: 'drop' } });
+        t.add({ kind: 'chain', name: 'g' });
+        t.add({ kind: 'set', name: 'pp', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'] });
+        t.add({ kind: 'map', name: 'm', type: ['ipv4_addr'] });
+        t.add({ kind: 'element', set: 'pp', key: ['10.0.0.0/24', 'tcp', '80-81'] });
+        t.add({ kind: 'element', set: 'm', key: ['10.1.0.1'], value: { jump: 'g' } });
+        t.add({ kind: 'element', set: 'm', key: ['10.1.0.2'], value: 'drop' });
+        t.add({ kind: 'rule', chain: 'forward', body: [ctState('established', 'related'), accept()] });
+        t.add({ kind: 'rule', chain: 'forward', body: [vmap(['ip daddr'], 'm')] });
+        t.add({ kind: 'rule', chain: 'forward', body: [counter(), accept()] });
+        t.add({ kind: 'rule', chain: 'g', body: [matchSet(['ip saddr', 'meta l4proto', 'th dport'], 'pp'), ret()] });
+        t.add({ kind: 'rule', chain: 'g', body: [counter(), drop()] });
+        t.add({ kind: 'rule', chain: 'late', body: [accept()] });
+      }),
+    );
+    const p = { hook: 'forward' as const, saddr: '10.0.0.7', daddr: '10.1.0.1', protocol: 'tcp' as const, dport: 80, ct: 'new' as const };
+    assert.equal(fake.evaluate(p), 'accept', 'g returns, the next rule of forward accepts, then the later base chain accepts');
+    assert.equal(fake.evaluate({ ...p, dport: 82 }), 'drop', 'no element matches: g drops');
+    assert.equal(fake.evaluate({ ...p, protocol: 'udp' }), 'drop');
+    assert.equal(fake.evaluate({ ...p, saddr: '10.0.1.7' }), 'drop');
+    assert.equal(fake.evaluate({ ...p, ct: 'established', dport: 82 }), 'accept', 'conntrack first');
+    assert.equal(fake.evaluate({ ...p, daddr: '10.1.0.2' }), 'drop', 'a drop element of the map');
+    assert.equal(fake.evaluate({ ...p, daddr: '10.1.0.3' }), 'accept', 'a map miss goes on to the next rule');
+    assert.equal(fake.evaluate({ ...p, saddr: 'fd00::7', daddr: 'fd00::1' }), 'accept', 'ip daddr does not match an IPv6 packet');
+    assert.equal(fake.evaluate({ ...p, hook: 'input' }), 'accept', 'no base chain on input');
+    await fake.run(tx((t) => t.flush({ kind: 'chain', name: 'late' })));
+    assert.equal(fake.evaluate(p), 'drop', 'a later base chain with policy drop still sees an accepted packet');
   });
 });

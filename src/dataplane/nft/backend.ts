@@ -1,18 +1,18 @@
-// The contract between the dataplane and nftables: run a transaction
-// atomically, check one, list the agent's table. KernelNftBackend
-// (kernel-backend.ts) and FakeNft (fake.ts) implement it and fail the same way
-// (NftApplyError codes, see errors.ts).
+// The contract between the dataplane and nftables: run a transaction atomically, check one, list the
+// agent's table. KernelNftBackend (kernel-backend.ts) and FakeNft (fake.ts) implement it and fail the
+// same way (NftApplyError codes, see errors.ts).
+//
+// A listing describes whatever is in the table, including what the agent never writes (another
+// hook, set flags, map value types, statements, object kinds): those are kept as text, so that they
+// compare unequal to what the agent wants and get replaced, and never make the listing unreadable.
 
-import type { BaseChainSpec, SetFlag, Verdict } from './objects';
+import type { ForeignKind, Verdict } from './objects';
 import type { Transaction } from './transaction';
 
 export interface NftBackend {
   /** The inet table this backend owns; transactions for another table are refused. */
   readonly table: string;
-  /**
-   * Applies every operation or none. Throws the transaction's pending
-   * NftValidationError without sending anything, or an NftApplyError.
-   */
+  /** Applies every operation or none. Throws the transaction's pending NftValidationError without sending anything, or an NftApplyError. */
   run(tx: Transaction): Promise<void>;
   /** Like run, but only checks that the transaction would apply; changes nothing. */
   check(tx: Transaction): Promise<void>;
@@ -22,24 +22,21 @@ export interface NftBackend {
   close(): void;
 }
 
-export interface CounterValues {
-  readonly packets: number;
-  readonly bytes: number;
-}
-
-export interface RuleSnapshot {
-  /** Kernel handle: use it for replace/delete. Values differ between backends. */
-  readonly handle: number;
-  /** The rule's statements as the objects.ts helpers print them ("ip saddr @s4 counter jump pod-x"); counter values omitted. */
-  readonly body: string;
-  readonly comment?: string;
+export interface ListedBase {
+  readonly type: string;
+  readonly hook: string;
+  readonly priority: number;
+  readonly policy: string;
+  /** Devices of a netdev-style hook (ingress); absent for ours. */
+  readonly devices?: readonly string[];
 }
 
 export interface ChainSnapshot {
   readonly name: string;
-  /** Present for base chains; the policy is always reported. */
-  readonly base?: Required<BaseChainSpec>;
-  readonly rules: readonly RuleSnapshot[];
+  /** Present for base chains. */
+  readonly base?: ListedBase;
+  /** Each rule's statements as the objects.ts helpers print them; an expression with no helper prints as `<foreign ...>`. */
+  readonly rules: readonly string[];
 }
 
 export interface ElementSnapshot {
@@ -47,39 +44,31 @@ export interface ElementSnapshot {
   readonly key: readonly string[];
   /** Verdict of a verdict-map element. */
   readonly value?: Verdict;
-  readonly comment?: string;
-  /** Present when the set has `counter`. */
-  readonly counter?: CounterValues;
 }
 
 export interface SetSnapshot {
   readonly name: string;
   /** Datatypes of the key, one per concatenated field. */
   readonly type: readonly string[];
-  readonly flags: readonly SetFlag[];
-  readonly counter: boolean;
-  readonly comment?: string;
+  /** As listed ("interval", but also "constant", "timeout", "dynamic" when someone else made it). */
+  readonly flags: readonly string[];
+  /** What else its listing carried that ours never does (a timeout, counters, a size, elements it could not read). */
+  readonly foreign?: string;
   readonly elements: readonly ElementSnapshot[];
 }
 
 export interface MapSnapshot extends SetSnapshot {
-  readonly value: 'verdict';
-}
-
-export interface CounterSnapshot extends CounterValues {
-  readonly name: string;
+  /** The value type: "verdict" for ours. */
+  readonly value: string;
 }
 
 export interface TableSnapshot {
   readonly family: 'inet';
   readonly name: string;
   readonly chains: readonly ChainSnapshot[];
+  /** Sets and maps share one namespace in nftables. */
   readonly sets: readonly SetSnapshot[];
   readonly maps: readonly MapSnapshot[];
-  readonly counters: readonly CounterSnapshot[];
-}
-
-/** The first rule of `chain` whose comment is `comment` (the dataplane's identity key for rules). */
-export function findRuleByComment(snapshot: TableSnapshot, chain: string, comment: string): RuleSnapshot | undefined {
-  return snapshot.chains.find((c) => c.name === chain)?.rules.find((r) => r.comment === comment);
+  /** Objects of kinds the agent never creates (flowtables, named counters, quotas...). */
+  readonly foreign: readonly { readonly type: ForeignKind | string; readonly name: string }[];
 }

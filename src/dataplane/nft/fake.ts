@@ -1,79 +1,51 @@
-// FakeNft: an in-memory NftBackend that fails the way nft 1.0.6 on a 6.x
-// kernel does. run() copies the table, applies every operation in order to the
-// copy and commits only if all succeed. The semantics below were checked
-// against the kernel (test/netns/nft-agreement.test.ts runs the same
-// transactions through both and compares).
+// FakeNft: an in-memory NftBackend that fails the way nft 1.0.6 on a 6.x kernel does, and evaluates
+// packets against what it holds. run() copies the table, applies every operation in order to the copy
+// and commits only if all succeed. The semantics below were checked against the kernel
+// (test/netns/nft-agreement.test.ts runs the same transactions through both and compares).
 //
 // Kernel behaviour reproduced:
-//   table   add: idempotent. create: EEXIST. delete: ENOENT, else everything
-//           goes. flush: removes the rules of every chain; sets and maps KEEP
-//           their elements.
-//   chain   add on an existing chain: no-op, except a given policy is applied;
-//           a different type/hook/priority is EOPNOTSUPP (EINVAL here); a hook
-//           on a regular chain is EEXIST, or EOPNOTSUPP if a policy is given. delete: ENOENT; EBUSY while any rule
-//           (its own included) jumps/gotos to it or any map element
-//           jumps/gotos to it; its own rules go with it.
-//   rule    chain must exist; add/insert `handle` must be a rule of that chain;
-//           replace keeps the handle; @set/@map, counters and jump/goto
-//           targets must exist (ENOENT); a key type that does not match the
-//           set's, or a jump to a base chain, is EINVAL.
-//   set/map one namespace for both. add of an existing one with another kind,
-//           type, flags or counter: EEXIST (the comment is not compared nor
-//           updated). delete works on either kind (`delete set` deletes a map
-//           too, as in nft); EBUSY while a rule references it. flush: ENOENT
-//           on the other kind.
-//   element set/map must exist (ENOENT). Key arity or kinds that do not fit
-//           the type, a range/prefix without `flags interval`, a value in a
-//           set or none in a map: EINVAL. A bound `constant` set cannot change
-//           (EBUSY). add of an existing key: no-op (the old comment stays), or
-//           EEXIST in a map if the value differs; create: EEXIST.
-//           Overlaps in interval sets are EEXIST, with the kernel's two rules:
+//   table   add: idempotent. delete: ENOENT, else everything goes.
+//   chain   add on an existing chain: no-op, except the given policy is applied; a different
+//           type/hook/priority, or a hook and policy on a regular chain, is EOPNOTSUPP (EINVAL here).
+//           flush: its rules. delete: ENOENT; EBUSY while any rule jumps to it or any map element
+//           jumps to it; its own rules go with it.
+//   rule    chain must exist; @set/@map and jump targets must exist (ENOENT); a key type that does
+//           not match the set's, or a jump to a base chain, is EINVAL.
+//   set/map one namespace for both. add of an existing one with another kind, type or flags: EEXIST.
+//           delete works on either kind (`delete set` deletes a map too, as in nft); EBUSY while a
+//           rule references it.
+//   element set/map must exist (ENOENT). Key arity or kinds that do not fit the type, a
+//           range/prefix without `flags interval`, a value in a set or none in a map: EINVAL. add of
+//           an existing key: no-op, or EEXIST in a map if the value differs. Overlaps in interval
+//           sets are EEXIST, with the kernel's two rules:
 //             - single field (rbtree, checked by nft itself): any overlap;
-//             - concatenation (pipapo): the new element's first or last point
-//               falls inside an existing element (so a new element that
-//               strictly contains an old one is accepted, as in the kernel).
-//           delete: exact key, else ENOENT; except in concatenated interval
-//           sets, where the kernel deletes the element containing the key's
-//           first point (deleting 10.0.0.0/24 . tcp . 80-91 removes
-//           10.0.0.0/24 . tcp . 80-90): reproduced, exact match preferred.
-//   counter add idempotent, create EEXIST, delete ENOENT/EBUSY if referenced.
-//   destroy `add` then `delete` semantics, exactly what objects.ts renders.
-//   loops   a jump/goto/vmap cycle reachable from a base chain is ELOOP in the
-//           kernel (EINVAL here); checked once at the end of the transaction.
-// Not reproduced: the 16-level jump depth limit, handle values after a failed
-// transaction (the kernel may have consumed some), counter values (always 0).
+//             - concatenation (pipapo): the new element's first or last point falls inside an
+//               existing element (so a new element that strictly contains an old one is accepted).
+//           delete: exact key, else ENOENT; except in concatenated interval sets, where the kernel
+//           deletes the element containing the key's first point: reproduced, exact match preferred.
+//   loops   a jump/vmap cycle reachable from a base chain is ELOOP in the kernel (EINVAL here);
+//           checked once at the end of the transaction.
+// Objects someone else could have put in our table (another hook, set flags, map value types,
+// statements, flowtables...) are planted with plant(): they are listed as the kernel lists them and
+// can be deleted, which is what reconcile needs of them.
+// Not reproduced: the 16-level jump depth limit.
 
+import { parseIp } from '../../net/ip';
 import { ERRNO, NftApplyError, NftClosedError, NftValidationError, type NftApplyErrorCode, type OpSummary } from './errors';
-import type { ChainSnapshot, ElementSnapshot, MapSnapshot, NftBackend, SetSnapshot, TableSnapshot } from './backend';
-import {
-  parseKey,
-  verdictTarget,
-  type BaseChainSpec,
-  type Chain,
-  type Counter,
-  type Element,
-  type NftMap,
-  type NftObject,
-  type NftSet,
-  type Rule,
-  type RuleToken,
-  type SetFlag,
-  type Verb,
-  type Verdict,
-} from './objects';
+import type { ChainSnapshot, ElementSnapshot, ListedBase, MapSnapshot, NftBackend, SetSnapshot, TableSnapshot } from './backend';
+import { MATCH_FIELD_TYPE, parseKey, type Chain, type Element, type Icmpv6Type, type MatchField, type NftSet, type RuleToken, type Verb, type Verdict } from './objects';
 import { Transaction, type Operation } from './transaction';
-import { DATATYPE_KIND, compareParsed, type ParsedValue, type SetDatatype } from './values';
+import { DATATYPE_KIND, L4_PROTOCOLS, SET_DATATYPES, compareParsed, type ParsedValue, type SetDatatype } from './values';
 
 interface FakeRule {
-  readonly handle: number;
-  readonly body: readonly RuleToken[];
-  readonly comment?: string;
+  /** null for a rule someone else wrote with statements the helpers do not write (planted). */
+  readonly body: readonly RuleToken[] | null;
+  readonly text: string;
 }
 
 interface FakeChain {
   readonly name: string;
-  readonly handle: number;
-  base?: Required<BaseChainSpec>;
+  base?: ListedBase;
   rules: FakeRule[];
 }
 
@@ -82,18 +54,37 @@ interface FakeElement {
   readonly id: string;
   readonly key: readonly ParsedValue[];
   readonly value?: Verdict;
-  readonly comment?: string;
 }
 
 interface FakeSet {
   readonly kind: 'set' | 'map';
   readonly name: string;
-  readonly handle: number;
-  readonly type: readonly SetDatatype[];
-  readonly flags: readonly SetFlag[];
-  readonly counter: boolean;
-  readonly comment?: string;
+  readonly type: readonly string[];
+  readonly flags: readonly string[];
+  /** A map's value type ("verdict" for ours). */
+  readonly value?: string;
+  /** What a planted set carries that ours never do (see SetSnapshot.foreign). */
+  readonly foreign?: string;
   elements: ElementStore;
+}
+
+/** What someone else could have put in our table, for plant(). */
+export type ForeignPlant =
+  | { readonly kind: 'set' | 'map'; readonly name: string; readonly type: readonly string[]; readonly flags: readonly string[]; readonly value?: string; readonly foreign?: string }
+  | { readonly kind: 'chain'; readonly name: string; readonly base?: ListedBase }
+  | { readonly kind: 'rule'; readonly chain: string; readonly text: string }
+  | { readonly kind: 'object'; readonly type: string; readonly name: string };
+
+/** One packet at one hook of the node, as the fake's evaluator takes it. */
+export interface Packet {
+  readonly hook: 'forward' | 'input';
+  readonly saddr: string;
+  readonly daddr: string;
+  readonly protocol: 'tcp' | 'udp' | 'sctp' | 'icmpv6';
+  /** Destination port (tcp, udp, sctp). */
+  readonly dport?: number;
+  readonly icmpv6Type?: Icmpv6Type;
+  readonly ct: 'new' | 'established' | 'related';
 }
 
 /**
@@ -191,8 +182,8 @@ class ElementStore {
 interface FakeTable {
   chains: Map<string, FakeChain>;
   sets: Map<string, FakeSet>;
-  counters: Map<string, { readonly name: string; readonly handle: number }>;
-  nextHandle: number;
+  /** "type name" -> object of a kind we never create. */
+  foreign: Map<string, { readonly type: string; readonly name: string }>;
 }
 
 /** A failure inside the simulation; becomes an NftApplyError with the op. */
@@ -224,6 +215,21 @@ function sameVerdict(a: Verdict | undefined, b: Verdict | undefined): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+function verdictTarget(v: Verdict | undefined): string | null {
+  return v !== undefined && typeof v === 'object' ? v.jump : null;
+}
+
+/** Sets a rule refers to: from its tokens, or for a planted rule from its text. */
+function ruleSetRefs(r: FakeRule): string[] {
+  if (r.body === null) return [...r.text.matchAll(/@([A-Za-z0-9_.-]+)/g)].map((m) => m[1] as string);
+  return r.body.flatMap((tok) => (tok.setRef === null ? [] : [tok.setRef.name]));
+}
+
+function ruleJumps(r: FakeRule): string[] {
+  if (r.body === null) return [...r.text.matchAll(/(?:jump|goto) ([A-Za-z0-9_.-]+)/g)].map((m) => m[1] as string);
+  return r.body.flatMap((tok) => (tok.jumpTarget === null ? [] : [tok.jumpTarget]));
+}
+
 function contains(el: FakeElement, point: readonly bigint[]): boolean {
   return el.key.every((p, i) => {
     const x = point[i];
@@ -243,7 +249,11 @@ function cloneTable(t: FakeTable): FakeTable {
   for (const [k, c] of t.chains) chains.set(k, { ...c, rules: [...c.rules] });
   const sets = new Map<string, FakeSet>();
   for (const [k, s] of t.sets) sets.set(k, { ...s, elements: s.elements.clone() });
-  return { chains, sets, counters: new Map(t.counters), nextHandle: t.nextHandle };
+  return { chains, sets, foreign: new Map(t.foreign) };
+}
+
+function emptyTable(): FakeTable {
+  return { chains: new Map(), sets: new Map(), foreign: new Map() };
 }
 
 function compareKeys(a: readonly ParsedValue[], b: readonly ParsedValue[]): number {
@@ -260,7 +270,7 @@ function compareKeys(a: readonly ParsedValue[], b: readonly ParsedValue[]): numb
 /** Applies operations to a table state (null: no table). */
 class Simulator {
   table: FakeTable | null;
-  /** Index of the last operation that added a jump/goto/vmap edge (for loop errors). */
+  /** Index of the last operation that added a jump/vmap edge (for loop errors). */
   lastLinkOp = -1;
 
   constructor(table: FakeTable | null) {
@@ -269,243 +279,139 @@ class Simulator {
 
   apply(op: Operation): void {
     const obj = op.object;
-    if (obj.kind === 'table') return this.#table(op.verb);
+    if (obj.kind === 'table') {
+      if (op.verb === 'add') this.table ??= emptyTable();
+      else if (this.table === null) fail('ENOENT');
+      else this.table = null;
+      return;
+    }
     const t = this.table ?? fail('ENOENT');
     switch (obj.kind) {
       case 'chain':
         return this.#chain(t, op.verb, obj);
-      case 'rule':
-        return this.#rule(t, op, obj);
+      case 'rule': {
+        const chain = t.chains.get(obj.chain) ?? fail('ENOENT', `No such file or directory; chain ${obj.chain} does not exist`);
+        this.#checkRefs(t, obj.body);
+        if (obj.body.some((tok) => tok.jumpTarget !== null || tok.setRef?.verdictMap === true)) this.lastLinkOp = op.index;
+        chain.rules.push({ body: obj.body, text: obj.body.map((tok) => tok.text).join(' ') });
+        return;
+      }
       case 'set':
       case 'map':
         return this.#set(t, op.verb, obj);
       case 'element':
         return this.#element(t, op, obj);
-      case 'counter':
-        return this.#counter(t, op.verb, obj);
+      case 'foreign': {
+        const id = `${obj.type} ${obj.name}`;
+        if (!t.foreign.has(id)) fail('ENOENT');
+        for (const c of t.chains.values()) for (const r of c.rules) if (ruleSetRefs(r).includes(obj.name)) fail('EBUSY');
+        t.foreign.delete(id);
+        return;
+      }
     }
   }
-
-  #table(verb: Verb): void {
-    switch (verb) {
-      case 'add':
-        this.table ??= { chains: new Map(), sets: new Map(), counters: new Map(), nextHandle: 1 };
-        return;
-      case 'create':
-        if (this.table !== null) fail('EEXIST');
-        this.table = { chains: new Map(), sets: new Map(), counters: new Map(), nextHandle: 1 };
-        return;
-      case 'delete':
-        if (this.table === null) fail('ENOENT');
-        this.table = null;
-        return;
-      case 'destroy':
-        this.table = null;
-        return;
-      case 'flush':
-        if (this.table === null) fail('ENOENT');
-        for (const c of this.table.chains.values()) c.rules = [];
-        return;
-      default:
-        fail('EINVAL');
-    }
-  }
-
-  // --- chains ---------------------------------------------------------------
 
   #chain(t: FakeTable, verb: Verb, obj: Chain): void {
     const existing = t.chains.get(obj.name);
-    if (verb === 'create' && existing !== undefined) fail('EEXIST');
     switch (verb) {
-      case 'create':
       case 'add': {
         if (existing === undefined) {
-          const base = obj.base === undefined ? undefined : { ...obj.base, policy: obj.base.policy ?? 'accept' };
-          t.chains.set(obj.name, { name: obj.name, handle: t.nextHandle++, rules: [], ...(base === undefined ? {} : { base }) });
+          t.chains.set(obj.name, { name: obj.name, rules: [], ...(obj.base === undefined ? {} : { base: { ...obj.base } }) });
           return;
         }
         if (obj.base === undefined) return;
         const b = existing.base;
-        if (b === undefined) {
-          // The kernel checks the policy attribute first (EOPNOTSUPP on a regular chain), then the hook (EEXIST).
-          if (obj.base.policy !== undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
-          fail('EEXIST');
-        }
-        if (b.type !== obj.base.type || b.hook !== obj.base.hook || b.priority !== obj.base.priority) {
+        // We always send a policy: the kernel refuses one on a regular chain (EOPNOTSUPP) before looking at the hook.
+        if (b === undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
+        if (b.type !== obj.base.type || b.hook !== obj.base.hook || b.priority !== obj.base.priority || b.devices !== undefined) {
           fail('EINVAL', 'Could not process rule: Operation not supported');
         }
-        if (obj.base.policy !== undefined) existing.base = { ...b, policy: obj.base.policy };
+        existing.base = { ...b, policy: obj.base.policy };
         return;
       }
       case 'flush':
         (existing ?? fail('ENOENT')).rules = [];
         return;
-      case 'destroy':
-        if (existing === undefined) return;
-        return this.#deleteChain(t, obj.name);
       case 'delete':
         if (existing === undefined) fail('ENOENT');
-        return this.#deleteChain(t, obj.name);
-      default:
-        fail('EINVAL');
-    }
-  }
-
-  #deleteChain(t: FakeTable, name: string): void {
-    for (const c of t.chains.values()) {
-      for (const r of c.rules) for (const tok of r.body) if (tok.refs.chains.some((x) => x.chain === name)) fail('EBUSY');
-    }
-    for (const s of t.sets.values()) {
-      for (const e of s.elements.values()) if (e.value !== undefined && verdictTarget(e.value)?.chain === name) fail('EBUSY');
-    }
-    t.chains.delete(name);
-  }
-
-  // --- rules ----------------------------------------------------------------
-
-  #rule(t: FakeTable, op: Operation, obj: Rule): void {
-    const chain = t.chains.get(obj.chain) ?? fail('ENOENT', `No such file or directory; chain ${obj.chain} does not exist`);
-    const at = obj.handle === undefined ? -1 : chain.rules.findIndex((r) => r.handle === obj.handle);
-    if (obj.handle !== undefined && at < 0) fail('ENOENT');
-    if (op.verb === 'delete') {
-      chain.rules.splice(at, 1);
-      return;
-    }
-    const body = obj.body ?? [];
-    this.#checkRefs(t, body);
-    if (body.some((tok) => tok.refs.chains.length > 0 || tok.refs.sets.some((s) => s.verdictMap))) this.lastLinkOp = op.index;
-    const comment = obj.comment === undefined ? {} : { comment: obj.comment };
-    switch (op.verb) {
-      case 'add':
-        chain.rules.splice(at < 0 ? chain.rules.length : at + 1, 0, { handle: t.nextHandle++, body, ...comment });
-        return;
-      case 'insert':
-        chain.rules.splice(at < 0 ? 0 : at, 0, { handle: t.nextHandle++, body, ...comment });
-        return;
-      case 'replace':
-        chain.rules[at] = { handle: obj.handle ?? 0, body, ...comment };
-        return;
-      default:
-        fail('EINVAL');
+        for (const c of t.chains.values()) for (const r of c.rules) if (ruleJumps(r).includes(obj.name)) fail('EBUSY');
+        for (const s of t.sets.values()) for (const e of s.elements.values()) if (verdictTarget(e.value) === obj.name) fail('EBUSY');
+        t.chains.delete(obj.name);
     }
   }
 
   #checkRefs(t: FakeTable, body: readonly RuleToken[]): void {
     for (const tok of body) {
-      for (const ref of tok.refs.sets) {
+      const ref = tok.setRef;
+      if (ref !== null) {
         const s = t.sets.get(ref.name) ?? fail('ENOENT', 'No such file or directory');
-        if (ref.verdictMap !== (s.kind === 'map')) fail('EINVAL', `${ref.name} is ${s.kind === 'map' ? 'a map' : 'not a map'}`);
-        if (ref.key.join(' . ') !== s.type.join(' . ')) {
-          fail('EINVAL', `datatype mismatch, expected ${s.type.join(' . ')}, expression has type ${ref.key.join(' . ')}`);
-        }
+        if (ref.verdictMap !== (s.kind === 'map' && s.value === 'verdict')) fail('EINVAL', `${ref.name} is ${s.kind === 'map' ? 'a map' : 'not a map'}`);
+        if (ref.key.join(' . ') !== s.type.join(' . ')) fail('EINVAL', `datatype mismatch, expected ${s.type.join(' . ')}, expression has type ${ref.key.join(' . ')}`);
       }
-      for (const ref of tok.refs.chains) {
-        const c = t.chains.get(ref.chain) ?? fail('ENOENT');
-        if (c.base !== undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
-      }
-      for (const name of tok.refs.counters) if (!t.counters.has(name)) fail('ENOENT');
-    }
-  }
-
-  // --- sets and maps --------------------------------------------------------
-
-  #set(t: FakeTable, verb: Verb, obj: NftSet | NftMap): void {
-    const existing = t.sets.get(obj.name);
-    switch (verb) {
-      case 'add':
-      case 'create':
-      case 'destroy':
-        if (existing === undefined) {
-          if (verb === 'destroy') return;
-          t.sets.set(obj.name, {
-            kind: obj.kind,
-            name: obj.name,
-            handle: t.nextHandle++,
-            type: obj.type ?? [],
-            flags: obj.flags ?? [],
-            counter: obj.counter === true,
-            ...(obj.comment === undefined ? {} : { comment: obj.comment }),
-            elements: new ElementStore((obj.flags ?? []).includes('interval')),
-          });
-          return;
-        }
-        if (verb === 'create') fail('EEXIST');
-        if (
-          existing.kind !== obj.kind ||
-          existing.type.join(' . ') !== (obj.type ?? []).join(' . ') ||
-          existing.flags.join(',') !== (obj.flags ?? []).join(',') ||
-          existing.counter !== (obj.counter === true)
-        ) {
-          fail('EEXIST');
-        }
-        if (verb === 'destroy') this.#deleteSet(t, obj.name);
-        return;
-      case 'delete':
-        if (existing === undefined) fail('ENOENT');
-        return this.#deleteSet(t, obj.name);
-      case 'flush':
-        if (existing === undefined || existing.kind !== obj.kind) fail('ENOENT', 'No such file or directory');
-        this.#checkMutable(t, existing);
-        existing.elements = new ElementStore(existing.flags.includes('interval'));
-        return;
-      default:
-        fail('EINVAL');
+      const target = tok.jumpTarget;
+      if (target !== null && (t.chains.get(target) ?? fail('ENOENT')).base !== undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
     }
   }
 
   #isBound(t: FakeTable, name: string): boolean {
-    for (const c of t.chains.values()) {
-      for (const r of c.rules) for (const tok of r.body) if (tok.refs.sets.some((s) => s.name === name)) return true;
-    }
+    for (const c of t.chains.values()) for (const r of c.rules) if (ruleSetRefs(r).includes(name)) return true;
     return false;
   }
 
-  #deleteSet(t: FakeTable, name: string): void {
-    if (this.#isBound(t, name)) fail('EBUSY');
-    t.sets.delete(name);
+  #set(t: FakeTable, verb: Verb, obj: NftSet): void {
+    const existing = t.sets.get(obj.name);
+    if (verb === 'delete') {
+      if (existing === undefined) fail('ENOENT');
+      if (this.#isBound(t, obj.name)) fail('EBUSY');
+      t.sets.delete(obj.name);
+      return;
+    }
+    const type = obj.type ?? [];
+    const flags = obj.flags ?? [];
+    if (existing === undefined) {
+      t.sets.set(obj.name, {
+        kind: obj.kind,
+        name: obj.name,
+        type,
+        flags,
+        ...(obj.kind === 'map' ? { value: 'verdict' } : {}),
+        elements: new ElementStore(flags.includes('interval')),
+      });
+      return;
+    }
+    const same =
+      existing.kind === obj.kind &&
+      existing.type.join(' . ') === type.join(' . ') &&
+      existing.flags.join(',') === flags.join(',') &&
+      existing.value === (obj.kind === 'map' ? 'verdict' : undefined) &&
+      existing.foreign === undefined;
+    if (!same) fail('EEXIST');
   }
-
-  #checkMutable(t: FakeTable, s: FakeSet): void {
-    if (s.flags.includes('constant') && this.#isBound(t, s.name)) fail('EBUSY');
-  }
-
-  // --- elements -------------------------------------------------------------
 
   #element(t: FakeTable, op: Operation, obj: Element): void {
     const s = t.sets.get(obj.set) ?? fail('ENOENT', 'No such file or directory');
     const key = parseKey(obj.key);
     if (key.length !== s.type.length) fail('EINVAL', `key has ${key.length} fields, ${s.name} has type ${s.type.join(' . ')}`);
     key.forEach((p, i) => {
-      const dt = s.type[i];
-      if (dt === undefined || DATATYPE_KIND[dt] !== p.kind) fail('EINVAL', `datatype mismatch in field ${i}: ${p.text} is not ${String(dt)}`);
-      if (p.lo !== p.hi && !s.flags.includes('interval')) {
-        fail('EINVAL', "You must add 'flags interval' to your set declaration if you want to add prefix elements");
-      }
+      const dt = s.type[i] as SetDatatype;
+      if (!SET_DATATYPES.includes(dt) || DATATYPE_KIND[dt] !== p.kind) fail('EINVAL', `datatype mismatch in field ${i}: ${p.text} is not ${String(dt)}`);
+      if (p.lo !== p.hi && !s.flags.includes('interval')) fail('EINVAL', "You must add 'flags interval' to your set declaration if you want to add prefix elements");
     });
-    if (op.verb === 'delete') {
-      this.#checkMutable(t, s);
-      return this.#deleteElement(s, key);
-    }
+    if (op.verb === 'delete') return this.#deleteElement(s, key);
     if (s.kind === 'set' && obj.value !== undefined) fail('EINVAL', 'set is not a map');
-    if (s.kind === 'map' && obj.value === undefined) fail('EINVAL');
-    if (obj.value !== undefined) {
-      const target = verdictTarget(obj.value);
-      if (target !== null) {
-        const c = t.chains.get(target.chain) ?? fail('ENOENT');
-        if (c.base !== undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
-        this.lastLinkOp = op.index;
-      }
+    if (s.kind === 'map' && (obj.value === undefined || s.value !== 'verdict')) fail('EINVAL');
+    const target = verdictTarget(obj.value);
+    if (target !== null) {
+      if ((t.chains.get(target) ?? fail('ENOENT')).base !== undefined) fail('EINVAL', 'Could not process rule: Operation not supported');
+      this.lastLinkOp = op.index;
     }
-    this.#checkMutable(t, s);
-    this.#addElement(s, key, obj, op.verb === 'create');
-    if (op.verb === 'destroy') this.#deleteElement(s, key);
+    this.#addElement(s, key, obj);
   }
 
-  #addElement(s: FakeSet, key: readonly ParsedValue[], obj: Element, exclusive: boolean): void {
+  #addElement(s: FakeSet, key: readonly ParsedValue[], obj: Element): void {
     const id = keyText(key);
     const existing = s.elements.get(id);
     if (existing !== undefined) {
-      if (exclusive) fail('EEXIST');
       if (!sameVerdict(existing.value, obj.value)) fail('EEXIST');
       return;
     }
@@ -520,17 +426,11 @@ class Simulator {
         for (const e of s.elements.candidates(k0.hi, k0.hi)) if (contains(e, last)) fail('EEXIST');
       }
     }
-    s.elements.add({
-      id,
-      key,
-      ...(obj.value === undefined ? {} : { value: obj.value }),
-      ...(obj.comment === undefined ? {} : { comment: obj.comment }),
-    });
+    s.elements.add({ id, key, ...(obj.value === undefined ? {} : { value: obj.value }) });
   }
 
   #deleteElement(s: FakeSet, key: readonly ParsedValue[]): void {
-    const id = keyText(key);
-    if (s.elements.delete(id)) return;
+    if (s.elements.delete(keyText(key))) return;
     const k0 = key[0];
     if (s.flags.includes('interval') && key.length > 1 && k0 !== undefined) {
       const first = key.map((p) => p.lo);
@@ -544,54 +444,19 @@ class Simulator {
     fail('ENOENT', s.flags.includes('interval') && key.length === 1 ? 'element does not exist' : KERNEL_TEXT.ENOENT);
   }
 
-  // --- counters -------------------------------------------------------------
-
-  #counter(t: FakeTable, verb: Verb, obj: Counter): void {
-    const existing = t.counters.get(obj.name);
-    if (verb === 'create' && existing !== undefined) fail('EEXIST');
-    switch (verb) {
-      case 'create':
-      case 'add':
-        if (existing === undefined) t.counters.set(obj.name, { name: obj.name, handle: t.nextHandle++ });
-        return;
-      case 'delete':
-      case 'destroy':
-        if (existing === undefined) {
-          if (verb === 'destroy') return;
-          fail('ENOENT');
-        }
-        for (const c of t.chains.values()) {
-          for (const r of c.rules) for (const tok of r.body) if (tok.refs.counters.includes(obj.name)) fail('EBUSY');
-        }
-        t.counters.delete(obj.name);
-        return;
-      default:
-        fail('EINVAL');
-    }
-  }
-
-  // --- loops ----------------------------------------------------------------
-
-  /** True when a jump/goto/vmap cycle is reachable from a base chain. */
+  /** True when a jump/vmap cycle is reachable from a base chain. */
   hasLoop(): boolean {
     const t = this.table;
     if (t === null) return false;
-    const edges = (c: FakeChain): string[] => {
-      const out: string[] = [];
-      for (const r of c.rules) {
-        for (const tok of r.body) {
-          for (const ref of tok.refs.chains) out.push(ref.chain);
-          for (const ref of tok.refs.sets) {
-            if (!ref.verdictMap) continue;
-            for (const e of t.sets.get(ref.name)?.elements.values() ?? []) {
-              const target = e.value === undefined ? null : verdictTarget(e.value);
-              if (target !== null) out.push(target.chain);
-            }
-          }
-        }
-      }
-      return out;
-    };
+    const edges = (c: FakeChain): string[] =>
+      c.rules.flatMap((r) => [
+        ...ruleJumps(r),
+        ...(r.body ?? []).flatMap((tok) => {
+          const ref = tok.setRef;
+          if (ref === null || !ref.verdictMap) return [];
+          return [...(t.sets.get(ref.name)?.elements.values() ?? [])].flatMap((e) => verdictTarget(e.value) ?? []);
+        }),
+      ]);
     const state = new Map<string, 'visiting' | 'done'>();
     const visit = (name: string): boolean => {
       const st = state.get(name);
@@ -609,12 +474,133 @@ class Simulator {
   }
 }
 
+const ICMPV6_PROTOCOL = 58;
+
+type ChainOutcome = 'accept' | 'drop' | 'continue';
+
+/** Walks the programmed chains, verdict maps and sets for one packet, as the kernel's nf_tables does. */
+class Evaluator {
+  readonly #family: 4 | 6;
+  readonly #saddr: bigint;
+  readonly #daddr: bigint;
+
+  constructor(
+    private readonly t: FakeTable,
+    private readonly p: Packet,
+  ) {
+    const s = parseIp(p.saddr);
+    const d = parseIp(p.daddr);
+    if (s === null || d === null || s.family !== d.family) throw new Error(`evaluate: bad addresses ${p.saddr} -> ${p.daddr}`);
+    this.#family = s.family;
+    this.#saddr = s.value;
+    this.#daddr = d.value;
+  }
+
+  run(): 'accept' | 'drop' {
+    const bases = [...this.t.chains.values()].filter((c) => c.base?.hook === this.p.hook).sort((a, b) => (a.base?.priority ?? 0) - (b.base?.priority ?? 0));
+    for (const c of bases) {
+      const out = this.#chain(c, 0);
+      // accept ends this base chain only; a later base chain on the hook still sees the packet.
+      if (out === 'drop' || (out === 'continue' && c.base?.policy === 'drop')) return 'drop';
+    }
+    return 'accept';
+  }
+
+  #chain(c: FakeChain, depth: number): ChainOutcome | 'return' {
+    if (depth > 16) throw new Error(`evaluate: jumps nested too deep at chain ${c.name}`);
+    for (const r of c.rules) {
+      if (r.body === null) throw new Error(`evaluate: chain ${c.name} holds a rule the helpers do not write: ${r.text}`);
+      const out = this.#rule(r.body, depth);
+      if (out !== 'next') return out;
+    }
+    return 'continue';
+  }
+
+  /** 'next': the rule did not match, or a jump returned. */
+  #rule(body: readonly RuleToken[], depth: number): ChainOutcome | 'return' | 'next' {
+    for (const tok of body) {
+      const e = tok.expr;
+      if (e === null) throw new Error(`evaluate: token without meaning: ${tok.text}`);
+      switch (e.kind) {
+        case 'ct':
+          if (!e.states.includes(this.p.ct)) return 'next';
+          break;
+        case 'icmpv6': {
+          const type = this.p.icmpv6Type;
+          if (this.#family !== 6 || this.p.protocol !== 'icmpv6' || type === undefined || !e.types.includes(type)) return 'next';
+          break;
+        }
+        case 'lookup': {
+          const s = this.#set(e.set);
+          const key = this.#key(e.fields);
+          if (key === null || s.kind !== 'set' || !this.#find(s, key)) return 'next';
+          break;
+        }
+        case 'vmap': {
+          const s = this.#set(e.map);
+          const key = this.#key(e.fields);
+          const found = key === null ? undefined : this.#find(s, key);
+          if (found === undefined || found.value === undefined) return 'next';
+          return this.#verdict(found.value, depth);
+        }
+        case 'counter':
+        case 'log':
+        case 'limit':
+          break;
+        case 'verdict':
+          return this.#verdict(e.verdict, depth);
+      }
+    }
+    return 'next';
+  }
+
+  #verdict(v: Verdict, depth: number): ChainOutcome | 'return' | 'next' {
+    if (v === 'accept' || v === 'drop' || v === 'return') return v;
+    const target = this.t.chains.get(v.jump);
+    if (target === undefined) throw new Error(`evaluate: jump to missing chain ${v.jump}`);
+    const out = this.#chain(target, depth + 1);
+    return out === 'accept' || out === 'drop' ? out : 'next';
+  }
+
+  #set(name: string): FakeSet {
+    const s = this.t.sets.get(name);
+    if (s === undefined) throw new Error(`evaluate: lookup in missing set ${name}`);
+    return s;
+  }
+
+  /** The packet's value of each field; null when a field does not apply (ip saddr of an IPv6 packet). */
+  #key(fields: readonly MatchField[]): bigint[] | null {
+    const out: bigint[] = [];
+    for (const f of fields) {
+      const type = MATCH_FIELD_TYPE[f];
+      if (type === 'ipv4_addr' || type === 'ipv6_addr') {
+        if (this.#family !== (type === 'ipv4_addr' ? 4 : 6)) return null;
+        out.push(f.endsWith('saddr') ? this.#saddr : this.#daddr);
+      } else if (f === 'meta l4proto') out.push(BigInt(this.p.protocol === 'icmpv6' ? ICMPV6_PROTOCOL : L4_PROTOCOLS[this.p.protocol]));
+      else {
+        if (this.p.dport === undefined) return null;
+        out.push(BigInt(this.p.dport));
+      }
+    }
+    return out;
+  }
+
+  #find(s: FakeSet, key: readonly bigint[]): FakeElement | undefined {
+    const k0 = key[0] ?? 0n;
+    for (const e of s.elements.candidates(k0, k0)) if (contains(e, key)) return e;
+    return undefined;
+  }
+}
+
 export class FakeNft implements NftBackend {
   readonly table: string;
   #state: FakeTable | null = null;
   #closed = false;
-  /** The last transaction passed to run() (even if it failed), as knftables' fake keeps it. */
+  /** The last transaction passed to run() (even if it failed). */
   lastTransaction: Transaction | null = null;
+  /** Transactions passed to run() so far, failed ones included. */
+  runs = 0;
+  #fault: { readonly atRun: number; readonly error: Error; readonly afterCommit: boolean } | null = null;
 
   constructor(table: string) {
     this.table = table;
@@ -622,7 +608,19 @@ export class FakeNft implements NftBackend {
 
   async run(tx: Transaction): Promise<void> {
     this.lastTransaction = tx;
+    this.runs++;
+    const fault = this.#fault !== null && this.#fault.atRun === this.runs ? this.#fault : null;
+    if (fault !== null && !fault.afterCommit) throw fault.error;
     this.#state = this.#simulate(tx);
+    if (fault !== null) throw fault.error;
+  }
+
+  /**
+   * Fault injection: the `n`th run() from now (1: the next one) throws `error`, leaving the table
+   * as it was, or, with afterCommit, after applying the transaction (a reply lost on the way back).
+   */
+  failRun(n: number, error: Error, options: { readonly afterCommit?: boolean } = {}): void {
+    this.#fault = { atRun: this.runs + n, error, afterCommit: options.afterCommit === true };
   }
 
   async check(tx: Transaction): Promise<void> {
@@ -638,53 +636,84 @@ export class FakeNft implements NftBackend {
     this.#closed = true;
   }
 
-  /** A new transaction for this backend's table. */
-  newTransaction(): Transaction {
-    return new Transaction(this.table);
+  /**
+   * Puts objects someone else could have written into the table (creating it if needed), the way
+   * `nft` would leave them; a planted set, map or chain replaces ours of the same name.
+   */
+  plant(objects: readonly ForeignPlant[]): void {
+    const t = this.#state ?? (this.#state = emptyTable());
+    for (const o of objects) {
+      switch (o.kind) {
+        case 'set':
+        case 'map':
+          t.sets.set(o.name, {
+            kind: o.kind,
+            name: o.name,
+            type: [...o.type],
+            flags: [...o.flags],
+            ...(o.kind === 'map' ? { value: o.value ?? 'verdict' } : {}),
+            ...(o.foreign === undefined ? {} : { foreign: o.foreign }),
+            elements: new ElementStore(o.flags.includes('interval')),
+          });
+          break;
+        case 'chain':
+          t.chains.set(o.name, { name: o.name, rules: [], ...(o.base === undefined ? {} : { base: { ...o.base } }) });
+          break;
+        case 'rule': {
+          const c = t.chains.get(o.chain);
+          if (c === undefined) throw new Error(`plant: no chain ${o.chain}`);
+          c.rules.push({ body: null, text: o.text });
+          break;
+        }
+        case 'object':
+          t.foreign.set(`${o.type} ${o.name}`, { type: o.type, name: o.name });
+      }
+    }
+  }
+
+  /** The verdict of the programmed table for one packet at one hook (accept when nothing drops it). */
+  evaluate(packet: Packet): 'accept' | 'drop' {
+    return this.#state === null ? 'accept' : new Evaluator(this.#state, packet).run();
   }
 
   /**
-   * The state as a batch of `add` commands that recreates it (objects in
-   * dependency order and sorted by name; elements sorted by key, except in
-   * concatenated interval sets, where they keep insertion order because it
-   * decides what the kernel accepts; rules in chain order; no handles).
-   * Empty string when the table does not exist.
+   * The state as a batch of `add` commands that recreates it (objects sorted by name; elements sorted
+   * by key, except in concatenated interval sets, where they keep insertion order because it decides
+   * what the kernel accepts; rules in chain order). Planted objects show as comments. Empty string
+   * when the table does not exist.
    */
   dump(): string {
     const t = this.#state;
     if (t === null) return '';
     const tx = new Transaction(this.table);
+    const lines: string[] = [];
     tx.add({ kind: 'table' });
     const byName = <T extends { readonly name: string }>(xs: Iterable<T>): T[] => [...xs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const chains = byName(t.chains.values());
-    for (const c of chains) tx.add(c.base === undefined ? { kind: 'chain', name: c.name } : { kind: 'chain', name: c.name, base: c.base });
-    for (const k of byName(t.counters.values())) tx.add({ kind: 'counter', name: k.name });
+    for (const c of chains) {
+      if (c.base !== undefined && (c.base.type !== 'filter' || (c.base.hook !== 'input' && c.base.hook !== 'forward') || c.base.devices !== undefined)) lines.push(`# foreign chain ${c.name} ${JSON.stringify(c.base)}`);
+      else tx.add({ kind: 'chain', name: c.name, ...(c.base === undefined ? {} : { base: c.base as Required<Chain>['base'] }) });
+    }
     const sets = byName(t.sets.values());
-    for (const s of sets) tx.add(this.#setObject(s));
     for (const s of sets) {
-      // Insertion order where it matters: in a concatenated interval set an
-      // element that contains an older one is accepted only after it.
+      const ours = s.foreign === undefined && s.type.every((x) => SET_DATATYPES.includes(x as SetDatatype)) && s.flags.every((f) => f === 'interval') && (s.value ?? 'verdict') === 'verdict';
+      if (ours) tx.add({ kind: s.kind, name: s.name, type: s.type as SetDatatype[], flags: s.flags as 'interval'[] });
+      else lines.push(`# foreign ${s.kind} ${s.name} ${JSON.stringify({ type: s.type, flags: s.flags, value: s.value, foreign: s.foreign })}`);
+    }
+    for (const s of sets) {
+      // Insertion order where it matters: in a concatenated interval set an element that contains an older one is accepted only after it.
       const elements = [...s.elements.values()];
       if (!(s.flags.includes('interval') && s.type.length > 1)) elements.sort((a, b) => compareKeys(a.key, b.key));
-      for (const e of elements) {
-        tx.add({
-          kind: 'element',
-          set: s.name,
-          key: e.key.map((p) => p.text),
-          ...(e.value === undefined ? {} : { value: e.value }),
-          ...(e.comment === undefined ? {} : { comment: e.comment }),
-        });
-      }
+      for (const e of elements) tx.add({ kind: 'element', set: s.name, key: e.key.map((p) => p.text), ...(e.value === undefined ? {} : { value: e.value }) });
     }
     for (const c of chains) {
-      for (const r of c.rules) tx.add({ kind: 'rule', chain: c.name, body: r.body, ...(r.comment === undefined ? {} : { comment: r.comment }) });
+      for (const r of c.rules) {
+        if (r.body === null) lines.push(`# foreign rule ${c.name} ${r.text}`);
+        else tx.add({ kind: 'rule', chain: c.name, body: r.body });
+      }
     }
-    return tx.toString();
-  }
-
-  #setObject(s: FakeSet): NftObject {
-    const common = { name: s.name, type: s.type, flags: s.flags, counter: s.counter, ...(s.comment === undefined ? {} : { comment: s.comment }) };
-    return s.kind === 'map' ? { kind: 'map', ...common, value: 'verdict' } : { kind: 'set', ...common };
+    for (const f of [...t.foreign.keys()].sort()) lines.push(`# foreign ${f}`);
+    return tx.toString() + lines.map((l) => l + '\n').join('');
   }
 
   #assertOpen(): void {
@@ -725,26 +754,14 @@ export class FakeNft implements NftBackend {
     const chains: ChainSnapshot[] = [...t.chains.values()].map((c) => ({
       name: c.name,
       ...(c.base === undefined ? {} : { base: { ...c.base } }),
-      rules: c.rules.map((r) => ({
-        handle: r.handle,
-        body: r.body.map((tok) => tok.text).join(' '),
-        ...(r.comment === undefined ? {} : { comment: r.comment }),
-      })),
+      rules: c.rules.map((r) => (r.body === null ? `<foreign ${r.text}>` : r.text)),
     }));
     const setSnap = (s: FakeSet): SetSnapshot => ({
       name: s.name,
       type: [...s.type],
       flags: [...s.flags],
-      counter: s.counter,
-      ...(s.comment === undefined ? {} : { comment: s.comment }),
-      elements: [...s.elements.values()].map(
-        (e): ElementSnapshot => ({
-          key: e.key.map((p) => p.text),
-          ...(e.value === undefined ? {} : { value: e.value }),
-          ...(e.comment === undefined ? {} : { comment: e.comment }),
-          ...(s.counter ? { counter: { packets: 0, bytes: 0 } } : {}),
-        }),
-      ),
+      ...(s.foreign === undefined ? {} : { foreign: s.foreign }),
+      elements: [...s.elements.values()].map((e): ElementSnapshot => ({ key: e.key.map((p) => p.text), ...(e.value === undefined ? {} : { value: e.value }) })),
     });
     const all = [...t.sets.values()];
     return {
@@ -752,8 +769,8 @@ export class FakeNft implements NftBackend {
       name: this.table,
       chains,
       sets: all.filter((s) => s.kind === 'set').map(setSnap),
-      maps: all.filter((s) => s.kind === 'map').map((s): MapSnapshot => ({ ...setSnap(s), value: 'verdict' })),
-      counters: [...t.counters.values()].map((k) => ({ name: k.name, packets: 0, bytes: 0 })),
+      maps: all.filter((s) => s.kind === 'map').map((s): MapSnapshot => ({ ...setSnap(s), value: s.value ?? 'verdict' })),
+      foreign: [...t.foreign.values()].map((f) => ({ ...f })),
     };
   }
 }

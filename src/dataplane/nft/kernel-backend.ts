@@ -6,7 +6,7 @@
 //   runSync, even for one-line batches: libnftables fetches its cache of the
 //   ruleset before applying (element adds to interval sets need the set's
 //   contents), so the time a call takes grows with the size of the table, not
-//   of the batch, and a blocked event loop stalls the informers.
+//   of the batch, and would block the event loop that long.
 // - check() runs the dry run in a context of its own, opened for that check
 //   and closed after it: libnftables 1.0.6 keeps what a dry run evaluated in
 //   the context's cache (the kernel generation does not change, so the cache
@@ -38,7 +38,7 @@ export interface KernelBackendOptions {
   readonly table: string;
   /** Network namespace for the context (as nftables-napi takes it); default: the process's own. */
   readonly netns?: string;
-  /** An open context to use instead of loading nftables-napi (tests, dataplane/native.ts). */
+  /** An open context to use instead of loading nftables-napi (tests). */
   readonly context?: NftContextLike;
   /**
    * Opens a fresh context for each check() (see above). Default: nftables-napi
@@ -193,7 +193,7 @@ export class KernelNftBackend implements NftBackend {
       doc = await this.#ctx.list(listTableCommand(this.table));
     } catch (err) {
       const mapped = mapNftError(err, null);
-      if (mapped instanceof NftApplyError && mapped.code === 'ENOENT') return null;
+      if (mapped instanceof NftApplyError && mapped.nftCode === 'ENOENT') return null;
       throw mapped;
     }
     // The addon gives null when nft printed nothing; `list table` of an existing table always prints.

@@ -1,46 +1,33 @@
-// Reads `nft -j list table inet NAME` (nft 1.0.6, json_schema_version 1) into
-// a TableSnapshot. Rule expressions are mapped back onto the objects.ts
-// helpers, so a listed rule body is printed by the same code that wrote it;
-// an expression with no helper prints as `<unsupported ...>`.
-//
-// What nft 1.0.6's JSON does not carry, and so no snapshot has: table and
-// chain comments, the table handle.
+// Reads `nft -j list table inet NAME` (nft 1.0.6, json_schema_version 1) into a TableSnapshot. Rule
+// expressions are mapped back onto the objects.ts helpers, so a listed rule prints as the same text
+// the helpers wrote. Whatever the agent never writes (someone else's set flags, map types, hooks,
+// statements, object kinds) is kept as "foreign" text instead of failing: reconcile must be able to
+// read its table whatever it holds, in order to replace what it does not recognise.
 
 import { NftListError } from './errors';
-import type { ChainSnapshot, CounterValues, ElementSnapshot, MapSnapshot, RuleSnapshot, SetSnapshot, TableSnapshot } from './backend';
+import type { ChainSnapshot, ElementSnapshot, ListedBase, MapSnapshot, SetSnapshot, TableSnapshot } from './backend';
 import {
-  SET_FLAG_ORDER,
+  CT_STATES,
+  ICMPV6_TYPES,
+  LIMIT_UNITS,
   accept,
   counter,
   ctState,
   drop,
-  goto,
   icmpv6Type,
-  iifname,
   jump,
-  l4proto,
+  limit,
   log,
-  matchAddress,
   matchSet,
-  namedCounter,
-  nfproto,
-  oifname,
-  port,
   ret,
-  unsupported,
   vmap,
-  type AddressField,
-  type ChainHook,
-  type ChainPolicy,
-  type ChainType,
   type CtState,
   type Icmpv6Type,
+  type LimitUnit,
   type MatchField,
   type RuleToken,
-  type SetFlag,
   type Verdict,
 } from './objects';
-import { isL4Protocol } from './values';
 
 type Json = Record<string, unknown>;
 
@@ -67,11 +54,16 @@ function tagged(x: unknown): [string, unknown] | null {
   return [k, x[k]];
 }
 
+function shown(x: unknown): string {
+  const text = JSON.stringify(x) ?? String(x);
+  return text.length > 200 ? text.slice(0, 200) + '...' : text;
+}
+
 // ---------------------------------------------------------------------------
-// Values and verdicts
+// Values and verdicts (null: not a shape the agent writes)
 // ---------------------------------------------------------------------------
 
-function valuePart(v: unknown): string {
+function valuePart(v: unknown): string | null {
   if (typeof v === 'string') return v;
   if (typeof v === 'number') return String(v);
   if (isRecord(v)) {
@@ -82,23 +74,17 @@ function valuePart(v: unknown): string {
       if (addr !== undefined && len !== undefined) return `${addr}/${len}`;
     }
     const range = v['range'];
-    if (Array.isArray(range) && range.length === 2) return `${valuePart(range[0])}-${valuePart(range[1])}`;
+    if (Array.isArray(range) && range.length === 2) {
+      const [a, b] = range.map(valuePart);
+      if (a !== null && a !== undefined && b !== null && b !== undefined) return `${a}-${b}`;
+    }
   }
-  throw new NftListError('unsupported value', v);
+  return null;
 }
 
-function tryValuePart(v: unknown): string | null {
-  try {
-    return valuePart(v);
-  } catch (err) {
-    if (err instanceof NftListError) return null;
-    throw err;
-  }
-}
-
-function keyParts(v: unknown): string[] {
-  if (isRecord(v) && Array.isArray(v['concat'])) return v['concat'].map(valuePart);
-  return [valuePart(v)];
+function keyParts(v: unknown): string[] | null {
+  const parts = isRecord(v) && Array.isArray(v['concat']) ? v['concat'].map(valuePart) : [valuePart(v)];
+  return parts.every((p): p is string => p !== null) ? parts : null;
 }
 
 function verdictOf(v: unknown): Verdict | null {
@@ -106,46 +92,28 @@ function verdictOf(v: unknown): Verdict | null {
   if (t === null) return null;
   const [k, body] = t;
   if ((k === 'accept' || k === 'drop' || k === 'return') && body === null) return k;
-  if ((k === 'jump' || k === 'goto') && isRecord(body)) {
+  if (k === 'jump' && isRecord(body)) {
     const target = str(body, 'target');
-    if (target !== undefined) return k === 'jump' ? { jump: target } : { goto: target };
+    if (target !== undefined) return { jump: target };
   }
   return null;
 }
 
-function counterValues(v: unknown): CounterValues | undefined {
-  if (!isRecord(v)) return undefined;
-  return { packets: num(v, 'packets') ?? 0, bytes: num(v, 'bytes') ?? 0 };
-}
-
-/** One entry of a set's or map's "elem" list. */
-function elementOf(entry: unknown, isMap: boolean): ElementSnapshot {
+/** One entry of a set's or map's "elem" list; null when it carries what ours never do. */
+function elementOf(entry: unknown, isMap: boolean): ElementSnapshot | null {
   let keyJson: unknown = entry;
   let valueJson: unknown;
   if (isMap) {
-    if (!Array.isArray(entry) || entry.length !== 2) throw new NftListError('map element is not [key, value]', entry);
-    keyJson = entry[0];
-    valueJson = entry[1];
+    if (!Array.isArray(entry) || entry.length !== 2) return null;
+    [keyJson, valueJson] = entry;
   }
-  let comment: string | undefined;
-  let counters: CounterValues | undefined;
-  if (isRecord(keyJson) && isRecord(keyJson['elem'])) {
-    const e = keyJson['elem'];
-    comment = str(e, 'comment');
-    counters = counterValues(e['counter']);
-    keyJson = e['val'];
-  }
-  let value: Verdict | undefined;
-  if (isMap) {
-    value = verdictOf(valueJson) ?? undefined;
-    if (value === undefined) throw new NftListError('unsupported map value', valueJson);
-  }
-  return {
-    key: keyParts(keyJson),
-    ...(value === undefined ? {} : { value }),
-    ...(comment === undefined ? {} : { comment }),
-    ...(counters === undefined ? {} : { counter: counters }),
-  };
+  // {"elem": {...}} wraps an element with a comment, a timeout or a counter: none of ours has one.
+  if (isRecord(keyJson) && 'elem' in keyJson) return null;
+  const key = keyParts(keyJson);
+  if (key === null) return null;
+  if (!isMap) return { key };
+  const value = verdictOf(valueJson);
+  return value === null ? null : { key, value };
 }
 
 // ---------------------------------------------------------------------------
@@ -160,243 +128,189 @@ function fieldOf(x: unknown): MatchField | null {
     const proto = str(body, 'protocol');
     const field = str(body, 'field');
     if ((proto === 'ip' || proto === 'ip6') && (field === 'saddr' || field === 'daddr')) return `${proto} ${field}`;
-    if (proto === 'th' && (field === 'sport' || field === 'dport')) return `th ${field}`;
+    if (proto === 'th' && field === 'dport') return 'th dport';
   }
   if (k === 'meta' && str(body, 'key') === 'l4proto') return 'meta l4proto';
   return null;
 }
 
 function fieldsOf(x: unknown): MatchField[] | null {
-  if (isRecord(x) && Array.isArray(x['concat'])) {
-    const fields = x['concat'].map(fieldOf);
-    return fields.every((f): f is MatchField => f !== null) ? fields : null;
-  }
-  const f = fieldOf(x);
-  return f === null ? null : [f];
+  const fields = isRecord(x) && Array.isArray(x['concat']) ? x['concat'].map(fieldOf) : [fieldOf(x)];
+  return fields.every((f): f is MatchField => f !== null) ? fields : null;
 }
-
-const CT_STATES: readonly string[] = ['invalid', 'established', 'related', 'new', 'untracked'];
-const ICMPV6_TYPES: readonly string[] = ['nd-router-solicit', 'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert', 'nd-redirect'];
 
 function matchToken(m: Json): RuleToken | null {
   const op = str(m, 'op');
   const left = m['left'];
   const right = m['right'];
-  if (op !== '==' && op !== '!=' && op !== 'in') return null;
-  const negate = op === '!=';
-  if (typeof right === 'string' && right.startsWith('@')) {
+  if (op === '==' && typeof right === 'string' && right.startsWith('@')) {
     const fields = fieldsOf(left);
-    return fields === null || op === 'in' ? null : matchSet(fields, right.slice(1), { negate });
+    return fields === null ? null : matchSet(fields, right.slice(1));
   }
   const l = tagged(left);
   if (l === null || !isRecord(l[1])) return null;
   const [lk, lb] = l;
-  if (lk === 'ct' && str(lb, 'key') === 'state' && !negate) {
+  if ((op === 'in' || op === '==') && lk === 'ct' && str(lb, 'key') === 'state') {
     const states = Array.isArray(right) ? right : [right];
-    if (!states.every((s): s is CtState => typeof s === 'string' && CT_STATES.includes(s))) return null;
-    return ctState(...states);
+    return states.every((s): s is CtState => typeof s === 'string' && (CT_STATES as readonly string[]).includes(s)) ? ctState(...states) : null;
   }
-  if (op === 'in') return null;
-  if (lk === 'payload') {
-    const proto = str(lb, 'protocol');
-    const field = str(lb, 'field');
-    if ((proto === 'ip' || proto === 'ip6') && (field === 'saddr' || field === 'daddr')) {
-      const value = tryValuePart(right);
-      return value === null ? null : matchAddress(`${proto} ${field}` as AddressField, value, { negate });
-    }
-    if (proto === 'icmpv6' && field === 'type' && !negate) {
-      const types = typeof right === 'string' ? [right] : isRecord(right) && Array.isArray(right['set']) ? right['set'] : null;
-      if (types === null || !types.every((t): t is Icmpv6Type => typeof t === 'string' && ICMPV6_TYPES.includes(t))) return null;
-      return icmpv6Type(...types);
-    }
-    if (isL4Protocol(proto) && (field === 'sport' || field === 'dport') && !negate) {
-      if (typeof right === 'number') return port(proto, field, right);
-      if (isRecord(right) && Array.isArray(right['range'])) {
-        const [a, b] = right['range'];
-        if (typeof a === 'number' && typeof b === 'number') return port(proto, field, a, b);
-      }
-    }
-    return null;
-  }
-  if (lk === 'meta' && !negate && typeof right === 'string') {
-    const key = str(lb, 'key');
-    if (key === 'l4proto' && isL4Protocol(right)) return l4proto(right);
-    if (key === 'nfproto' && (right === 'ipv4' || right === 'ipv6')) return nfproto(right === 'ipv4' ? 4 : 6);
-    if (key === 'iifname') return iifname(right);
-    if (key === 'oifname') return oifname(right);
+  if (op === '==' && lk === 'payload' && str(lb, 'protocol') === 'icmpv6' && str(lb, 'field') === 'type') {
+    const types = typeof right === 'string' ? [right] : isRecord(right) && Array.isArray(right['set']) ? right['set'] : null;
+    if (types === null || !types.every((t): t is Icmpv6Type => typeof t === 'string' && (ICMPV6_TYPES as readonly string[]).includes(t))) return null;
+    return icmpv6Type(...types);
   }
   return null;
 }
 
-function statementToken(x: unknown): RuleToken {
+function logToken(body: unknown): RuleToken | null {
+  if (body === null) return log();
+  if (!isRecord(body) || Object.keys(body).some((k) => k !== 'prefix' && k !== 'group')) return null;
+  const prefix = str(body, 'prefix');
+  const group = num(body, 'group');
+  return log({ ...(prefix === undefined ? {} : { prefix }), ...(group === undefined ? {} : { group }) });
+}
+
+function limitToken(body: unknown): RuleToken | null {
+  if (!isRecord(body) || Object.keys(body).some((k) => k !== 'rate' && k !== 'per' && k !== 'burst')) return null;
+  const rate = num(body, 'rate');
+  const per = str(body, 'per');
+  if (rate === undefined || per === undefined || !(LIMIT_UNITS as readonly string[]).includes(per)) return null;
+  return limit(rate, per as LimitUnit, num(body, 'burst') ?? 5);
+}
+
+/** The helper token for one listed statement, or null when no helper writes it. */
+function statementToken(x: unknown): RuleToken | null {
   const t = tagged(x);
-  const shown = (): RuleToken => unsupported(JSON.stringify(x) ?? String(x));
-  if (t === null) return shown();
+  if (t === null) return null;
   const [k, body] = t;
   switch (k) {
     case 'match':
-      return (isRecord(body) ? matchToken(body) : null) ?? shown();
+      return isRecord(body) ? matchToken(body) : null;
     case 'accept':
-      return body === null ? accept() : shown();
+      return body === null ? accept() : null;
     case 'drop':
-      return body === null ? drop() : shown();
+      return body === null ? drop() : null;
     case 'return':
-      return body === null ? ret() : shown();
-    case 'jump':
-    case 'goto': {
+      return body === null ? ret() : null;
+    case 'jump': {
       const target = isRecord(body) ? str(body, 'target') : undefined;
-      if (target === undefined) return shown();
-      return k === 'jump' ? jump(target) : goto(target);
+      return target === undefined ? null : jump(target);
     }
     case 'counter':
-      if (typeof body === 'string') return namedCounter(body);
-      return body === null || isRecord(body) ? counter() : shown();
-    case 'log': {
-      if (body === null) return log();
-      if (!isRecord(body)) return shown();
-      const keys = Object.keys(body);
-      const prefix = str(body, 'prefix');
-      if (keys.length === 0) return log();
-      return keys.length === 1 && prefix !== undefined ? log(prefix) : shown();
-    }
+      return body === null || (isRecord(body) && Object.keys(body).every((key) => key === 'packets' || key === 'bytes')) ? counter() : null;
+    case 'log':
+      return logToken(body);
+    case 'limit':
+      return limitToken(body);
     case 'vmap': {
-      if (!isRecord(body)) return shown();
+      if (!isRecord(body)) return null;
       const fields = fieldsOf(body['key']);
       const data = body['data'];
-      if (fields === null || typeof data !== 'string' || !data.startsWith('@')) return shown();
-      return vmap(fields, data.slice(1));
+      return fields === null || typeof data !== 'string' || !data.startsWith('@') ? null : vmap(fields, data.slice(1));
     }
     default:
-      return shown();
+      return null;
   }
 }
 
-/** Maps a listed rule's "expr" array onto helper tokens. */
-export function ruleTokensFromJson(expr: readonly unknown[]): RuleToken[] {
-  return expr.map(statementToken);
+/** A listed rule's text: helper text per statement, `<foreign ...>` for the rest (and for helpers' invalid tokens). */
+export function ruleTextFromJson(expr: readonly unknown[]): string {
+  return expr
+    .map((x) => {
+      const tok = statementToken(x);
+      return tok === null || tok.error !== null ? `<foreign ${shown(x)}>` : tok.text;
+    })
+    .join(' ');
 }
 
 // ---------------------------------------------------------------------------
 // Table
 // ---------------------------------------------------------------------------
 
-function flagsOf(o: Json): SetFlag[] {
-  const raw = o['flags'];
-  const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [];
-  for (const f of list) {
-    if (!SET_FLAG_ORDER.includes(f as SetFlag)) throw new NftListError('unsupported set flag', f);
-  }
-  return SET_FLAG_ORDER.filter((f) => list.includes(f));
-}
+/** Keys of a set's listing that carry nothing ours lacks. */
+const PLAIN_SET_KEYS: ReadonlySet<string> = new Set(['family', 'name', 'table', 'type', 'handle', 'flags', 'elem', 'map']);
 
-function setOf(o: Json, isMap: boolean): SetSnapshot {
+function setOf(o: Json, isMap: boolean): SetSnapshot | null {
   const name = str(o, 'name');
+  if (name === undefined) return null;
   const rawType = o['type'];
-  const type = typeof rawType === 'string' ? [rawType] : Array.isArray(rawType) && rawType.every((t) => typeof t === 'string') ? (rawType as string[]) : null;
-  if (name === undefined || type === null) throw new NftListError('set without name or type', o);
-  const stmts = o['stmt'];
-  const hasCounter = Array.isArray(stmts) && stmts.some((s) => tagged(s)?.[0] === 'counter');
-  const comment = str(o, 'comment');
-  const elem = o['elem'];
-  return {
-    name,
-    type,
-    flags: flagsOf(o),
-    counter: hasCounter,
-    ...(comment === undefined ? {} : { comment }),
-    elements: Array.isArray(elem) ? elem.map((e) => elementOf(e, isMap)) : [],
-  };
+  const type = typeof rawType === 'string' ? [rawType] : Array.isArray(rawType) ? rawType.map((t) => (typeof t === 'string' ? t : shown(t))) : [shown(rawType)];
+  const rawFlags = o['flags'];
+  const flags = (Array.isArray(rawFlags) ? rawFlags : rawFlags === undefined ? [] : [rawFlags]).map((f) => (typeof f === 'string' ? f : shown(f)));
+  const extra = Object.keys(o).filter((k) => !PLAIN_SET_KEYS.has(k));
+  const rawElems = o['elem'];
+  const listed = Array.isArray(rawElems) ? rawElems.map((e) => elementOf(e, isMap)) : [];
+  const elements = listed.filter((e): e is ElementSnapshot => e !== null);
+  const unread = listed.length - elements.length;
+  const foreign = [...extra.map((k) => `${k} ${shown(o[k])}`), ...(unread > 0 ? [`${unread} elements of another shape`] : [])];
+  return { name, type, flags, ...(foreign.length === 0 ? {} : { foreign: foreign.join(', ') }), elements };
 }
 
-const CHAIN_TYPES: readonly string[] = ['filter', 'nat', 'route'];
-const CHAIN_HOOKS: readonly string[] = ['prerouting', 'input', 'forward', 'output', 'postrouting'];
+function baseOf(o: Json): ListedBase | undefined {
+  const type = str(o, 'type');
+  const hook = str(o, 'hook');
+  const priority = num(o, 'prio');
+  if (type === undefined || hook === undefined || priority === undefined) return undefined;
+  const dev = o['dev'];
+  const devices = typeof dev === 'string' ? [dev] : Array.isArray(dev) ? dev.map(String) : undefined;
+  return { type, hook, priority, policy: str(o, 'policy') ?? 'accept', ...(devices === undefined ? {} : { devices }) };
+}
 
 /**
- * The table `name` of family inet from a parsed `nft -j list ...` document,
- * or null when the document holds no such table.
+ * The table `name` of family inet from a parsed `nft -j list ...` document, or null when the
+ * document holds no such table. Throws NftListError only when the document is not a listing at all.
  */
 export function parseTableJson(doc: unknown, name: string): TableSnapshot | null {
   const items = isRecord(doc) ? doc['nftables'] : undefined;
   if (!Array.isArray(items)) throw new NftListError('no "nftables" array', doc);
   let found = false;
-  const chains = new Map<string, { snap: Omit<ChainSnapshot, 'rules'>; rules: RuleSnapshot[] }>();
+  const chains = new Map<string, { name: string; base?: ListedBase; rules: string[] }>();
   const sets: SetSnapshot[] = [];
   const maps: MapSnapshot[] = [];
-  const counters: { name: string; packets: number; bytes: number }[] = [];
-  const rules: { chain: string; rule: RuleSnapshot }[] = [];
+  const foreign: { type: string; name: string }[] = [];
+  const rules: { chain: string; text: string }[] = [];
   for (const item of items) {
     const t = tagged(item);
     if (t === null || !isRecord(t[1])) continue;
     const [kind, o] = t;
-    if (str(o, 'family') !== 'inet') continue;
-    const tableName = kind === 'table' ? str(o, 'name') : str(o, 'table');
-    if (tableName !== name) continue;
+    if (kind === 'metainfo' || str(o, 'family') !== 'inet') continue;
+    if ((kind === 'table' ? str(o, 'name') : str(o, 'table')) !== name) continue;
     switch (kind) {
       case 'table':
         found = true;
         break;
       case 'chain': {
         const cname = str(o, 'name');
-        if (cname === undefined) throw new NftListError('chain without name', o);
-        const type = str(o, 'type');
-        const hook = str(o, 'hook');
-        const prio = num(o, 'prio');
-        let snap: Omit<ChainSnapshot, 'rules'> = { name: cname };
-        if (type !== undefined && hook !== undefined && prio !== undefined) {
-          if (!CHAIN_TYPES.includes(type) || !CHAIN_HOOKS.includes(hook)) throw new NftListError('unsupported chain type or hook', o);
-          const policy = str(o, 'policy') ?? 'accept';
-          if (policy !== 'accept' && policy !== 'drop') throw new NftListError('unsupported chain policy', o);
-          snap = {
-            name: cname,
-            base: { type: type as ChainType, hook: hook as ChainHook, priority: prio, policy: policy as ChainPolicy },
-          };
-        }
-        chains.set(cname, { snap, rules: [] });
+        if (cname === undefined) break;
+        const base = baseOf(o);
+        chains.set(cname, { name: cname, ...(base === undefined ? {} : { base }), rules: [] });
         break;
       }
       case 'rule': {
         const chain = str(o, 'chain');
-        const handle = num(o, 'handle');
         const expr = o['expr'];
-        if (chain === undefined || handle === undefined || !Array.isArray(expr)) throw new NftListError('rule without chain, handle or expr', o);
-        const comment = str(o, 'comment');
-        const body = ruleTokensFromJson(expr)
-          .map((tok) => tok.text)
-          .join(' ');
-        rules.push({ chain, rule: { handle, body, ...(comment === undefined ? {} : { comment }) } });
+        if (chain !== undefined) rules.push({ chain, text: Array.isArray(expr) ? ruleTextFromJson(expr) : `<foreign ${shown(o)}>` });
         break;
       }
-      case 'set':
-        sets.push(setOf(o, false));
+      case 'set': {
+        const s = setOf(o, false);
+        if (s !== null) sets.push(s);
         break;
+      }
       case 'map': {
         const value = o['map'];
-        if (value !== 'verdict') throw new NftListError('only verdict maps are supported', o);
-        maps.push({ ...setOf(o, true), value: 'verdict' });
+        const s = setOf(o, true);
+        if (s !== null) maps.push({ ...s, value: typeof value === 'string' ? value : shown(value) });
         break;
       }
-      case 'counter': {
-        const cname = str(o, 'name');
-        if (cname === undefined) throw new NftListError('counter without name', o);
-        counters.push({ name: cname, packets: num(o, 'packets') ?? 0, bytes: num(o, 'bytes') ?? 0 });
-        break;
+      default: {
+        const oname = str(o, 'name');
+        if (oname !== undefined) foreign.push({ type: kind, name: oname });
       }
-      default:
-        throw new NftListError(`unsupported object kind ${kind}`, o);
     }
   }
   if (!found) return null;
-  for (const { chain, rule } of rules) {
-    const c = chains.get(chain);
-    if (c === undefined) throw new NftListError('rule of an unlisted chain', rule);
-    c.rules.push(rule);
-  }
-  return {
-    family: 'inet',
-    name,
-    chains: [...chains.values()].map((c) => ({ ...c.snap, rules: c.rules })),
-    sets,
-    maps,
-    counters,
-  };
+  for (const { chain, text } of rules) chains.get(chain)?.rules.push(text);
+  const chainList: ChainSnapshot[] = [...chains.values()];
+  return { family: 'inet', name, chains: chainList, sets, maps, foreign };
 }

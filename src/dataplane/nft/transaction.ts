@@ -1,12 +1,10 @@
 // A batch of operations on the agent's table, applied atomically by a backend.
 //
-// knftables style: the verb methods return nothing. Each one validates its
-// object; the first failure is kept in `error` and every later operation is
-// ignored, so callers write straight-line code and check once, when a backend
-// runs the transaction (run() throws the pending error before sending
-// anything). toString() is the exact batch the kernel backend sends, with a
-// trailing `# ERROR: ...` line when there is a pending error; it feeds /rules,
-// logs and golden tests.
+// The verb methods return nothing. Each one validates its object; the first failure is kept in
+// `error` and every later operation is ignored, so callers write straight-line code and check once,
+// when a backend runs the transaction (run() throws the pending error before sending anything).
+// toString() is the exact batch the kernel backend sends, with a trailing `# ERROR: ...` line when
+// there is a pending error.
 
 import { NftValidationError, type OpSummary } from './errors';
 import { renderBatch, renderOperation, summarize, validateName, validateObject, type BatchLine, type NftObject, type Verb } from './objects';
@@ -16,8 +14,8 @@ export interface Operation {
   readonly verb: Verb;
   /** Validated, frozen, canonical copy of what was passed in. */
   readonly object: NftObject;
-  /** The nft command line(s) for this operation alone (two for destroy); in the batch, element operations share lines. */
-  readonly lines: readonly string[];
+  /** The nft command line for this operation alone; in the batch, element operations share lines. */
+  readonly line: string;
   readonly summary: OpSummary;
 }
 
@@ -38,27 +36,12 @@ export class Transaction {
     }
   }
 
-  /** Creates the object if missing; a no-op for an identical existing one. Rules are appended (after `handle` if given). */
+  /** Creates the object if missing; a no-op for an identical existing one. Rules are appended. */
   add(obj: NftObject): void {
     this.#operation('add', obj);
   }
 
-  /** Like add, but fails with EEXIST if the object exists. */
-  create(obj: NftObject): void {
-    this.#operation('create', obj);
-  }
-
-  /** Rules only: prepends (before `handle` if given). */
-  insert(obj: NftObject): void {
-    this.#operation('insert', obj);
-  }
-
-  /** Rules only: replaces the rule with `handle` (the handle is kept). */
-  replace(obj: NftObject): void {
-    this.#operation('replace', obj);
-  }
-
-  /** Removes the rules of a table (sets keep their elements) or chain, or the elements of a set/map. */
+  /** Removes the rules of a chain. */
   flush(obj: NftObject): void {
     this.#operation('flush', obj);
   }
@@ -66,11 +49,6 @@ export class Transaction {
   /** Deletes the object; ENOENT if missing, EBUSY if referenced. */
   delete(obj: NftObject): void {
     this.#operation('delete', obj);
-  }
-
-  /** Deletes the object if it exists (rendered as add + delete: see renderOperation). */
-  destroy(obj: NftObject): void {
-    this.#operation('destroy', obj);
   }
 
   /** The first validation error, if any. */
@@ -132,7 +110,7 @@ export class Transaction {
     try {
       const object = validateObject(verb, obj);
       const summary = summarize(index, verb, object);
-      this.#ops.push(Object.freeze({ index, verb, object, lines: Object.freeze(renderOperation(verb, object, this.table)), summary }));
+      this.#ops.push(Object.freeze({ index, verb, object, line: renderOperation(verb, object, this.table), summary }));
       this.#batch = null;
     } catch (err) {
       if (!(err instanceof NftValidationError)) throw err;

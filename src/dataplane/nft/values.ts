@@ -53,7 +53,7 @@ const BITS: Readonly<Record<'ipv4' | 'ipv6', number>> = { ipv4: 32, ipv6: 128 };
 // ---------------------------------------------------------------------------
 
 /** Strict dotted quad (no leading zeros, which some parsers read as octal). */
-export function parseIPv4(text: string): bigint {
+function parseIPv4(text: string): bigint {
   const ip = parseIp(text);
   if (ip === null || ip.family !== 4) throw new ValueError(`not an IPv4 address: ${JSON.stringify(text)}`);
   return ip.value;
@@ -66,7 +66,7 @@ export function parseIPv6(text: string): bigint {
   return ip.value;
 }
 
-export function formatIPv4(v: bigint): string {
+function formatIPv4(v: bigint): string {
   return formatIp(4, v);
 }
 
@@ -148,20 +148,20 @@ export function parseAddressValue(text: string): ParsedValue {
 
 const PORT_RE = /^(0|[1-9]\d{0,4})$/;
 
-export function parsePort(p: string | number): number {
+function parsePort(p: string | number): number {
   const text = typeof p === 'number' ? String(p) : p;
   if (!PORT_RE.test(text) || Number(text) > 65535) throw new ValueError(`not a port (0-65535): ${JSON.stringify(p)}`);
   return Number(text);
 }
 
-export function portRangeValue(from: number, to: number): ParsedValue {
+function portRangeValue(from: number, to: number): ParsedValue {
   const lo = parsePort(from);
   const hi = parsePort(to);
   if (lo > hi) throw new ValueError(`port range is reversed: ${from}-${to}`);
   return { kind: 'port', lo: BigInt(lo), hi: BigInt(hi), text: lo === hi ? String(lo) : `${lo}-${hi}` };
 }
 
-export function isL4Protocol(p: unknown): p is L4Protocol {
+function isL4Protocol(p: unknown): p is L4Protocol {
   return p === 'tcp' || p === 'udp' || p === 'sctp';
 }
 
@@ -192,11 +192,6 @@ export function parseKeyPart(part: KeyPart): ParsedValue {
   }
   if (part.includes('.') || part.includes(':')) return parseAddressValue(part);
   throw new ValueError(`not an address, CIDR, range, port or protocol (tcp/udp/sctp): ${JSON.stringify(part)}`);
-}
-
-/** True when the value is a single point (allowed in sets without `flags interval`). */
-export function isSingle(v: ParsedValue): boolean {
-  return v.lo === v.hi;
 }
 
 export function compareParsed(a: ParsedValue, b: ParsedValue): number {
