@@ -31,7 +31,7 @@ import type { SyncReport } from '../src/dataplane';
 import { flattenAllowSpans } from '../src/dataplane/flatten';
 import type { FlatAllowSet } from '../src/dataplane/flatten';
 import { addGroupView, staticChains } from '../src/dataplane/layout';
-import type { KernelView } from '../src/dataplane/layout';
+import type { DesiredView } from '../src/dataplane/layout';
 import { KernelNftBackend } from '../src/dataplane/nft';
 import type { NftBackend, TableSnapshot, Transaction } from '../src/dataplane/nft';
 import { RuleState } from '../src/ruletable';
@@ -283,7 +283,7 @@ function elementLines(table: string, set: string, keys: readonly (readonly strin
 
 /** nft batches that turn table (c) into each alternative layout, for the server's group chain `group`. */
 function layoutEdits(table: string, group: string, flat: FlatAllowSet): Record<Exclude<Config, 'a' | 'b' | 'c'>, string> {
-  const view: KernelView = { chains: new Map(), sets: new Map() };
+  const view: DesiredView = { chains: new Map(), sets: new Map() };
   addGroupView(view, group, 'ingress', flat);
   const productRules = view.chains.get(group)?.rules.map((r) => r.text) ?? [];
   const setOf = (rule: string): string | null => /@(\S+)/.exec(rule)?.[1] ?? null;
