@@ -48,10 +48,12 @@ function urlOf(ip: string, port: number): string {
   return `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}/`;
 }
 
+const execFileAsync = promisify(execFile);
+
 /** Runs a shell command line exactly as printed; its output with the exit status when it failed. */
 async function shell(command: string): Promise<string> {
   try {
-    const { stdout } = await promisify(execFile)('sh', ['-c', command], { timeout: COMMAND_MS, encoding: 'utf8' });
+    const { stdout } = await execFileAsync('sh', ['-c', command], { timeout: COMMAND_MS, encoding: 'utf8' });
     return stdout.trimEnd();
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; code?: number | string };
