@@ -194,11 +194,12 @@ export function buildProgram(): Command {
     });
   program
     .command('demo')
-    .description('the Kubernetes docs walkthrough with real packets: nginx, busybox wget, and a policy that lets only access="true" pods in (root)')
+    .description('the Kubernetes docs walkthrough on the real agent (one `run` per node, in network namespaces) with real packets: nginx, busybox wget, and a policy that lets only access="true" pods in (root)')
     .option('-f, --file <path>', 'scenario manifests (default: the embedded access-nginx scenario)', collect)
     .addOption(new Option('--topology <shape>', 'how pods attach to their node').choices(['routed', 'bridged']).default('routed'))
-    .action(async (opts: { file?: string[]; topology: Topology }) => {
-      await runDemo({ files: opts.file ?? [DEFAULT_SCENARIO], topology: opts.topology, write: (line) => process.stdout.write(`${line}\n`) });
+    .option('--keep', 'leave the namespaces and the agents running after the walkthrough, to explore, until Ctrl-C')
+    .action(async (opts: { file?: string[]; topology: Topology; keep?: boolean }) => {
+      await runDemo({ files: opts.file ?? [DEFAULT_SCENARIO], topology: opts.topology, keep: opts.keep === true, write: (line) => process.stdout.write(`${line}\n`) });
     });
   return program;
 }
