@@ -8,8 +8,8 @@
 //    reference cluster (100,000 pods), routed sandbox, with (a) no nftables table, (b) that node's
 //    table with no policy selecting the server ("conntrack only": established accept + vmap dispatch,
 //    server not isolated), (c) the same table plus 50 policies that select the server (every new
-//    connection walks its group chain), and alternative layouts of the server's group chain made by
-//    editing table (c). Every round measures every other configuration once (order rotated), each
+//    connection walks its group chain), and an alternative layout (the conntrack check in the group
+//    chains) made by editing table (c). Every round measures every other configuration once (order rotated), each
 //    between two measurements of (b); its ratio to the mean of those two, median and spread over the
 //    rounds, is the result. Consecutive (b)/(b) ratios give the method's noise floor.
 //    Load: bench/tools/connrate.c (compiled at run time) as client, and as an accept-and-close
