@@ -7,8 +7,8 @@ import { DIRECTIONS } from '../api';
 import { AgentError, errorMessage } from '../errors';
 import type { KeyParts } from './flatten';
 import { GroupAllow } from './group-allow';
-import type { ChainView, DesiredView, IntervalSetSuffix, SetView } from './layout';
-import { GROUP_SET_SUFFIXES, POD_MAPS, addGroupView, groupName, groupSetName, groupSetNames, podMapView, staticChains } from './layout';
+import type { ChainView, DesiredView, SetView } from './layout';
+import { INTERVAL_SET_SUFFIXES, POD_MAPS, addGroupView, groupName, groupSetName, groupSetNames, podMapView, staticChains } from './layout';
 import type { BaseChainSpec, NftBackend, SetDatatype, SetFlag } from './nft';
 import { NftApplyError } from './nft';
 import type { Transaction } from './nft';
@@ -41,8 +41,6 @@ interface ProgrammedView {
   readonly chains: Map<string, ChainView<BaseChainSpec>>;
   readonly sets: Map<string, ProgrammedSet>;
 }
-
-const INTERVAL_SUFFIXES = GROUP_SET_SUFFIXES.filter((s): s is IntervalSetSuffix => ['pp4', 'pp6', 'pa4', 'pa6', 'ap'].includes(s));
 
 /** Sets an incremental diff compares: whole (null) or on some element ids. */
 class SetScope extends Map<string, Set<string> | null> {
@@ -90,11 +88,10 @@ export class Dataplane {
     const started = performance.now();
     // Until this transaction succeeds, what the kernel holds is unknown: the next call starts over.
     this.programmed = null;
-    for (const pd of [...this.groupOf.keys()]) {
-      this.setGroup(pd, null);
-      this.claim(pd, null, null);
-    }
+    for (const pd of [...this.groupOf.keys()]) this.setGroup(pd, null);
     this.allow.clear();
+    this.claimed.clear();
+    for (const byIp of [...this.podMaps.values(), ...this.claims.values()]) byIp.clear();
     for (const pod of this.state.pods()) {
       for (const d of DIRECTIONS) {
         const pd = podDirectionKey(pod, d);
@@ -128,49 +125,9 @@ export class Dataplane {
     this.programmed = null;
     try {
       const sets = new SetScope();
-      // Groups that appear or go, compared whole; groups whose content changed, on what changed.
-      const regrouped = new Set<string>();
       const changed = new Set<string>();
-      for (const pd of touched.podDirections) {
-        const [pod, direction] = splitPodDirection(pd);
-        const before = this.groupOf.get(pd) ?? null;
-        const after = this.wantedGroup(pod, direction);
-        if (before !== after) {
-          this.setGroup(pd, after);
-          if (before !== null) regrouped.add(before);
-          if (after !== null) regrouped.add(after);
-        }
-        // Addresses may have changed even when the group did not.
-        this.claim(pd, after, sets);
-      }
-      const built = new Set<string>();
-      for (const group of regrouped) {
-        if (!this.members.has(group)) this.allow.delete(group);
-        else if (!this.allow.has(group)) {
-          this.allow.set(group, GroupAllow.of(this.groupSpans(group)));
-          built.add(group);
-        } else continue;
-        changed.add(group);
-        for (const name of groupSetNames(group)) sets.whole(name);
-      }
-      // Peers of rules: each changes the spans of the groups the rule is bound in (new groups already have them).
-      for (const [list, by] of [[delta.removed, -1], [delta.added, 1]] as const) {
-        for (const e of list) {
-          if (e.kind !== 'peer') continue;
-          for (const group of this.ruleGroups.get(e.rule) ?? []) {
-            const allow = built.has(group) ? undefined : this.allow.get(group);
-            if (allow === undefined) continue;
-            const ports = e.port !== null ? [e.port] : this.groupBoundPorts(group, e.rule);
-            for (const port of ports) {
-              const change = allow.change({ peer: e.peer, port }, by);
-              if (change === null) continue;
-              changed.add(group);
-              if (change.set === 'interval') for (const suffix of INTERVAL_SUFFIXES) sets.whole(groupSetName(group, suffix));
-              else sets.element(groupSetName(group, change.set), change.id);
-            }
-          }
-        }
-      }
+      const built = this.regroup(touched.podDirections, changed, sets);
+      this.applyPeers(delta, built, changed, sets);
       const desired = this.buildView(new Set([...changed].filter((g) => this.members.has(g))));
       const scope: Scope = { chains: changed, sets };
       const tx = diffViews(this.backend.table, programmed, desired, scope);
@@ -182,6 +139,63 @@ export class Dataplane {
       // Someone changed our table behind our back: what we believe is no longer true. Repair it all.
       if (err instanceof DataplaneError && err.cause instanceof NftApplyError) return this.reconcile();
       throw err;
+    }
+  }
+
+  /**
+   * Moves the touched pods to the groups they now belong to and their addresses in the pod maps.
+   * A group that appears is built from its spans and one that goes is dropped: both are compared
+   * whole. Returns the groups built (they already hold the delta's peers).
+   */
+  private regroup(podDirections: Iterable<string>, changed: Set<string>, sets: SetScope): Set<string> {
+    const regrouped = new Set<string>();
+    for (const pd of podDirections) {
+      const [pod, direction] = splitPodDirection(pd);
+      const before = this.groupOf.get(pd) ?? null;
+      const after = this.wantedGroup(pod, direction);
+      if (before !== after) {
+        this.setGroup(pd, after);
+        if (before !== null) regrouped.add(before);
+        if (after !== null) regrouped.add(after);
+      }
+      // Addresses may have changed even when the group did not.
+      this.claim(pd, after, sets);
+    }
+    const built = new Set<string>();
+    for (const group of regrouped) {
+      // A group that went and came back within the delta keeps its content (it follows from the signature).
+      if (!this.members.has(group)) this.allow.delete(group);
+      else if (!this.allow.has(group)) {
+        this.allow.set(group, GroupAllow.of(this.groupSpans(group)));
+        built.add(group);
+      } else continue;
+      changed.add(group);
+      for (const name of groupSetNames(group)) sets.whole(name);
+    }
+    return built;
+  }
+
+  /**
+   * The delta's peers, span by span, into the groups their rule is bound in: an exact key is one
+   * element of a hash set; any other span makes the group's interval sets compared whole.
+   */
+  private applyPeers(delta: RuleTableDelta, built: ReadonlySet<string>, changed: Set<string>, sets: SetScope): void {
+    for (const [list, by] of [[delta.removed, -1], [delta.added, 1]] as const) {
+      for (const e of list) {
+        if (e.kind !== 'peer') continue;
+        for (const group of this.ruleGroups.get(e.rule) ?? []) {
+          const allow = built.has(group) ? undefined : this.allow.get(group);
+          if (allow === undefined) continue;
+          const ports = e.port !== null ? [e.port] : this.groupBoundPorts(group, e.rule);
+          for (const port of ports) {
+            const change = allow.change({ peer: e.peer, port }, by);
+            if (change === null) continue;
+            changed.add(group);
+            if (change.set === 'interval') for (const suffix of INTERVAL_SET_SUFFIXES) sets.whole(groupSetName(group, suffix));
+            else sets.element(groupSetName(group, change.set), change.id);
+          }
+        }
+      }
     }
   }
 

@@ -106,6 +106,7 @@ export type ExactSetSuffix = 'px4' | 'px6' | 'ax4' | 'ax6';
 /** Interval sets of disjoint elements: CIDRs, ranges, any peer. */
 export type IntervalSetSuffix = 'pp4' | 'pp6' | 'pa4' | 'pa6' | 'ap';
 export type GroupSetSuffix = ExactSetSuffix | IntervalSetSuffix;
+export const INTERVAL_SET_SUFFIXES: readonly IntervalSetSuffix[] = ['pp4', 'pp6', 'pa4', 'pa6', 'ap'];
 
 /** What a group allows, as the elements of each of its sets (element id -> key parts). */
 export interface GroupContent {
@@ -126,16 +127,16 @@ const PEER_PORT_V4: SetDatatype[] = ['ipv4_addr', 'inet_proto', 'inet_service'];
 const PEER_PORT_V6: SetDatatype[] = ['ipv6_addr', 'inet_proto', 'inet_service'];
 
 /** In lookup order: the hash sets first (one hash lookup), then the interval sets. */
-const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; interval: boolean; fields: (d: Direction) => LookupFields }[] = [
-  { suffix: 'px4', type: PEER_PORT_V4, interval: false, fields: peerPortFields(4) },
-  { suffix: 'px6', type: PEER_PORT_V6, interval: false, fields: peerPortFields(6) },
-  { suffix: 'ax4', type: ['ipv4_addr'], interval: false, fields: peerFields(4) },
-  { suffix: 'ax6', type: ['ipv6_addr'], interval: false, fields: peerFields(6) },
-  { suffix: 'pp4', type: PEER_PORT_V4, interval: true, fields: peerPortFields(4) },
-  { suffix: 'pp6', type: PEER_PORT_V6, interval: true, fields: peerPortFields(6) },
-  { suffix: 'pa4', type: ['ipv4_addr'], interval: true, fields: peerFields(4) },
-  { suffix: 'pa6', type: ['ipv6_addr'], interval: true, fields: peerFields(6) },
-  { suffix: 'ap', type: ['inet_proto', 'inet_service'], interval: true, fields: () => ['meta l4proto', 'th dport'] },
+const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields: (d: Direction) => LookupFields }[] = [
+  { suffix: 'px4', type: PEER_PORT_V4, fields: peerPortFields(4) },
+  { suffix: 'px6', type: PEER_PORT_V6, fields: peerPortFields(6) },
+  { suffix: 'ax4', type: ['ipv4_addr'], fields: peerFields(4) },
+  { suffix: 'ax6', type: ['ipv6_addr'], fields: peerFields(6) },
+  { suffix: 'pp4', type: PEER_PORT_V4, fields: peerPortFields(4) },
+  { suffix: 'pp6', type: PEER_PORT_V6, fields: peerPortFields(6) },
+  { suffix: 'pa4', type: ['ipv4_addr'], fields: peerFields(4) },
+  { suffix: 'pa6', type: ['ipv6_addr'], fields: peerFields(6) },
+  { suffix: 'ap', type: ['inet_proto', 'inet_service'], fields: () => ['meta l4proto', 'th dport'] },
 ];
 
 export const GROUP_SET_SUFFIXES: readonly GroupSetSuffix[] = GROUP_SETS.map((s) => s.suffix);
@@ -155,7 +156,8 @@ export function addGroupView(view: DesiredView, name: string, direction: Directi
   for (const s of GROUP_SETS) {
     const setName = groupSetName(name, s.suffix);
     const elements = content.sets[s.suffix];
-    view.sets.set(setName, { type: s.type, flags: s.interval ? ['interval'] : [], elements, map: false });
+    const interval = (INTERVAL_SET_SUFFIXES as readonly string[]).includes(s.suffix);
+    view.sets.set(setName, { type: s.type, flags: interval ? ['interval'] : [], elements, map: false });
     if (elements.size > 0) rules.push(rule(matchSet(s.fields(direction), setName), allow()));
   }
   rules.push(rule(counter(), drop()));
