@@ -641,7 +641,7 @@ export async function runProgrammingBenchmark(): Promise<void> {
         fmtMs(median(xs.map((x) => x.nftMs))),
         fmtMs(median(xs.map((x) => x.applyMs - x.nftMs))),
         fmtMs(median(xs.map((x) => x.compileMs))),
-        `${median(xs.map((x) => x.deltaSize))} / ${median(xs.map((x) => x.ops))}`,
+        `${median(xs.map((x) => x.deltaSize))} / ${median(xs.map((x) => x.ops))} (max ${Math.max(...xs.map((x) => x.deltaSize))} / ${Math.max(...xs.map((x) => x.ops))})`,
       ];
     });
     for (const [via, r] of [['runSync', rawSync], ['run()', rawAsync]] as const) {
@@ -677,7 +677,7 @@ export async function runProgrammingBenchmark(): Promise<void> {
       }
     }
     console.log(`single update on the product path: compiler delta -> Dataplane.apply -> nft run() (async), table of ${fmt(elements.length)} rule-table elements on ${node}; ${emptyDeltas} events gave an empty delta (not timed)`);
-    printTable(['update', 'samples', 'apply median', 'apply p99', 'apply min..max', 'nft run median', 'JS median', 'compile median', 'delta elements / nft ops median'], rows);
+    printTable(['update', 'samples', 'apply median', 'apply p99', 'apply min..max', 'nft run median', 'JS median', 'compile median', 'delta elements / nft ops median (max)'], rows);
     const after = await timed(rec, () => new Dataplane(rec).sync(compiler.elements()));
     console.log(`after the updates, a fresh sync of the compiler's elements writes ${after.report.operations} operations (0: the incremental path left the kernel exactly as a full sync would)\n`);
   } finally {
