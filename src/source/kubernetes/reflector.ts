@@ -168,7 +168,7 @@ export class Reflector {
           if (watching) this.out.metrics?.watchRestarted(this.spec.kind, silent ? 'silent' : 'error');
           const verb = this.needList && !this.streamingList ? 'list' : 'watch';
           const message = `Kubernetes source: ${this.describe(err, verb)}; retrying in ${(delayMs / 1000).toFixed(1)} s, the last known state stays enforced`;
-          this.out.logger?.warn({ kind: this.spec.kind, err: errorMessage(err), retryInMs: delayMs }, message);
+          // Logged once, by the sink (the agent logs every problem with its cause).
           this.out.problem(message, err);
         }
       }
