@@ -156,12 +156,13 @@ after(async () => {
   }
 });
 
-test('a 403 on a list is one clear log line naming what to grant, and /readyz says why it is not ready', { skip: SKIP }, async () => {
+test('a 403 on a list is one clear log line naming what to grant, and /readyz says why it is not ready', { skip: SKIP }, async (t) => {
   const readyz = await waitFor('/readyz to name the 403', async () => {
     const r = await get('/readyz');
     return /403 Forbidden/.test(r.body) ? r : null;
   });
   assert.equal(readyz.status, 503);
+  t.diagnostic(readyz.body.trim()); // the message README's troubleshooting quotes
   assert.match(readyz.body, /^not ready: waiting for the first complete listing of the cluster; last error: Kubernetes source: cannot list networkpolicies in all namespaces: 403 Forbidden \(networkpolicies\.networking\.k8s\.io is forbidden: .*\)\. Grant the agent's ServiceAccount the verbs "list" and "watch" on "networkpolicies" in API group "networking\.k8s\.io"/);
   const refused = logLines(/^Kubernetes source: cannot list networkpolicies/);
   assert.ok(refused.length >= 1, agentLog);
@@ -197,7 +198,7 @@ test('once RBAC allows the list, /readyz turns ready; a policy written through t
   assert.match(metrics, /netpol_agent_source_objects\{kind="Pod"\} 2/);
 });
 
-test('an unreachable API server is reported and the table keeps enforcing; SIGTERM leaves it in place', { skip: SKIP }, async () => {
+test('an unreachable API server is reported and the table keeps enforcing; SIGTERM leaves it in place', { skip: SKIP }, async (t) => {
   assert.ok(apiServer !== null && agent !== null);
   const before = await nftTable();
   await apiServer.stop();
@@ -205,6 +206,7 @@ test('an unreachable API server is reported and the table keeps enforcing; SIGTE
   // The open watches are cut (ECONNRESET), then every attempt is refused until the server is back.
   await waitFor('the unreachable API server in the log', async () => (logLines(/ECONNREFUSED/).length > 0 ? true : null));
   const line = logLines(/ECONNREFUSED/)[0]?.msg ?? '';
+  t.diagnostic(line); // the message README's troubleshooting quotes
   assert.match(line, /^Kubernetes source: (list|watch) \S+( in all namespaces)?: cannot reach the API server at http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED .*; retrying in \d+\.\d s, the last known state stays enforced$/);
   assert.equal((await get('/readyz')).status, 200, 'the last known state stays enforced, and ready');
   assert.equal(await nftTable(), before);
