@@ -13,7 +13,7 @@
 import { readdirSync, readFileSync, statSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { Composer, Parser } from 'yaml';
 import { objectKey } from '../api';
 import type { ClusterEvent, ClusterSource, ObjectKind, ObjectRef, SourceSink } from '../api';
 import { InvalidInputError, InvalidObjectError, errorMessage } from '../errors';
@@ -378,12 +378,15 @@ function parseDocuments(file: string, text: string): unknown[] {
       // YAML flow style, or broken JSON: the YAML parser reads the one and reports the other.
     }
   }
-  const docs = parseAllDocuments(text);
-  return (Array.isArray(docs) ? docs : [docs]).map((doc, i) => {
+  // One document at a time: each document's tree is garbage once converted, where parseAllDocuments
+  // would hold the trees of every document of the file at once.
+  const out: unknown[] = [];
+  for (const doc of new Composer().compose(new Parser().parse(text))) {
     const first = doc.errors[0];
-    if (first !== undefined) throw new InvalidInputError(file, `document ${i + 1} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);
-    return doc.toJS() as unknown;
-  });
+    if (first !== undefined) throw new InvalidInputError(file, `document ${out.length + 1} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);
+    out.push(doc.toJS());
+  }
+  return out;
 }
 
 /** Documents and the items of `kind: List` documents, each with where it is in the file. */
