@@ -4,8 +4,12 @@
 //
 // - Only files whose stat changed are read again, and only their objects are diffed, so an edit of one
 //   small file costs the same whatever the size of the rest of the datastore.
-// - fs.watch wakes the reload (debounced: an editor writes a file in several steps); a periodic stat
-//   of every file catches what fs.watch misses (network filesystems, a watched directory replaced).
+// - fs.watch wakes the reload after 10 ms of quiet. A file written in place (truncate, then write, as
+//   `>` and many editors do) notifies at each step, and a read between them sees an empty or cut file:
+//   an empty file parses as no objects, which would delete what it defined (and open or close
+//   traffic) until the next step. The quiet time lets such a write finish; it costs 10 ms of latency
+//   per change, and a burst of notifications is read once. A periodic stat of every file catches what
+//   fs.watch misses (network filesystems, a watched directory replaced).
 // - A file that does not parse keeps its last good contents: the problem is reported (file, document)
 //   and nothing it defined is deleted. An object that fails validation is reported through
 //   sink.rejected; a Pod or Namespace keeps its last good version, a NetworkPolicy is dropped from the
