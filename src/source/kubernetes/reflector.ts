@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterEvent, ObjectKind, ObjectRef } from '../../api';
-import { AgentError, InvalidObjectError, errorMessage, formatRef } from '../../errors';
+import { AgentError, InvalidObjectError, errorMessage } from '../../errors';
 import { ApiRequestError, asStatus } from './api-client';
 import type { ApiClient, Json, WatchEvent } from './api-client';
 import { Backoff } from './backoff';
@@ -367,7 +367,6 @@ export class Reflector {
       event = this.spec.upsert(raw);
     } catch (err) {
       const ref = err instanceof InvalidObjectError ? err.ref : id.ref;
-      this.out.logger?.warn({ kind: this.spec.kind, object: formatRef(ref), err: errorMessage(err) }, 'object rejected');
       return {
         known: { resourceVersion: id.resourceVersion, digest: `!${id.resourceVersion}` },
         event: null,
