@@ -308,6 +308,7 @@ export class FileSource implements ClusterSource {
    * version, or one that is gone from the files while it was rejected.
    */
   private endedRejections(now: ReadonlyMap<string, Rejection>, events: readonly ClusterEvent[]): ClusterEvent[] {
+    if (this.rejected.size === 0) return []; // the usual case: no need to index the events
     const touched = new Set(events.map((e) => (e.type === 'upsert' ? rejectionKey(e.kind, e.kind === 'Namespace' ? { namespace: '', name: e.object.name } : e.object) : rejectionKey(e.kind, e.kind === 'Namespace' ? { namespace: '', name: e.name } : e.ref))));
     const out: ClusterEvent[] = [];
     const ended = [...this.rejected].filter(([key]) => !now.has(key) && !touched.has(key));
