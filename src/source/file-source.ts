@@ -17,11 +17,10 @@
 import { readdirSync, readFileSync, statSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Composer, Parser } from 'yaml';
 import { objectKey } from '../api';
 import type { ClusterEvent, ClusterSource, ObjectKind, ObjectRef, SourceSink } from '../api';
 import { InvalidInputError, InvalidObjectError, errorMessage } from '../errors';
-import { addObject, emptyClusterObjects } from './manifests';
+import { addObject, emptyClusterObjects, parseManifestText } from './manifests';
 import type { ClusterObjects } from './manifests';
 import { eventsBetween } from './events';
 
@@ -327,7 +326,7 @@ export class FileSource implements ClusterSource {
   private readFile(file: string, stamp: string, old: FileEntry | undefined): FileEntry {
     let docs: unknown[];
     try {
-      docs = parseDocuments(file, readFileSync(file, 'utf8'));
+      docs = parseManifestText(file, readFileSync(file, 'utf8'));
     } catch (err) {
       this.report(`${errorMessage(err)}; its last good contents stay enforced`, err);
       return { stamp, objects: old?.objects ?? emptyClusterObjects(), rejected: old?.rejected ?? [] };
@@ -363,35 +362,6 @@ export class FileSource implements ClusterSource {
   private report(message: string, cause: unknown): void {
     this.sink?.problem(message, cause);
   }
-}
-
-function parseDocuments(file: string, text: string): unknown[] {
-  // JSON is YAML too, but JSON.parse reads it two orders of magnitude faster, and the yaml library's
-  // document tree of a 50 MB file does not fit in a 4 GB heap: *.json files, and JSON written under
-  // a YAML name (generated datastores), never go through it.
-  if (/\.json$/i.test(file)) {
-    try {
-      return [JSON.parse(text) as unknown];
-    } catch (err) {
-      throw new InvalidInputError(file, `is not valid JSON: ${errorMessage(err)}`, { cause: err });
-    }
-  }
-  if (/^\s*[{[]/.test(text)) {
-    try {
-      return [JSON.parse(text) as unknown];
-    } catch {
-      // YAML flow style, or broken JSON: the YAML parser reads the one and reports the other.
-    }
-  }
-  // One document at a time: each document's tree is garbage once converted, where parseAllDocuments
-  // would hold the trees of every document of the file at once.
-  const out: unknown[] = [];
-  for (const doc of new Composer().compose(new Parser().parse(text))) {
-    const first = doc.errors[0];
-    if (first !== undefined) throw new InvalidInputError(file, `document ${out.length + 1} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);
-    out.push(doc.toJS());
-  }
-  return out;
 }
 
 /** Documents and the items of `kind: List` documents, each with where it is in the file. */
