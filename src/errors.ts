@@ -1,7 +1,7 @@
 // One error family for the whole agent: every error has a stable code and names the object it is about.
 import type { ObjectRef } from './api';
 
-export type ErrorCode = 'INVALID_OBJECT' | 'INVALID_INPUT' | 'DATAPLANE' | 'SANDBOX';
+export type ErrorCode = 'INVALID_OBJECT' | 'INVALID_INPUT' | 'DATAPLANE' | 'SANDBOX' | 'KUBERNETES_API';
 
 export class AgentError extends Error {
   readonly code: ErrorCode;
