@@ -1,0 +1,143 @@
+// The docs' "Declare Network Policy" walkthrough, verbatim, with the real kubectl in a real one-node
+// cluster (test/e2e/cluster: etcd, kube-apiserver, controller-manager, scheduler, kubelet on containerd and
+// runc with the bridge CNI, kube-proxy in nftables mode, CoreDNS). Needs root and the build of
+// test/e2e/cluster/build.sh (about 12 min the first time, cached afterwards). Run with
+//   npm run test:e2e
+// The policy half installs the agent with `kubectl apply -k manifests/` from the image archive named by
+// E2E_AGENT_IMAGE (a docker-save tarball whose tag is the one manifests/ references).
+//
+// The docs run `wget --spider --timeout=1 nginx`; Debian's busybox (our busybox:e2e) has no --timeout
+// and segfaults on -T, so each run is `timeout 1 wget --spider nginx`: same one-second bound, and a
+// timed-out wget is killed (exit 143) instead of printing "download timed out".
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cluster, REPO_ROOT, type CommandResult } from './cluster';
+
+const ENABLED = process.env.E2E_CLUSTER === '1';
+const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, containerd, kubelet)' : !ENABLED ? 'real-cluster tier: run it with `npm run test:e2e` (E2E_CLUSTER=1)' : false;
+
+const KUSTOMIZATION = join(REPO_ROOT, 'manifests', 'kustomization.yaml');
+const AGENT_IMAGE = process.env.E2E_AGENT_IMAGE ?? '';
+const AGENT_SKIP = !existsSync(KUSTOMIZATION)
+  ? `the policy half needs the agent's manifests: ${KUSTOMIZATION} is absent`
+  : AGENT_IMAGE === '' || !existsSync(AGENT_IMAGE)
+    ? `the policy half needs the agent's image: set E2E_AGENT_IMAGE to its docker-save archive (now ${AGENT_IMAGE === '' ? 'unset' : `${AGENT_IMAGE}, missing`})`
+    : false;
+
+// The docs' policy (kubernetes.io examples/service/networking/nginx-policy.yaml); manifests/examples has
+// the same object once the manifests are in.
+const DOCS_POLICY = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: access-nginx
+spec:
+  podSelector:
+    matchLabels:
+      app: nginx
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels:
+          access: "true"
+`;
+
+const WGET = ['timeout', '1', 'wget', '--spider', 'nginx'];
+const transcript: string[] = [];
+
+function record(args: string[], r: CommandResult): CommandResult {
+  transcript.push(`$ kubectl ${args.join(' ')}`, (r.stdout + r.stderr).trimEnd(), `(exit ${r.code})`);
+  return r;
+}
+
+/** `kubectl run busybox --rm -i [--labels=...] --image=busybox:e2e -- timeout 1 wget --spider nginx` */
+async function busyboxWget(cluster: Cluster, labels?: string): Promise<CommandResult> {
+  const args = ['run', 'busybox', '--rm', '-i', ...(labels === undefined ? [] : [`--labels=${labels}`]), '--image=busybox:e2e', '--', ...WGET];
+  return record(args, await cluster.kubectl(args, { timeoutMs: 120_000 }));
+}
+
+describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
+  let cluster: Cluster;
+
+  before(async () => {
+    cluster = await Cluster.start({ images: AGENT_SKIP === false ? [AGENT_IMAGE] : [], onLog: (l) => console.log(`# ${l}`) });
+  }, { timeout: 45 * 60_000 });
+
+  after(async () => {
+    console.log(`# transcript:\n${transcript.map((l) => `#   ${l.replace(/\n/g, '\n#   ')}`).join('\n')}`);
+    // down.sh verifies that no process, mount, namespace, cgroup or sysctl change is left, and fails if any is.
+    await cluster?.stop();
+  }, { timeout: 5 * 60_000 });
+
+  test('kubectl create deployment nginx --image=nginx:e2e; the pod runs', async () => {
+    const args = ['create', 'deployment', 'nginx', '--image=nginx:e2e'];
+    const r = record(args, await cluster.kubectl(args));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /deployment.apps\/nginx created/);
+    await cluster.kubectlOk(['rollout', 'status', 'deployment/nginx', '--timeout=120s'], { timeoutMs: 130_000 });
+  });
+
+  test('kubectl expose deployment nginx --port=80', async () => {
+    const args = ['expose', 'deployment', 'nginx', '--port=80'];
+    const r = record(args, await cluster.kubectl(args));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /service\/nginx exposed/);
+    record(['get', 'svc,pod'], await cluster.kubectl(['get', 'svc,pod']));
+  });
+
+  test('busybox reaches the nginx Service by name (CoreDNS, kube-proxy): "remote file exists"', async () => {
+    const r = await busyboxWget(cluster);
+    assert.match(r.stdout + r.stderr, /remote file exists/, `exit ${r.code}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.code, 0);
+  });
+
+  describe('with the agent installed from manifests/', { skip: AGENT_SKIP }, () => {
+    let workdir: string;
+    before(() => {
+      workdir = mkdtempSync(join(tmpdir(), 'npe2e-walkthrough-'));
+    });
+    after(() => rmSync(workdir, { recursive: true, force: true }));
+
+    test('kubectl apply -k manifests/: every agent DaemonSet becomes ready', async () => {
+      const args = ['apply', '-k', join(REPO_ROOT, 'manifests')];
+      const r = record(args, await cluster.kubectl(args));
+      assert.equal(r.code, 0, r.stderr);
+      const daemonsets = (await cluster.kubectlOk(['get', 'daemonsets', '-A', '-o', 'jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{"\\n"}{end}']))
+        .split('\n')
+        .filter((l) => l !== '' && !l.startsWith('kube-system/'));
+      assert.notEqual(daemonsets.length, 0, 'manifests/ created no DaemonSet');
+      for (const ds of daemonsets) {
+        const [ns, name] = ds.split('/') as [string, string];
+        await cluster.kubectlOk(['rollout', 'status', `daemonset/${name}`, '-n', ns, '--timeout=120s'], { timeoutMs: 130_000 });
+      }
+    });
+
+    test('kubectl apply -f access-nginx; busybox without the label: wget is cut off', async () => {
+      const examples = join(REPO_ROOT, 'manifests', 'examples', 'access-nginx.yaml');
+      const file = existsSync(examples) ? examples : join(workdir, 'nginx-policy.yaml');
+      if (file !== examples) writeFileSync(file, DOCS_POLICY);
+      assert.match(readFileSync(file, 'utf8'), /name: access-nginx/);
+      const args = ['apply', '-f', file];
+      const applied = Date.now();
+      const r = record(args, await cluster.kubectl(args));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /networkpolicy.networking.k8s.io\/access-nginx (created|configured)/);
+      // The user's view of enforcement latency: from the apply to the first wget that is cut off.
+      let denied: CommandResult | undefined;
+      for (let attempt = 0; attempt < 10 && denied === undefined; attempt++) {
+        const w = await busyboxWget(cluster);
+        if (!/remote file exists/.test(w.stdout + w.stderr)) denied = w;
+      }
+      assert.ok(denied !== undefined, 'wget kept getting through after the policy was applied');
+      console.log(`# enforcement latency seen by a user (apply -> first cut-off wget): ${Date.now() - applied} ms`);
+      assert.notEqual(denied.code, 0);
+    });
+
+    test('kubectl run busybox --labels="access=true": "remote file exists"', async () => {
+      const r = await busyboxWget(cluster, 'access=true');
+      assert.match(r.stdout + r.stderr, /remote file exists/, `exit ${r.code}: ${r.stdout}${r.stderr}`);
+    });
+  });
+});
