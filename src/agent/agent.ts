@@ -10,6 +10,7 @@ import type { NftBackend } from '../dataplane/nft';
 import { FileSource } from '../source';
 import { KubernetesSource } from '../source/kubernetes';
 import { AgentLoop } from './agent-loop';
+import type { AgentLoopOptions } from './agent-loop';
 import { AgentServer, parseListen } from './http-server';
 import { AgentMetrics } from './metrics';
 
@@ -26,6 +27,8 @@ export interface AgentOptions {
   readonly logger: Logger;
   /** The nftables backend; default: the kernel, in this process's network namespace. */
   readonly backend?: NftBackend;
+  /** Observes each committed transaction (benchmarks). */
+  readonly onCommitted?: AgentLoopOptions['onCommitted'];
 }
 
 export interface RunningAgent {
@@ -50,6 +53,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     metrics,
     logger: log,
     resyncPeriodMs: options.resyncPeriodMs,
+    ...(options.onCommitted !== undefined ? { onCommitted: options.onCommitted } : {}),
   });
   const server = new AgentServer({ rules: loop, metrics, logger: log });
   let bound;
