@@ -108,6 +108,7 @@ test('lists every kind in pages (limit/continue), one batch per kind, then synce
     const pods = ['a', 'b', 'c', 'd', 'e'].map((n, i) => server.put('pods', makePod('default', n, { ips: [`10.0.0.${i + 1}`] })));
     const policy = server.put('networkpolicies', makePolicy('default', 'deny-all', { podSelector: {} }));
     const listRv = server.resourceVersion;
+    server.gzipAboveBytes = 0; // every list page gzipped, as kube-apiserver does above 128 KiB
     source.start(sink);
     await until('synced', () => sink.calls.some((c) => c.type === 'synced'));
     await until('three watches', () => server.requests.filter((r) => r.verb === 'watch').length === 3);
@@ -125,6 +126,7 @@ test('lists every kind in pages (limit/continue), one batch per kind, then synce
     const podWatch = server.requests.find((r) => r.resource === 'pods' && r.verb === 'watch');
     assert.deepEqual(podWatch?.query, { allowWatchBookmarks: 'true', timeoutSeconds: '450', resourceVersion: listRv, watch: 'true' });
     assert.equal(podWatch?.authorization, 'Bearer fake-token');
+    assert.ok(server.bytes.list < server.bytes.listUncompressed, 'the pages went gzipped');
     assert.deepEqual(metrics.objectCounts, { Namespace: 2, Pod: 5, NetworkPolicy: 1 });
     assert.deepEqual(metrics.relists, []);
   } finally {
@@ -199,6 +201,27 @@ test('a 500 on list is reported and retried with backoff; synced waits for that 
     assert.deepEqual(notProblems(calls), [{ type: 'events', batch: [upsertPod(pod)] }, { type: 'synced' }]);
     assert.ok(Date.now() - started >= 20 + 40, 'waited 20 ms then 40 ms');
     assert.equal(server.count('pods', 'list'), 3);
+  } finally {
+    await source.stop();
+    await server.close();
+  }
+});
+
+test('429 Too Many Requests waits at least the Retry-After the server sent', async () => {
+  const server = new FakeApiServer();
+  await server.start();
+  const sink = new RecordingSink();
+  const source = new KubernetesSource({ kubeconfigPath: server.kubeconfigPath, random: () => 0.5, backoff: { initialMs: 20, maxMs: 80 } });
+  try {
+    server.failNext('namespaces', 'list', { kind: 'status', code: 429, message: 'too many requests, please try again later', retryAfter: 1 });
+    const started = Date.now();
+    source.start(sink);
+    await until('synced', () => sink.calls.some((c) => c.type === 'synced'));
+    assert.ok(Date.now() - started >= 1000, 'waited the second the server asked for');
+    assert.deepEqual(sink.take(), [
+      { type: 'problem', message: 'Kubernetes source: list namespaces: 429 Too Many Requests: too many requests, please try again later; retrying in 1.0 s, the last known state stays enforced' },
+      { type: 'synced' },
+    ]);
   } finally {
     await source.stop();
     await server.close();

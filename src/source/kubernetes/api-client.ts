@@ -85,10 +85,14 @@ export class ApiClient {
   async listPage(path: string, query: Record<string, string>, signal: AbortSignal): Promise<ListPage & { wireBytes: number }> {
     const res = await this.request(path, query, { 'accept-encoding': 'gzip' }, signal);
     let wireBytes = 0;
-    res.on('data', (c: Buffer) => { wireBytes += c.length; });
-    const body = res.headers['content-encoding'] === 'gzip' ? res.pipe(createGunzip()) : res;
+    const gzipped = res.headers['content-encoding'] === 'gzip';
+    if (gzipped) res.on('data', (c: Buffer) => { wireBytes += c.length; });
+    const body = gzipped ? res.pipe(createGunzip()) : res;
     const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(chunk as Buffer);
+    for await (const chunk of body) {
+      chunks.push(chunk as Buffer);
+      if (!gzipped) wireBytes += (chunk as Buffer).length;
+    }
     const text = Buffer.concat(chunks).toString('utf8');
     let parsed: unknown;
     try {

@@ -167,12 +167,16 @@ export class Reflector {
       // No resourceVersion: a consistent read (served from the watch cache since Kubernetes 1.31).
       const query: Record<string, string> = { limit: String(this.timing.pageSize) };
       if (continueToken !== '') query['continue'] = continueToken;
-      const signal = AbortSignal.any([this.signal, AbortSignal.timeout(this.timing.requestTimeoutMs)]);
-      const page = await this.client.listPage(this.spec.path, query, signal).catch((err: unknown) => {
-        if (!this.signal.aborted && signal.aborted) {
+      const request = childAbort(this.signal);
+      const timer = setTimeout(() => request.abort(), this.timing.requestTimeoutMs);
+      const page = await this.client.listPage(this.spec.path, query, request.signal).catch((err: unknown) => {
+        if (!this.signal.aborted && request.signal.aborted) {
           throw new ApiRequestError(`the list of ${this.spec.resource} took longer than ${this.timing.requestTimeoutMs / 1000} s`, null, null, { cause: err });
         }
         throw err;
+      }).finally(() => {
+        clearTimeout(timer);
+        request.dispose();
       });
       if (pages === 0) listResourceVersion = page.resourceVersion;
       pages += 1;
@@ -209,14 +213,13 @@ export class Reflector {
    * watch was healthy) or something fails (rejects). A watchdog aborts it when it goes silent.
    */
   private async watch(): Promise<boolean> {
-    const controller = new AbortController();
-    const signal = AbortSignal.any([this.signal, controller.signal]);
+    const request = childAbort(this.signal);
     let silent = false;
     let sawEvent = false;
     const started = Date.now();
     const watchdog = setTimeout(() => {
       silent = true;
-      controller.abort();
+      request.abort();
     }, this.timing.silenceTimeoutMs);
     const timeoutSeconds = Math.floor(this.timing.watchTimeoutSeconds * (1 + this.timing.random()));
     const query: Record<string, string> = { allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) };
@@ -229,12 +232,13 @@ export class Reflector {
           this.backoff.reset();
         }
         this.apply(events);
-      }, signal);
+      }, request.signal);
     } catch (err) {
       if (silent && !this.signal.aborted) throw new WatchSilentError(this.spec, this.timing.silenceTimeoutMs);
       throw err;
     } finally {
       clearTimeout(watchdog);
+      request.dispose();
     }
     return sawEvent || Date.now() - started >= HEALTHY_WATCH_MS;
   }
@@ -316,6 +320,23 @@ export class Reflector {
     }
     return `${verb} ${what}: ${err.message}`;
   }
+}
+
+/**
+ * An abort signal for one request: aborted with the source (stop) or on its own (timeout, watchdog).
+ * A plain listener rather than AbortSignal.any, removed when the request ends, so that months of
+ * restarts leave nothing attached to the source's signal.
+ */
+function childAbort(parent: AbortSignal): { readonly signal: AbortSignal; abort(): void; dispose(): void } {
+  const controller = new AbortController();
+  const onParentAbort = (): void => controller.abort();
+  if (parent.aborted) controller.abort();
+  else parent.addEventListener('abort', onParentAbort, { once: true });
+  return {
+    signal: controller.signal,
+    abort: () => controller.abort(),
+    dispose: () => parent.removeEventListener('abort', onParentAbort),
+  };
 }
 
 /** 410 Gone, or a resourceVersion newer than the server has (a lagging API server after a failover). */
