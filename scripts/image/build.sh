@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Builds the netpol-agent image from the repository's Dockerfile on this machine, where no image
+# registry is reachable, and saves it as a docker-save archive for `ctr images import` / `docker load`:
+#   1. the node:20-bookworm-slim base comes from base-image.sh (cached in .cache/image);
+#   2. a private Docker daemon (dockerd.sh) imports it under that name and builds with BuildKit;
+#   3. the image is saved to .cache/image/netpol-agent-TAG.tar, then the daemon stops.
+# The extra CA certificates of this machine (/usr/local/share/ca-certificates, a TLS-intercepting
+# proxy) reach npm in the build stage as the BuildKit secret extra-ca; they are not in the image.
+#
+# Usage: build.sh [--tag TAG] [--daemon STATE]
+#   --tag     image tag (default: the version in package.json); the image is netpol-agent:TAG
+#   --daemon  use a daemon already started by `dockerd.sh start` (left running) instead of a new one
+# Prints the archive's path on stdout; progress and timings on stderr.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cache="$repo/.cache/image"
+source "$here/versions.sh"
+
+tag="$(node -p 'require(process.argv[1]).version' "$repo/package.json")"
+state=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tag) tag="$2"; shift 2 ;;
+    --daemon) state="$2"; shift 2 ;;
+    *) echo "usage: build.sh [--tag TAG] [--daemon STATE]" >&2; exit 2 ;;
+  esac
+done
+image="netpol-agent:$tag"
+archive="$cache/netpol-agent-$tag.tar"
+
+timed() { # LABEL COMMAND...: runs it and reports its duration on stderr
+  local label="$1" start=$SECONDS; shift
+  "$@"
+  echo "build.sh: $label: $((SECONDS - start)) s" >&2
+}
+
+base_tar="$cache/node-$NODE_VERSION-bookworm-slim-r$BASE_RECIPE.rootfs.tar"
+if [ ! -f "$base_tar" ]; then
+  timed "base root filesystem (debootstrap + Node $NODE_VERSION)" bash "$here/base-image.sh" "$base_tar"
+fi
+
+if [ -z "$state" ]; then
+  state="$(bash "$here/dockerd.sh" start)"
+  trap 'bash "$here/dockerd.sh" stop "$state"' EXIT
+fi
+docker=(/usr/bin/docker -H "unix://$state/docker.sock")
+
+# The base is imported once per data root; a second tag records which tarball it came from.
+base_id="netpol-agent-base:node-$NODE_VERSION-r$BASE_RECIPE"
+if ! "${docker[@]}" image inspect "$base_id" >/dev/null 2>&1; then
+  timed "docker import $BASE_IMAGE" "${docker[@]}" import "${BASE_IMAGE_CHANGES[@]}" "$base_tar" "$BASE_IMAGE" >/dev/null
+  "${docker[@]}" tag "$BASE_IMAGE" "$base_id"
+fi
+
+secret=()
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  cat /usr/local/share/ca-certificates/*.crt >"$state/extra-ca.pem"
+  secret=(--secret "id=extra-ca,src=$state/extra-ca.pem")
+fi
+# --network=host: the daemon has no bridge (dockerd.sh), and the build reaches apt and npm as the
+# host does.
+timed "docker build (BuildKit)" env DOCKER_BUILDKIT=1 "${docker[@]}" build --network=host "${secret[@]}" \
+  --progress=plain -t "$image" "$repo" >"$state/build.log" 2>&1 \
+  || { tail -40 "$state/build.log" >&2; exit 1; }
+cp "$state/build.log" "$cache/build.log"
+
+mkdir -p "$cache"
+timed "docker save" "${docker[@]}" save -o "$archive.partial" "$image"
+mv "$archive.partial" "$archive"
+size="$("${docker[@]}" image inspect --format '{{.Size}}' "$image")"
+echo "build.sh: $image is $((size / 1000000)) MB ($((size / 1048576)) MiB); archive $(du -m "$archive" | cut -f1) MiB at $archive" >&2
+echo "$archive"
