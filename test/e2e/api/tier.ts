@@ -8,7 +8,7 @@
 // any of it to the root namespace: the test process reaches the API server and each agent's loopback
 // endpoint through Unix sockets served by relays inside those namespaces (relay.ts).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -242,6 +242,33 @@ export class Tier {
   /** A process started in a node's namespace (nft, for the table faults). */
   inNode(node: string, argv: string[]): string {
     return execFileSync('ip', ['netns', 'exec', this.sandbox.nodeNetnsName(node), ...argv], { encoding: 'utf8', timeout: 30_000 });
+  }
+
+  /** Stops kube-apiserver (SIGTERM, as a node reboot or an upgrade would) and returns its command line. */
+  async stopApiServer(): Promise<string[]> {
+    const pidFile = join(this.cluster.state, 'pids', 'kube-apiserver');
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 300 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 100));
+    if (existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
+    return argv;
+  }
+
+  /** Starts kube-apiserver again with that command line, in the control plane's namespace, where down.sh finds it. */
+  async startApiServer(argv: string[]): Promise<void> {
+    const out = openSync(join(this.cluster.state, 'logs', 'kube-apiserver.log'), 'a');
+    const child = spawn('nsenter', [`--net=${this.cluster.netnsPath}`, ...argv], { detached: true, stdio: ['ignore', out, out] });
+    child.unref();
+    closeSync(out);
+    if (child.pid === undefined) throw new Error('kube-apiserver did not start');
+    writeFileSync(join(this.cluster.state, 'pids', 'kube-apiserver'), `${child.pid}\n`);
+    await this.kube.waitReady(120_000);
+  }
+
+  /** etcdctl against the cluster's etcd (in the control plane's namespace). */
+  etcdctl(args: string[]): string {
+    return execFileSync('nsenter', [`--net=${this.cluster.netnsPath}`, join(this.cluster.binDir, 'etcdctl'), '--endpoints=http://127.0.0.1:2379', ...args], { encoding: 'utf8', timeout: 60_000 });
   }
 
   async stop(): Promise<void> {
