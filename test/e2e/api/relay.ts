@@ -17,6 +17,8 @@ const colon = target.lastIndexOf(':');
 const targetHost = target.slice(0, colon).replace(/^\[|\]$/g, '');
 const targetPort = Number(target.slice(colon + 1));
 const open = new Set<{ client: Socket; upstream: Socket }>();
+let bytesUp = 0;
+let bytesDown = 0;
 
 const server = createServer((client) => {
   const upstream = connect({ host: targetHost, port: targetPort });
@@ -29,9 +31,12 @@ const server = createServer((client) => {
   };
   client.on('error', close).on('close', close);
   upstream.on('error', close).on('close', close);
+  client.on('data', (d: Buffer) => (bytesUp += d.length));
+  upstream.on('data', (d: Buffer) => (bytesDown += d.length));
   client.pipe(upstream);
   upstream.pipe(client);
 });
+process.on('SIGUSR2', () => process.stdout.write(`bytes ${bytesUp} ${bytesDown}\n`));
 
 process.on('SIGUSR1', () => {
   for (const { client, upstream } of open) {

@@ -44,6 +44,11 @@ export class SandboxKubelet {
   private readonly errors: string[] = [];
   private synced = false;
   private readonly waiters: { key: string; resolve: () => void }[] = [];
+  private readonly hosts = new Map<string, number>();
+  /** Called once a pod's namespace is wired, before its status is reported, with its addresses. */
+  onWired: ((key: string, ips: string[]) => void) | null = null;
+  /** Called when the status patch that reports a pod's addresses has returned. */
+  onReported: ((key: string, at: number) => void) | null = null;
 
   constructor(private readonly kube: KubeClient, private readonly sandbox: Sandbox, nodes: SandboxNode[], private readonly log: (line: string) => void = () => undefined) {
     this.nodes = new Map(nodes.map((n) => [n.name, n]));
@@ -176,6 +181,7 @@ export class SandboxKubelet {
     }
     this.running.set(key, { uid: pod.metadata.uid ?? '', node: nodeName, ips });
     if (host !== null) this.hosts.set(key, host);
+    this.onWired?.(key, ips);
     const now = new Date().toISOString();
     try {
       await this.kube.patch(`/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${pod.metadata.name}/status`, {
@@ -189,6 +195,7 @@ export class SandboxKubelet {
           conditions: ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
         },
       });
+      this.onReported?.(key, performance.now());
     } catch (err) {
       if (!(err instanceof KubeError && err.status === 404)) throw err; // deleted meanwhile: its DELETED event follows
     }
@@ -200,8 +207,6 @@ export class SandboxKubelet {
       }
     }
   }
-
-  private readonly hosts = new Map<string, number>();
 
   private async removePod(key: string): Promise<void> {
     const r = this.running.get(key);
