@@ -158,6 +158,7 @@ export class KubeClient {
           onEvent(JSON.parse(line) as WatchEvent);
         });
         lines.on('close', () => resolve());
+        lines.on('error', () => undefined); // the response's own error handler below decides
         res.on('error', (err) => (signal.aborted ? resolve() : reject(err)));
       });
       req.on('error', (err) => (signal.aborted ? resolve() : reject(err)));
