@@ -80,7 +80,8 @@ export class KubeClient {
       req.end(payload);
     });
     if (text.status < 200 || text.status > 299) throw new KubeError(text.status, method, path, text.body);
-    return (text.body === '' ? {} : JSON.parse(text.body)) as T;
+    // /readyz and friends answer plain text.
+    return (text.body === '' ? {} : text.body.startsWith('{') ? JSON.parse(text.body) : text.body) as T;
   }
 
   get<T = KubeObject>(path: string): Promise<T> {
