@@ -82,6 +82,9 @@ function fault(name: string, body: () => Promise<string>): void {
     const before = { probes: loop.probes, wrong: loop.wrong.length, converging: loop.converging };
     const t0 = Date.now();
     const note = await body();
+    // At least a few whole rounds of the probe loop inside every fault, however quick the fault.
+    const rounds = loop.rounds + 3;
+    while (loop.rounds < rounds) await new Promise((r) => setTimeout(r, 50));
     const probes = loop.probes - before.probes;
     const wrong = loop.wrong.slice(before.wrong);
     summary.push(`${name}: ${probes} probes, ${wrong.length} wrong, ${loop.converging - before.converging} within a bound while converging, ${((Date.now() - t0) / 1000).toFixed(0)} s; ${note}`);
