@@ -8,7 +8,7 @@
 // any of it to the root namespace: the test process reaches the API server and each agent's loopback
 // endpoint through Unix sockets served by relays inside those namespaces (relay.ts).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { closeSync, cpSync, createWriteStream, mkdirSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -279,6 +279,14 @@ export class Tier {
     this.kube.close();
     this.logs.end();
     await this.sandbox.destroy().catch((e: unknown) => errors.push(String(e)));
+    const keep = process.env['API_TIER_LOGS'];
+    if (keep !== undefined && keep !== '') {
+      // For CI artifacts: the agents' logs and the control plane's, before down.sh removes them.
+      mkdirSync(keep, { recursive: true });
+      if (!this.logs.closed) await new Promise<void>((r) => this.logs.once('close', () => r()));
+      cpSync(join(this.dir, 'agents.log'), join(keep, `agents-${this.cluster.state.split('-').pop() ?? ''}.log`));
+      cpSync(join(this.cluster.state, 'logs'), join(keep, `control-plane-${this.cluster.state.split('-').pop() ?? ''}`), { recursive: true });
+    }
     await this.cluster.stop().then(() => { emergency.clusterState = null; }, (e: unknown) => errors.push(String(e)));
     rmSync(this.dir, { recursive: true, force: true });
     emergency.dirs.delete(this.dir);
