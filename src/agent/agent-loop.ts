@@ -113,6 +113,10 @@ export class AgentLoop implements SourceSink {
   /** Compiled events waiting for their transaction. */
   private carried: { cls: EventClass; receivedAt: number }[] = [];
   private isSynced = false;
+  /** Events received and compiled since start; synced() marks how many the complete listing holds. */
+  private receivedCount = 0;
+  private compiledCount = 0;
+  private listingSize = 0;
   private needsFull = true;
   private pumping = false;
   private pumpScheduled = false;
@@ -167,6 +171,7 @@ export class AgentLoop implements SourceSink {
       if (event.kind === 'NetworkPolicy') this.notEnforceable.delete(objectKey(ref));
       this.queue.push({ event, cls: this.classify(event), receivedAt });
     }
+    this.receivedCount += batch.length;
     this.schedule();
   }
 
@@ -183,12 +188,14 @@ export class AgentLoop implements SourceSink {
     this.log.warn({ kind, object, reason, selectorUsable }, `NetworkPolicy ${object} is not enforceable as written; it isolates ${selectorUsable ? 'the pods it selects' : 'every pod of its namespace'} and allows nothing`);
     this.notEnforceable.set(object, { policy: object, reason, enforcedAs: policy, selectorUsable });
     this.queue.push({ event: { type: 'upsert', kind: 'NetworkPolicy', object: policy }, cls: 'NetworkPolicy', receivedAt: performance.now() });
+    this.receivedCount++;
     this.schedule();
   }
 
   synced(): void {
     if (this.stopped || this.isSynced) return;
     this.isSynced = true;
+    this.listingSize = this.receivedCount;
     this.log.info({ pendingEvents: this.pendingEvents() }, 'source synced: reconciling the kernel table');
     this.schedule();
   }
@@ -275,6 +282,11 @@ export class AgentLoop implements SourceSink {
 
   // --- the pump ---------------------------------------------------------------------------------
 
+  /** The source is synced and every event of its complete listing is compiled: the first full sync may run. */
+  private listingCompiled(): boolean {
+    return this.isSynced && this.compiledCount >= this.listingSize;
+  }
+
   private pendingEvents(): number {
     return this.queue.length - this.head + this.carried.length;
   }
@@ -304,13 +316,13 @@ export class AgentLoop implements SourceSink {
         if (this.head < this.queue.length) {
           this.compileChunk();
           const more = this.head < this.queue.length;
-          if (more && (this.inFlight !== null || !this.isSynced || performance.now() - batchStarted < this.maxBatchMs)) {
+          if (more && (this.inFlight !== null || !this.listingCompiled() || performance.now() - batchStarted < this.maxBatchMs)) {
             await new Promise((r) => setImmediate(r));
             continue;
           }
         }
-        if (!this.isSynced || this.inFlight !== null || this.retryTimer !== null || this.stopped) break;
-        if (!this.needsFull && this.accumulator.size === 0 && this.carried.length === 0) {
+        if (!this.listingCompiled() || this.inFlight !== null || this.retryTimer !== null || this.stopped) break;
+        if (!this.needsFull && this.accumulator.empty && this.carried.length === 0) {
           if (this.head < this.queue.length) continue;
           break;
         }
@@ -329,6 +341,7 @@ export class AgentLoop implements SourceSink {
     const end = Math.min(this.queue.length, this.head + this.chunkSize);
     for (; this.head < end; this.head++) {
       const item = this.queue[this.head];
+      this.compiledCount++;
       if (item === undefined) continue;
       this.track(item.event);
       let delta;

@@ -31,6 +31,8 @@ export interface FileSourceOptions {
 }
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
+/** A load reads files for at most this long before it lets the HTTP server and the watches run. */
+const YIELD_AFTER_MS = 20;
 const LIST_KINDS = new Set(['List', 'NamespaceList', 'PodList', 'NetworkPolicyList']);
 const ENFORCED_KINDS: ReadonlySet<string> = new Set<ObjectKind>(['Namespace', 'Pod', 'NetworkPolicy']);
 
@@ -74,6 +76,12 @@ export class FileSource implements ClusterSource {
   /** Rejections of the previous load, to end them when the object becomes valid or disappears. */
   private rejected = new Map<string, Rejection>();
   private readonly watchers = new Map<string, FSWatcher>();
+  /** Paths the watches named since the last read; only those are looked at (the poll lists everything). */
+  private pendingPaths = new Set<string>();
+  private pendingFull = false;
+  private loading = false;
+  private syncedSent = false;
+  private loadAgain = false;
   private debounce: NodeJS.Timeout | null = null;
   private poll: NodeJS.Timeout | null = null;
   /** The datastore path itself could not be read at the last load. */
@@ -86,9 +94,8 @@ export class FileSource implements ClusterSource {
 
   start(sink: SourceSink): void {
     this.sink = sink;
-    this.reload();
-    sink.synced();
-    this.poll = setInterval(() => this.reload(), this.pollMs);
+    this.pendingFull = true;
+    this.flush();
   }
 
   async stop(): Promise<void> {
@@ -97,6 +104,7 @@ export class FileSource implements ClusterSource {
     this.watchers.clear();
     if (this.debounce !== null) clearTimeout(this.debounce);
     if (this.poll !== null) clearInterval(this.poll);
+    this.poll = null;
   }
 
   /**
@@ -115,7 +123,7 @@ export class FileSource implements ClusterSource {
       try {
         const w = watch(dir, (_event, name) => {
           if (onlyName !== null && name !== null && name !== onlyName) return;
-          this.schedule();
+          this.schedule(name === null ? null : join(dir, name));
         });
         w.on('error', (err) => {
           w.close();
@@ -129,12 +137,52 @@ export class FileSource implements ClusterSource {
     }
   }
 
-  private schedule(): void {
+  /** A path the watch named (null: unknown, list everything); reads after `debounceMs` of quiet. */
+  private schedule(path: string | null): void {
+    if (path === null) this.pendingFull = true;
+    else this.pendingPaths.add(path);
     if (this.debounce !== null) clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.debounce = null;
-      this.reload();
+      this.flush();
     }, this.debounceMs);
+  }
+
+  /**
+   * Reads what is pending, one load at a time (a load yields to the event loop between files); what
+   * arrives meanwhile is read right after. The first load ends with synced() and starts the poll.
+   */
+  private flush(): void {
+    const sink = this.sink;
+    if (sink === null) return;
+    if (this.loading) {
+      this.loadAgain = true;
+      return;
+    }
+    const paths = this.pendingFull ? null : this.pendingPaths;
+    this.pendingFull = false;
+    this.pendingPaths = new Set();
+    this.loading = true;
+    void this.reload(paths).then((loaded) => {
+      this.loading = false;
+      if (this.sink !== sink) return;
+      // Synced only once the datastore could be read: an empty state would wipe the table a restarted
+      // agent keeps enforcing.
+      if (loaded && !this.syncedSent) {
+        this.syncedSent = true;
+        sink.synced();
+      }
+      if (this.poll === null) {
+        this.poll = setInterval(() => {
+          this.pendingFull = true;
+          this.flush();
+        }, this.pollMs);
+      }
+      if (this.loadAgain) {
+        this.loadAgain = false;
+        this.flush();
+      }
+    });
   }
 
   /** The manifest files, and the directories to watch (null when the datastore cannot be read). */
@@ -172,26 +220,62 @@ export class FileSource implements ClusterSource {
     return { files, dirs, onlyName };
   }
 
-  /** Reads what changed and delivers the events; never throws. */
-  private reload(): void {
-    const sink = this.sink;
-    if (sink === null) return;
-    const { files: listed, dirs, onlyName } = this.listFiles();
+  /**
+   * The files to read again and the files gone: among `paths` when the watches named them, otherwise
+   * by listing the whole datastore. Null when the datastore cannot be read.
+   */
+  private changedFiles(paths: ReadonlySet<string> | null): { candidates: string[]; removed: string[] } | null {
+    if (paths !== null) {
+      const candidates: string[] = [];
+      const removed: string[] = [];
+      for (const path of paths) {
+        let isDir: boolean;
+        try {
+          isDir = statSync(path).isDirectory();
+        } catch {
+          if (this.files.has(path)) removed.push(path);
+          else if (this.watchers.has(path)) return this.changedFiles(null); // a directory went away
+          continue;
+        }
+        // A new directory must be listed and watched.
+        if (isDir) return this.changedFiles(null);
+        if (this.files.has(path) || path === this.options.path || MANIFEST_FILE.test(path)) candidates.push(path);
+      }
+      return { candidates, removed };
+    }
+    const { files, dirs, onlyName } = this.listFiles();
     // An unreadable datastore keeps everything: deleting the whole cluster is never the safe reading.
-    if (this.unreadable) return;
+    if (this.unreadable) return null;
     this.watchDirectories(dirs, onlyName);
+    const present = new Set(files);
+    return { candidates: files, removed: [...this.files.keys()].filter((f) => !present.has(f)) };
+  }
+
+  /** Reads what changed and delivers the events; false when the datastore could not be read. Never throws. */
+  private async reload(paths: ReadonlySet<string> | null): Promise<boolean> {
+    const sink = this.sink;
+    if (sink === null) return false;
+    const found = this.changedFiles(paths);
+    if (found === null) return false;
+    const { candidates: listed, removed } = found;
     const before = emptyClusterObjects();
     const after = emptyClusterObjects();
-    const present = new Set(listed);
     let changed = false;
     const fresh: Rejection[] = [];
-    for (const [file, entry] of this.files) {
-      if (present.has(file)) continue;
+    for (const file of removed) {
+      const entry = this.files.get(file);
+      if (entry === undefined) continue;
       merge(before, entry.objects);
       this.files.delete(file);
       changed = true;
     }
+    let slice = performance.now();
     for (const file of listed) {
+      if (performance.now() - slice > YIELD_AFTER_MS) {
+        await new Promise((r) => setImmediate(r));
+        if (this.sink !== sink) return false;
+        slice = performance.now();
+      }
       const stamp = stampOf(file);
       const old = this.files.get(file);
       if (stamp === null || old?.stamp === stamp) continue;
@@ -202,7 +286,7 @@ export class FileSource implements ClusterSource {
       this.files.set(file, entry);
       changed = true;
     }
-    if (!changed) return;
+    if (!changed) return true;
     const events = eventsBetween(before, after);
     const rejections = new Map<string, Rejection>();
     for (const entry of this.files.values()) for (const r of entry.rejected) rejections.set(rejectionKey(r.kind, r.ref), r);
@@ -211,6 +295,7 @@ export class FileSource implements ClusterSource {
     if (events.length > 0) sink.events(events);
     // After the events: a policy that turned invalid is deleted by them, then enforced fail-closed.
     for (const r of fresh) sink.rejected(r.kind, r.ref, r.reason, r.raw);
+    return true;
   }
 
   /**

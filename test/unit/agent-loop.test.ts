@@ -63,7 +63,7 @@ function client(n: number): ClusterEvent {
   return { type: 'upsert', kind: 'Pod', object: state };
 }
 
-function setup(options: { retryMs?: number } = {}) {
+function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: number } = {}) {
   const backend = new ScriptedBackend();
   const compiler = new NodeCompiler(NODE);
   const commits: CommitInfo[] = [];
@@ -74,6 +74,8 @@ function setup(options: { retryMs?: number } = {}) {
     metrics,
     logger: pino({ level: 'silent' }),
     retryMs: options.retryMs ?? 10,
+    ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+    ...(options.maxBatchMs !== undefined ? { maxBatchMs: options.maxBatchMs } : {}),
     onCommitted: (c) => commits.push(c),
   });
   return { backend, compiler, loop, commits, metrics };
@@ -106,6 +108,18 @@ test('nothing is programmed before synced: the table found at start stays as it 
   assert.equal(commits[0]?.report.kind, 'full');
   assert.equal(backend.fake.dump(), await freshDump(compiler.elements()));
   assert.equal(loop.ready(), true);
+  await loop.stop();
+});
+
+test('the first full sync waits until the whole listing is compiled, however many chunks it takes', async () => {
+  const { backend, compiler, loop, commits } = setup({ chunkSize: 2, maxBatchMs: 0 });
+  const listing = [...initialEvents(), ...Array.from({ length: 40 }, (_, n) => client(n + 1))];
+  loop.events(listing);
+  loop.synced();
+  await loop.idle();
+  assert.equal(commits[0]?.report.kind, 'full');
+  assert.equal(commits[0]?.events.length, listing.length, 'the first transaction carries the complete listing');
+  assert.equal(backend.fake.dump(), await freshDump(compiler.elements()));
   await loop.stop();
 });
 
