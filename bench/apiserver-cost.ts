@@ -156,6 +156,22 @@ export async function runApiServerCostBenchmark(): Promise<void> {
         console.log(`source state after sync (one agent, batches dropped by the sink): RSS +${mb(agentRss)}, heap +${mb(agentHeap)} over ${mb(baseline.rss)} before; ${sink.upserts} upserts in ${sink.batches} batches`);
       }
     }
+    {
+      // One more agent reads the state as a streaming list (WatchList): watch events, not compressed.
+      const before = (await request(child, { type: 'bytes' }, 'bytes')) as Bytes;
+      const sink = new CountingSink();
+      const source = new KubernetesSource({ kubeconfigPath: ready.kubeconfigPath, streamingList: true });
+      const t0 = process.hrtime.bigint();
+      const cpu0 = process.cpuUsage();
+      source.start(sink);
+      await waitFor(() => sink.isSynced);
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const cpu = process.cpuUsage(cpu0);
+      const after = (await request(child, { type: 'bytes' }, 'bytes')) as Bytes;
+      await source.stop();
+      const streamed = after.watch - before.watch;
+      console.log(`streaming list (sendInitialEvents) per agent: ${mb(streamed)} on the wire (${(streamed / ready.pods).toFixed(0)} B per pod), no list request; sync wall ${wall.toFixed(2)} s, agent CPU ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s`);
+    }
     console.log(`first sync (list 3 kinds, gunzip, parse, reduce, diff) per agent, wall: ${syncSeconds.map((s) => s.toFixed(2)).join(' s, ')} s (median ${median(syncSeconds).toFixed(2)} s); agent CPU: ${syncCpuSeconds.map((s) => s.toFixed(2)).join(' s, ')} s (median ${median(syncCpuSeconds).toFixed(2)} s); ${agents} agents one after the other while the earlier ones watch; load average ${os.loadavg()[0]?.toFixed(1)} on ${os.cpus().length} cores`);
 
     const rate = 10;

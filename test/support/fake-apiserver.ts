@@ -71,6 +71,8 @@ export class FakeApiServer {
   private bookmarkTimer: NodeJS.Timeout | null = null;
   /** While down, every connection is reset as soon as it is accepted. */
   down = false;
+  /** Serves streaming lists (sendInitialEvents=true), as kube-apiserver 1.32 and 1.34+ do by default. */
+  watchList = true;
   /** Compress list responses larger than this when the client accepts gzip (the API server: 128 KiB). */
   gzipAboveBytes = 128 * 1024;
   readonly requests: RequestRecord[] = [];
@@ -263,6 +265,7 @@ export class FakeApiServer {
   }
 
   private watch(req: http.IncomingMessage, res: http.ServerResponse, resource: Resource, query: Record<string, string>): void {
+    if (query['sendInitialEvents'] === 'true') return this.streamingList(req, res, resource, query);
     const from = query['resourceVersion'] === undefined || query['resourceVersion'] === '' ? this.rv : Number(query['resourceVersion']);
     res.writeHead(200, { 'content-type': 'application/json' });
     if (from < this.compactedRv) {
@@ -271,6 +274,26 @@ export class FakeApiServer {
       return;
     }
     for (const e of this.history[resource]) if (e.rv > from) this.write(res, e.line);
+    this.keepWatching(req, res, resource, query);
+  }
+
+  /** A watch that starts with every object as ADDED, then a bookmark marking the end of the initial events. */
+  private streamingList(req: http.IncomingMessage, res: http.ServerResponse, resource: Resource, query: Record<string, string>): void {
+    if (!this.watchList || query['resourceVersionMatch'] !== 'NotOlderThan') {
+      const message = this.watchList
+        ? 'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan'
+        : 'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled';
+      return this.status(res, 422, 'Invalid', message);
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const entries = [...this.objects[resource].entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [, text] of entries) this.write(res, `{"type":"ADDED","object":${text}}\n`);
+    const end = { kind: 'Bookmark', metadata: { resourceVersion: String(this.rv), annotations: { 'k8s.io/initial-events-end': 'true' } } };
+    this.write(res, JSON.stringify({ type: 'BOOKMARK', object: end }) + '\n');
+    this.keepWatching(req, res, resource, query);
+  }
+
+  private keepWatching(req: http.IncomingMessage, res: http.ServerResponse, resource: Resource, query: Record<string, string>): void {
     const watcher = { resource, res, socket: req.socket };
     this.watchers.push(watcher);
     const timeout = Number(query['timeoutSeconds'] ?? '0');
@@ -289,7 +312,7 @@ export class FakeApiServer {
   }
 }
 
-const REASONS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 410: 'Expired', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
+const REASONS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 410: 'Expired', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
 
 function statusObject(code: number, reason: string, message: string): Obj {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };

@@ -436,3 +436,67 @@ test('backoff doubles from the initial delay to the cap, each scaled by a jitter
   b.reset();
   assert.equal(b.next(), 800);
 });
+
+test('a streaming list (sendInitialEvents) delivers the initial state as one batch per kind at its closing bookmark, then keeps watching on the same stream', async () => {
+  const server = new FakeApiServer();
+  await server.start();
+  const sink = new RecordingSink();
+  const source = new KubernetesSource({ kubeconfigPath: server.kubeconfigPath, streamingList: true, random: () => 0.5 });
+  try {
+    const ns = server.put('namespaces', makeNamespace('default'));
+    const pods = ['a', 'b', 'c'].map((n, i) => server.put('pods', makePod('default', n, { ips: [`10.0.0.${i + 1}`] })));
+    source.start(sink);
+    await until('synced', () => sink.calls.some((c) => c.type === 'synced'));
+    const calls = sink.take();
+    assert.deepEqual(calls[calls.length - 1], { type: 'synced' });
+    assert.equal(calls.length, 3, 'two batches (no policies) and synced');
+    assert.deepEqual(calls.filter((c) => c.type === 'events' && c.batch[0]?.kind === 'Namespace'), [{ type: 'events', batch: [{ type: 'upsert', kind: 'Namespace', object: parseNamespace(ns) }] }]);
+    assert.deepEqual(calls.filter((c) => c.type === 'events' && c.batch[0]?.kind === 'Pod'), [{ type: 'events', batch: pods.map(upsertPod) }]);
+    assert.equal(server.requests.filter((r) => r.verb === 'list').length, 0, 'no list request');
+    assert.deepEqual(server.requests.find((r) => r.resource === 'pods')?.query, {
+      allowWatchBookmarks: 'true', timeoutSeconds: '450', sendInitialEvents: 'true', resourceVersionMatch: 'NotOlderThan', watch: 'true',
+    });
+
+    const d = server.put('pods', makePod('default', 'd', { ips: ['10.0.0.4'] }));
+    await until('d', () => eventCalls(sink) === 1);
+    assert.deepEqual(sink.take(), [{ type: 'events', batch: [upsertPod(d)] }]);
+    assert.equal(server.count('pods', 'watch'), 1, 'the same stream');
+  } finally {
+    await source.stop();
+    await server.close();
+  }
+});
+
+test('a server that refuses streaming lists (422 Invalid) is read with paginated lists, and that is no problem', async () => {
+  const server = new FakeApiServer();
+  server.watchList = false;
+  await server.start();
+  const sink = new RecordingSink();
+  const source = new KubernetesSource({ kubeconfigPath: server.kubeconfigPath, streamingList: true, random: () => 0.5 });
+  try {
+    const pod = server.put('pods', makePod('default', 'a', { ips: ['10.0.0.1'] }));
+    source.start(sink);
+    await until('synced', () => sink.calls.some((c) => c.type === 'synced'));
+    assert.deepEqual(sink.take(), [{ type: 'events', batch: [upsertPod(pod)] }, { type: 'synced' }]);
+    await until('the watch after the list', () => server.count('pods', 'watch') === 2);
+    const podRequests = server.requests.filter((r) => r.resource === 'pods').map((r) => `${r.verb}${r.query['sendInitialEvents'] === 'true' ? ' streaming' : ''}`);
+    assert.deepEqual(podRequests.slice(0, 3), ['watch streaming', 'list', 'watch']);
+  } finally {
+    await source.stop();
+    await server.close();
+  }
+});
+
+test('with streaming lists, the relist after an outage and 410 shows the deletion missed while disconnected', async () => {
+  await withSyncedSource({ streamingList: true }, async ({ server, sink, metrics }) => {
+    server.down = true;
+    server.resetWatches();
+    server.remove('pods', 'default/b');
+    server.compact();
+    await until('reconnects failing', () => problems(sink.calls).length >= 3);
+    server.down = false;
+    await until('three relists', () => metrics.relists.length === 3);
+    assert.deepEqual(notProblems(sink.take()), [{ type: 'events', batch: [deletePod('b')] }]);
+    assert.equal(server.requests.filter((r) => r.verb === 'list').length, 0, 'streamed, never listed');
+  });
+});

@@ -39,7 +39,6 @@ export const KINDS: readonly KindSpec[] = [
 export interface RawIdentity {
   readonly ref: ObjectRef;
   readonly key: string;
-  readonly uid: string;
   readonly resourceVersion: string;
 }
 
@@ -50,7 +49,6 @@ export function identityOf(spec: KindSpec, raw: Json): RawIdentity {
   return {
     ref,
     key: spec.namespaced ? `${ref.namespace}/${ref.name}` : ref.name,
-    uid: str(meta['uid']),
     resourceVersion: str(meta['resourceVersion']),
   };
 }

@@ -1,6 +1,6 @@
 // The Kubernetes API as a source of cluster state: Namespaces, Pods and NetworkPolicies of the whole
 // cluster, each listed then watched by its own reflector, reduced to the engine's records as they arrive.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { ClusterEvent, ClusterSource, ObjectKind, ObjectRef, SourceSink } from '../../api';
 import { AgentError, errorMessage } from '../../errors';
 import { ApiClient } from './api-client';
@@ -30,10 +30,19 @@ export interface KubernetesSourceOptions {
   readonly backoff?: BackoffOptions;
   /** The source of jitter, in [0, 1). Default Math.random. */
   readonly random?: () => number;
+  /**
+   * Read the initial state with streaming lists (WatchList: a watch with sendInitialEvents=true, served
+   * from the watch cache without building a list response) instead of paginated lists; falls back to
+   * lists where the server refuses them. Default false.
+   */
+  readonly streamingList?: boolean;
 }
 
 function loadKubeConfig(kubeconfigPath: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
+  // Loaded here, not at import: the library costs about 65 MiB of RSS and seconds of startup, which an
+  // agent reading local manifest files should not pay.
+  const { KubeConfig: KubeConfigClass } = require('@kubernetes/client-node') as typeof import('@kubernetes/client-node');
+  const kc = new KubeConfigClass();
   if (kubeconfigPath !== undefined) {
     try {
       kc.loadFromFile(kubeconfigPath);
@@ -64,6 +73,7 @@ export class KubernetesSource implements ClusterSource {
       requestTimeoutMs: options.requestTimeoutMs ?? 60_000,
       backoff: options.backoff ?? DEFAULT_BACKOFF,
       random: options.random ?? Math.random,
+      streamingList: options.streamingList ?? false,
     };
   }
 

@@ -1,8 +1,8 @@
 // List-then-watch of one kind, with the recovery the library's informer lacks: any failure restarts
 // the watch after a capped, jittered backoff; a watch that goes silent is aborted by a watchdog and
 // restarted; a 410 Gone (or a resourceVersion the server cannot serve) leads to a relist that is
-// reconciled against what we hold as a diff. Of each object we keep its resourceVersion, its uid and a
-// digest of its reduced record, never the object itself.
+// reconciled against what we hold as a diff. Of each object we keep its resourceVersion and a digest
+// of its reduced record, never the object itself.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterEvent, ObjectKind, ObjectRef } from '../../api';
@@ -45,6 +45,12 @@ export interface ReflectorTiming {
   readonly requestTimeoutMs: number;
   readonly backoff: BackoffOptions;
   readonly random: () => number;
+  /**
+   * Read the initial state as a streaming list (a watch with sendInitialEvents=true) instead of
+   * paginated lists; falls back to lists when the server refuses it (before Kubernetes 1.32, or 1.33
+   * with the WatchList feature off).
+   */
+  readonly streamingList: boolean;
 }
 
 /** Where a reflector delivers; the source guards it so nothing is delivered after stop(). */
@@ -58,8 +64,11 @@ export interface ReflectorOutput {
   readonly logger: SourceLogger | undefined;
 }
 
+/**
+ * What we keep of an object: enough to tell whether a later read changes it. A pod's uid is part of its
+ * record (PodState.uid), so a pod recreated under the same name has another digest.
+ */
 interface KnownObject {
-  readonly uid: string;
   readonly resourceVersion: string;
   /** A digest of the reduced record, or "!" and the resourceVersion for a rejected object. */
   readonly digest: string;
@@ -77,6 +86,20 @@ interface Reconciled {
   readonly event: ClusterEvent | null;
   readonly rejection: Rejection | null;
 }
+
+/** A complete listing being read (list pages, or the initial events of a streaming list), kept apart until complete. */
+class Snapshot {
+  readonly next = new Map<string, KnownObject>();
+  readonly batch: ClusterEvent[] = [];
+  readonly rejections: Rejection[] = [];
+  /** Keys deleted while the snapshot was read (a streaming list may carry deletions before it ends). */
+  readonly deleted = new Set<string>();
+  readonly upserted = new Set<string>();
+  readonly started = Date.now();
+}
+
+/** The bookmark annotation that ends the initial events of a streaming list. */
+const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 
 class WatchSilentError extends AgentError {
   constructor(spec: KindSpec, silenceMs: number) {
@@ -96,6 +119,11 @@ export class Reflector {
   private known = new Map<string, KnownObject>();
   private resourceVersion = '';
   private listedOnce = false;
+  /** The state must be read in full (at start, and after the resourceVersion expired). */
+  private needList = true;
+  private streamingList: boolean;
+  /** The snapshot a streaming list is filling, until its closing bookmark. */
+  private initial: Snapshot | null = null;
   private readonly backoff: Backoff;
 
   constructor(
@@ -106,27 +134,27 @@ export class Reflector {
     private readonly signal: AbortSignal,
   ) {
     this.backoff = new Backoff(timing.backoff, timing.random);
+    this.streamingList = timing.streamingList;
   }
 
   /** Lists and watches until the signal aborts; never rejects. */
   async run(): Promise<void> {
-    let needList = true;
     while (!this.signal.aborted) {
       let delayMs = 0;
       try {
-        if (needList) {
-          await this.list();
-          needList = false;
-        }
+        if (this.needList && !this.streamingList) await this.list();
         const healthy = await this.watch();
         this.out.metrics?.watchRestarted(this.spec.kind, 'closed');
         this.out.logger?.debug({ kind: this.spec.kind, resourceVersion: this.resourceVersion }, 'watch closed by the server; resuming');
         delayMs = healthy ? 0 : this.backoff.next();
       } catch (err) {
         if (this.signal.aborted) break;
-        if (isExpired(err)) {
-          const watching = !needList;
-          needList = true;
+        const watching = !this.needList; // past the list: a watch that could resume failed
+        if (this.needList && this.streamingList && isStreamingListRefused(err)) {
+          this.streamingList = false;
+          this.out.logger?.info({ kind: this.spec.kind, err: errorMessage(err) }, 'the API server refuses streaming lists; using paginated lists');
+        } else if (isExpired(err)) {
+          this.needList = true;
           // The first expiry relists at once; expiries in a row back off like any failure.
           const immediate = this.backoff.consecutiveFailures === 0;
           const backoffMs = this.backoff.next();
@@ -137,8 +165,9 @@ export class Reflector {
           const retryAfterMs = err instanceof ApiRequestError && err.retryAfterSeconds !== null ? err.retryAfterSeconds * 1000 : 0;
           delayMs = Math.max(this.backoff.next(), retryAfterMs);
           const silent = err instanceof WatchSilentError;
-          if (!needList) this.out.metrics?.watchRestarted(this.spec.kind, silent ? 'silent' : 'error');
-          const message = `Kubernetes source: ${this.describe(err, needList ? 'list' : 'watch')}; retrying in ${(delayMs / 1000).toFixed(1)} s, the last known state stays enforced`;
+          if (watching) this.out.metrics?.watchRestarted(this.spec.kind, silent ? 'silent' : 'error');
+          const verb = this.needList && !this.streamingList ? 'list' : 'watch';
+          const message = `Kubernetes source: ${this.describe(err, verb)}; retrying in ${(delayMs / 1000).toFixed(1)} s, the last known state stays enforced`;
           this.out.logger?.warn({ kind: this.spec.kind, err: errorMessage(err), retryInMs: delayMs }, message);
           this.out.problem(message, err);
         }
@@ -155,14 +184,11 @@ export class Reflector {
 
   /** Lists every page, then delivers the difference with what we held as one batch. */
   private async list(): Promise<void> {
-    const next = new Map<string, KnownObject>();
-    const batch: ClusterEvent[] = [];
-    const rejections: Rejection[] = [];
+    const snapshot = new Snapshot();
     let continueToken = '';
     let listResourceVersion = '';
     let pages = 0;
     let wireBytes = 0;
-    const started = Date.now();
     do {
       // No resourceVersion: a consistent read (served from the watch cache since Kubernetes 1.31).
       const query: Record<string, string> = { limit: String(this.timing.pageSize) };
@@ -181,28 +207,48 @@ export class Reflector {
       if (pages === 0) listResourceVersion = page.resourceVersion;
       pages += 1;
       wireBytes += page.wireBytes;
-      for (const raw of page.items) {
-        const id = identityOf(this.spec, raw);
-        const r = this.reconcile(raw, this.known.get(id.key));
-        next.set(id.key, r.known);
-        if (r.event !== null) batch.push(r.event);
-        if (r.rejection !== null) rejections.push(r.rejection);
-      }
+      for (const raw of page.items) this.addToSnapshot(snapshot, raw);
       continueToken = page.continueToken;
     } while (continueToken !== '');
-    for (const key of this.known.keys()) {
-      if (!next.has(key)) batch.push(this.spec.delete(refOfKey(this.spec, key)));
+    this.commit(snapshot, listResourceVersion, { pages, wireBytes });
+  }
+
+  private addToSnapshot(snapshot: Snapshot, raw: Json): void {
+    const id = identityOf(this.spec, raw);
+    const r = this.reconcile(raw, this.known.get(id.key));
+    snapshot.next.set(id.key, r.known);
+    snapshot.deleted.delete(id.key);
+    if (r.event !== null) {
+      snapshot.batch.push(r.event);
+      snapshot.upserted.add(id.key);
     }
-    this.known = next;
-    this.resourceVersion = listResourceVersion;
+    if (r.rejection !== null) snapshot.rejections.push(r.rejection);
+  }
+
+  private deleteFromSnapshot(snapshot: Snapshot, raw: Json): void {
+    const { key } = identityOf(this.spec, raw);
+    snapshot.next.delete(key);
+    if (snapshot.deleted.has(key)) return;
+    snapshot.deleted.add(key);
+    if (this.known.has(key) || snapshot.upserted.has(key)) snapshot.batch.push(this.spec.delete(refOfKey(this.spec, key)));
+  }
+
+  /** Makes a complete snapshot our state: deletes what it lacks, delivers its changes as one batch. */
+  private commit(snapshot: Snapshot, resourceVersion: string, stats: Record<string, number>): void {
+    for (const key of this.known.keys()) {
+      if (!snapshot.next.has(key) && !snapshot.deleted.has(key)) snapshot.batch.push(this.spec.delete(refOfKey(this.spec, key)));
+    }
+    this.known = snapshot.next;
+    this.resourceVersion = resourceVersion;
+    this.needList = false;
     this.backoff.reset();
     this.out.logger?.info(
-      { kind: this.spec.kind, objects: next.size, changes: batch.length, rejected: rejections.length, pages, wireBytes, ms: Date.now() - started, resourceVersion: listResourceVersion },
+      { kind: this.spec.kind, objects: this.known.size, changes: snapshot.batch.length, rejected: snapshot.rejections.length, ...stats, ms: Date.now() - snapshot.started, resourceVersion },
       this.listedOnce ? 'relisted' : 'listed',
     );
-    if (batch.length > 0) this.out.events(batch);
-    for (const r of rejections) this.out.rejected(this.spec.kind, r.ref, r.reason, r.raw);
-    this.out.metrics?.objects(this.spec.kind, next.size);
+    if (snapshot.batch.length > 0) this.out.events(snapshot.batch);
+    for (const r of snapshot.rejections) this.out.rejected(this.spec.kind, r.ref, r.reason, r.raw);
+    this.out.metrics?.objects(this.spec.kind, this.known.size);
     if (this.listedOnce) this.out.metrics?.relisted(this.spec.kind);
     this.out.listed(this.spec.kind, !this.listedOnce);
     this.listedOnce = true;
@@ -210,7 +256,9 @@ export class Reflector {
 
   /**
    * Watches from the resourceVersion we hold until the server ends the stream (resolves: whether the
-   * watch was healthy) or something fails (rejects). A watchdog aborts it when it goes silent.
+   * watch was healthy) or something fails (rejects). A watchdog aborts it when it goes silent. When the
+   * state must be read in full and streaming lists are on, the watch starts with the initial state
+   * (sendInitialEvents) and commits it at the closing bookmark, as a list would.
    */
   private async watch(): Promise<boolean> {
     const request = childAbort(this.signal);
@@ -223,7 +271,14 @@ export class Reflector {
     }, this.timing.silenceTimeoutMs);
     const timeoutSeconds = Math.floor(this.timing.watchTimeoutSeconds * (1 + this.timing.random()));
     const query: Record<string, string> = { allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) };
-    if (this.resourceVersion !== '') query['resourceVersion'] = this.resourceVersion;
+    if (this.needList) {
+      // No resourceVersion: the initial state of a consistent read, from the watch cache.
+      query['sendInitialEvents'] = 'true';
+      query['resourceVersionMatch'] = 'NotOlderThan';
+      this.initial = new Snapshot();
+    } else if (this.resourceVersion !== '') {
+      query['resourceVersion'] = this.resourceVersion;
+    }
     try {
       await this.client.watch(this.spec.path, query, (events) => {
         watchdog.refresh();
@@ -239,6 +294,7 @@ export class Reflector {
     } finally {
       clearTimeout(watchdog);
       request.dispose();
+      this.initial = null; // an initial state cut short is dropped; the next attempt reads it again
     }
     return sawEvent || Date.now() - started >= HEALTHY_WATCH_MS;
   }
@@ -257,6 +313,10 @@ export class Reflector {
         throw new ApiRequestError(`watch ERROR event: ${status?.code ?? '?'} ${status?.reason ?? ''} ${status?.message ?? ''}`.trim(), status?.code ?? null, status);
       }
       const id = identityOf(this.spec, object);
+      if (this.initial !== null) {
+        this.applyInitial(this.initial, type, object);
+        continue;
+      }
       if (type === 'ADDED' || type === 'MODIFIED') {
         const r = this.reconcile(object, this.known.get(id.key));
         this.known.set(id.key, r.known);
@@ -277,6 +337,20 @@ export class Reflector {
     this.out.metrics?.objects(this.spec.kind, this.known.size);
   }
 
+  /** An event of a streaming list before its closing bookmark: it goes to the snapshot, not to the sink. */
+  private applyInitial(snapshot: Snapshot, type: WatchEvent['type'], object: Json): void {
+    if (type === 'ADDED' || type === 'MODIFIED') this.addToSnapshot(snapshot, object);
+    else if (type === 'DELETED') this.deleteFromSnapshot(snapshot, object);
+    else if (type === 'BOOKMARK') {
+      const meta = typeof object['metadata'] === 'object' && object['metadata'] !== null ? (object['metadata'] as Json) : {};
+      const annotations = typeof meta['annotations'] === 'object' && meta['annotations'] !== null ? (meta['annotations'] as Json) : {};
+      if (annotations[INITIAL_EVENTS_END] === 'true') {
+        this.initial = null;
+        this.commit(snapshot, identityOf(this.spec, object).resourceVersion, { streamed: 1 });
+      }
+    }
+  }
+
   /**
    * Compares an object read from the server with what we hold under its key. An unchanged
    * resourceVersion is skipped without parsing; a changed one is reduced, and an upsert is emitted
@@ -295,13 +369,13 @@ export class Reflector {
       const ref = err instanceof InvalidObjectError ? err.ref : id.ref;
       this.out.logger?.warn({ kind: this.spec.kind, object: formatRef(ref), err: errorMessage(err) }, 'object rejected');
       return {
-        known: { uid: id.uid, resourceVersion: id.resourceVersion, digest: `!${id.resourceVersion}` },
+        known: { resourceVersion: id.resourceVersion, digest: `!${id.resourceVersion}` },
         event: null,
         rejection: { ref, reason: errorMessage(err), raw },
       };
     }
     const digest = digestOf(event);
-    const known = { uid: id.uid, resourceVersion: id.resourceVersion, digest };
+    const known = { resourceVersion: id.resourceVersion, digest };
     return { known, event: previous?.digest === digest ? null : event, rejection: null };
   }
 
@@ -337,6 +411,11 @@ function childAbort(parent: AbortSignal): { readonly signal: AbortSignal; abort(
     abort: () => controller.abort(),
     dispose: () => parent.removeEventListener('abort', onParentAbort),
   };
+}
+
+/** The server does not serve streaming lists: it rejects the parameters (400 or 422 Invalid). */
+function isStreamingListRefused(err: unknown): boolean {
+  return err instanceof ApiRequestError && (err.statusCode === 400 || err.statusCode === 422);
 }
 
 /** 410 Gone, or a resourceVersion newer than the server has (a lagging API server after a failover). */
