@@ -26,6 +26,9 @@ k8s_ldflags="-s -w$version_ldflags"
 key_text="k8s=$K8S_VERSION etcd=$ETCD_VERSION coredns=$COREDNS_VERSION $(go env GOVERSION) $k8s_ldflags coredns-plugins=v1"
 key=$(printf '%s' "$key_text" | sha256sum | cut -c1-16)
 bin_dir="$E2E_CACHE/bin-$key"
+# Two runs at once (two clusters starting) build once: the second waits, then finds the binaries.
+exec 9> "$E2E_CACHE/.build.lock"
+flock 9
 if [[ -f "$bin_dir/.complete" ]]; then
   log "binaries up to date in $bin_dir"
   echo "$bin_dir"

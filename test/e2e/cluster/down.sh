@@ -12,17 +12,45 @@ state=${1:?usage: down.sh STATE_DIR}
 t0=$(date +%s.%N)
 
 pid_of() { [[ -f "$state/pids/$1" ]] && cat "$state/pids/$1"; }
-alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
-# SIGTERM, then SIGKILL after SECONDS.
-stop_pid() { # PID SECONDS
-  local pid=$1 waited=0
-  alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null
-  while alive "$pid" && (( waited < $2 * 10 )); do sleep 0.1; waited=$(( waited + 1 )); done
-  alive "$pid" && { kill -KILL "$pid" 2>/dev/null; sleep 0.1; }
+# A zombie (killed, not yet reaped by its parent) counts as gone.
+alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$1/status"; }
+# SIGTERM to all, then SIGKILL to those still alive after SECONDS.
+stop_pids() { # SECONDS PID...
+  local limit=$1 waited=0 pid left; shift
+  for pid in "$@"; do alive "$pid" && kill -TERM "$pid" 2>/dev/null; done
+  while (( waited < limit * 10 )); do
+    left=0
+    for pid in "$@"; do alive "$pid" && left=1; done
+    (( left )) || return 0
+    sleep 0.1; waited=$(( waited + 1 ))
+  done
+  for pid in "$@"; do alive "$pid" && kill -KILL "$pid" 2>/dev/null; done
+  # SIGKILL takes effect asynchronously (a process with many threads takes a moment to exit).
+  for (( waited = 0; waited < 50; waited++ )); do
+    left=0
+    for pid in "$@"; do alive "$pid" && left=1; done
+    (( left )) || return 0
+    sleep 0.1
+  done
   return 0
 }
-stop() { stop_pid "$(pid_of "$1")" "${2:-10}"; }
+stop() { # SECONDS NAME...
+  local t limit=$1 pids=() name; t=$(date +%s.%N); shift
+  for name in "$@"; do pids+=("$(pid_of "$name")"); done
+  stop_pids "$limit" "${pids[@]}"
+  phase "stop $*" "$t"
+}
+# PIDs of live processes whose command line contains TEXT (not counting the grep that looks).
+pids_with_arg() { # TEXT
+  local f pid
+  for f in $(grep -lsF -- "$1" /proc/[0-9]*/cmdline); do
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    alive "$pid" && echo "$pid"
+  done
+  return 0
+}
+# With E2E_DEBUG=1, how long each phase took.
+phase() { [[ ${E2E_DEBUG:-} == 1 ]] && log "  $1: $(awk -v a="$2" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"; return 0; }
 netns_inode() { stat -L -c %i "$1" 2>/dev/null; }
 sock="$state/containerd/containerd.sock"
 ctr_() { ctr --address "$sock" -n k8s.io "$@"; }
@@ -35,6 +63,7 @@ if alive "$(pid_of kubelet)" && alive "$(pid_of kube-apiserver)"; then
   "$k" delete deployments,daemonsets,replicasets,statefulsets,jobs --all --all-namespaces --wait=false --timeout=10s >/dev/null 2>&1
   "$k" delete pods --all --all-namespaces --grace-period=1 --timeout=45s >/dev/null 2>&1 \
     || log "some pods did not go away in 45 s; removing them by force below"
+  phase "delete pods" "$t0"
 fi
 
 # 2. Pod network namespaces still mounted: those of the pod sandboxes containerd knows, and those a
@@ -58,7 +87,7 @@ for path in /run/netns/cni-*; do
 done
 
 # 3. Processes by PID, the node agents first, the API server and etcd last.
-for name in kube-proxy kubelet kube-scheduler kube-controller-manager; do stop "$name"; done
+stop 10 kube-proxy kubelet kube-scheduler kube-controller-manager
 # Every process left in our cgroups is a container (pause and workloads): kill them, then containerd and
 # the shims that served our containerd (found by its socket path, unique to this cluster).
 for round in 1 2 3; do
@@ -66,12 +95,18 @@ for round in 1 2 3; do
   [[ -z "$pids" ]] && break
   kill -KILL $pids 2>/dev/null; sleep 0.3
 done
-stop containerd 10
-for proc in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' < "$proc/cmdline" 2>/dev/null) || continue
-  [[ $cmd == *containerd-shim* && $cmd == *"$sock"* ]] && stop_pid "${proc#/proc/}" 3
+stop 10 containerd
+t=$(date +%s.%N)
+shims=()
+for pid in $(pids_with_arg "$sock"); do
+  grep -qsF containerd-shim "/proc/$pid/cmdline" && shims+=("$pid")
 done
-for name in kube-apiserver etcd; do stop "$name"; done
+stop_pids 3 "${shims[@]}"
+phase "stop ${#shims[@]} shims" "$t"
+# The API server first: stopped together with etcd, it waits on etcd until killed.
+stop 10 kube-apiserver
+stop 10 etcd
+t=$(date +%s.%N)
 
 # 4. Mounts under the state folder (overlay rootfs, shm, kubelet volumes), deepest first; pod namespaces.
 for attempt in 1 2; do
@@ -99,6 +134,7 @@ if [[ -f "$state/created-run-containerd" && -d /run/containerd ]]; then
 fi
 for d in /var/lib/cni/results /var/lib/cni /var/log/containers; do rmdir "$d" 2>/dev/null; done
 
+phase "mounts, namespaces, cgroups, files" "$t"
 # 7. Sysctls kubelet changed.
 if [[ -f "$state/sysctls.orig" ]]; then
   while IFS== read -r key value; do
@@ -109,9 +145,8 @@ fi
 # 8. Verify, then remove the state folder.
 left=()
 for f in "$state"/pids/*; do [[ -f "$f" ]] && alive "$(cat "$f")" && left+=("process ${f##*/} ($(cat "$f"))"); done
-for proc in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' < "$proc/cmdline" 2>/dev/null) || continue
-  [[ $cmd == *"$state/"* ]] && left+=("process ${proc#/proc/}: ${cmd:0:120}")
+for pid in $(pids_with_arg "$state/"); do
+  left+=("process $pid: $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)")
 done
 while read -r m; do left+=("mount $m"); done < <(awk -v s="$state/" 'index($5, s) == 1 { print $5 }' /proc/self/mountinfo)
 for path in "${pod_netns[@]}"; do [[ -e "${path/#\/var\/run/\/run}" ]] && left+=("pod netns $path"); done

@@ -12,6 +12,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin_dir=${1:-}
 out="$E2E_CACHE/images"
 mkdir -p "$out"
+exec 9> "$E2E_CACHE/.images.lock"
+flock 9
 work=$(mktemp -d "$E2E_CACHE/image-work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 archive() { "$here/lib/image-archive.sh" "$@"; }

@@ -35,6 +35,9 @@ if [[ -n "${E2E_EXTRA_IMAGES:-}" ]]; then
   extra_images+=("${from_env[@]}")
 fi
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, mounts, cgroups)"
+for tool in nsenter ip openssl go awk $([[ $mode == full ]] && echo containerd containerd-shim-runc-v2 runc ctr nft conntrack debootstrap gcc /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/portmap); do
+  command -v "$tool" >/dev/null || die "$tool is missing: run test/e2e/cluster/setup.sh"
+done
 for a in "${extra_images[@]}"; do [[ -f "$a" ]] || die "image archive $a not found"; done
 
 t_start=$(date +%s.%N)
@@ -52,16 +55,22 @@ node="node-$id"
 mkdir -p "$state"/{pki,logs,pids}
 
 # From here on, a failure or an interrupt removes everything started so far.
-on_failure() {
+started_ok=false
+on_exit() {
   local rc=$?
-  trap - ERR INT TERM
-  log "start-up failed or interrupted (exit $rc); logs were in $state/logs; tearing down"
-  cp -r "$state/logs" "${state}.failed-logs" 2>/dev/null || true
+  $started_ok && return 0
+  if [[ $rc == 130 ]]; then
+    log "interrupted; tearing down"
+  else
+    # The processes' logs outlive a failed start-up, to say why.
+    log "start-up failed (exit $rc); tearing down, the processes' logs kept in ${state}.failed-logs"
+    cp -r "$state/logs" "${state}.failed-logs" 2>/dev/null || true
+  fi
   "$here/down.sh" "$state" >&2 || true
-  log "logs kept in ${state}.failed-logs"
   exit 1
 }
-trap on_failure ERR INT TERM
+trap on_exit EXIT
+trap 'exit 130' INT TERM
 
 cat > "$state/meta.sh" <<META
 E2E_ID=$id
@@ -70,6 +79,8 @@ E2E_NETNS=$ns
 E2E_NETNS_PATH=/run/netns/$ns
 E2E_NODE_IP=$node_ip
 E2E_NODE_NAME=$node
+E2E_VETH=npe2e${id}a
+E2E_VETH_PEER=npe2e${id}b
 E2E_BIN=$bin
 E2E_STATE=$state
 E2E_CGROUP=npe2e-$id
@@ -118,7 +129,7 @@ kubectl() { "$state/kubectl" "$@"; }
 start etcd "$bin/etcd" --name default --data-dir "$state/etcd" --unsafe-no-fsync \
   --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-  --initial-cluster default=http://127.0.0.1:2380 --listen-metrics-urls= --log-level warn
+  --initial-cluster default=http://127.0.0.1:2380 --log-level warn
 wait_for etcd 30 in_ns "$bin/etcdctl" --endpoints=http://127.0.0.1:2379 endpoint health
 
 start kube-apiserver "$bin/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
@@ -193,7 +204,7 @@ JSON
   ctr() { command ctr --address "$state/containerd/containerd.sock" "$@"; }
   wait_for containerd 30 ctr version
   for archive in "$E2E_CACHE"/images/{pause,busybox,nginx,coredns}.tar "${extra_images[@]}"; do
-    ctr -n k8s.io images import --no-unpack "$archive" >/dev/null
+    ctr -n k8s.io images import "$archive" >/dev/null
   done
   printf '#!/bin/sh\nexec ctr --address %s -n k8s.io "$@"\n' "$state/containerd/containerd.sock" > "$state/ctr"
   chmod +x "$state/ctr"
@@ -259,7 +270,7 @@ YAML
   wait_for kubelet 120 kubectl -n kube-system rollout status deployment/coredns --timeout=2s
 fi
 
-trap - ERR INT TERM
+started_ok=true
 t_end=$(date +%s.%N)
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 log "cluster $id up ($mode) in $(seconds "$t_built" "$t_end") s, after $(seconds "$t_start" "$t_built") s checking the build and images"
