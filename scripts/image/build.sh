@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
 done
 image="netpol-agent:$tag"
 archive="$cache/netpol-agent-$tag.tar"
+mkdir -p "$cache"
 
 timed() { # LABEL COMMAND...: runs it and reports its duration on stderr
   local label="$1" start=$SECONDS; shift
@@ -61,12 +62,15 @@ if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
 fi
 # --network=host: the daemon has no bridge (dockerd.sh), and the build reaches apt and npm as the
 # host does.
-timed "docker build (BuildKit)" env DOCKER_BUILDKIT=1 "${docker[@]}" build --network=host "${secret[@]}" \
-  --progress=plain -t "$image" "$repo" >"$state/build.log" 2>&1 \
-  || { tail -40 "$state/build.log" >&2; exit 1; }
-cp "$state/build.log" "$cache/build.log"
+build() { # the full BuildKit log goes to .cache/image/build-TAG.log, its end to stderr on failure
+  local status=0
+  DOCKER_BUILDKIT=1 "${docker[@]}" build --network=host "${secret[@]}" --progress=plain -t "$image" "$repo" \
+    >"$cache/build-$tag.log" 2>&1 || status=$?
+  [ "$status" -eq 0 ] || tail -40 "$cache/build-$tag.log" >&2
+  return "$status"
+}
+timed "docker build (BuildKit)" build
 
-mkdir -p "$cache"
 timed "docker save" "${docker[@]}" save -o "$archive.partial" "$image"
 mv "$archive.partial" "$archive"
 size="$("${docker[@]}" image inspect --format '{{.Size}}' "$image")"

@@ -55,6 +55,7 @@ after(() => {
     spawnSync('bash', [join(SCRIPTS, 'dockerd.sh'), 'stop', daemon], { stdio: 'inherit' });
   }
   if (archive !== '') rmSync(archive, { force: true });
+  rmSync(join(ROOT, '.cache/image', `build-${RUN_ID}.log`), { force: true });
   rmSync(scratch, { recursive: true, force: true });
 });
 

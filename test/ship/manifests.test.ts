@@ -156,8 +156,8 @@ test('CPU and memory have requests and limits, the limits above the requests', (
     assert.ok(request !== undefined && limit !== undefined, `${resource} request and limit`);
     assert.ok(quantity(request) < quantity(limit), `${resource}: ${request} < ${limit}`);
   }
-  // The engine alone measured 207 MiB at the reference scale (README, Benchmarks).
-  assert.ok(quantity(agent.resources?.limits?.memory ?? '0') > 207 * 2 ** 20);
+  // The agent's peak at the reference scale, measured in its image (daemonset.yaml says how).
+  assert.ok(quantity(agent.resources?.limits?.memory ?? '0') > 795 * 2 ** 20);
 });
 
 test('the image is the one the Dockerfile builds, tagged with the package version, and kustomize can override it', () => {
