@@ -2,7 +2,7 @@
 // README). The full mode is one real node (kubelet, containerd, bridge CNI, kube-proxy, CoreDNS); the
 // control-plane-only mode is etcd + kube-apiserver + kube-controller-manager for tests that bring their
 // own sandbox nodes. Everything lives in a network namespace the scripts create; kubectl runs inside it.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -58,6 +58,33 @@ function runScript(script: string, args: string[], onLog: (line: string) => void
   });
 }
 
+// Clusters started by this process, and whether one is starting: a Ctrl-C (or SIGTERM) removes them before
+// the process exits, as the test's after() hooks would not run. A start-up in progress tears itself down
+// (up.sh traps the same signal), so the handler only waits for it to fail.
+const running = new Set<Cluster>();
+let starting = 0;
+let interruptHandled = false;
+function onInterrupt(signal: NodeJS.Signals): void {
+  if (interruptHandled) return;
+  if (starting > 0 && running.size === 0) return;
+  interruptHandled = true;
+  for (const cluster of running) {
+    try {
+      // In its own session: the test runner may kill this process's group before the teardown is done.
+      execFileSync('setsid', [join(CLUSTER_SCRIPTS, 'down.sh'), cluster.state], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+    } catch {
+      // down.sh has printed what it left behind; the other clusters still go.
+    }
+  }
+  process.exit(signal === 'SIGINT' ? 130 : 143);
+}
+function watchInterrupts(): void {
+  if (!process.listeners('SIGINT').includes(onInterrupt)) {
+    process.on('SIGINT', onInterrupt);
+    process.on('SIGTERM', onInterrupt);
+  }
+}
+
 export class Cluster {
   private constructor(
     /** The state folder: PKI, kubeconfigs, logs, pids, wrappers. */
@@ -69,7 +96,9 @@ export class Cluster {
   static async start(opts: ClusterOptions = {}): Promise<Cluster> {
     const onLog = opts.onLog ?? (() => undefined);
     const args = [...(opts.controlPlaneOnly === true ? ['--control-plane-only'] : []), ...(opts.images ?? []).flatMap((i) => ['--image', i])];
-    const up = await runScript('up.sh', args, onLog);
+    watchInterrupts();
+    starting++;
+    const up = await runScript('up.sh', args, onLog).finally(() => starting--);
     const state = up.stdout.trim().split('\n').pop() ?? '';
     if (up.code !== 0 || state === '') throw new Error(`test/e2e/cluster/up.sh failed (exit ${up.code}); its log:\n${up.stderr.slice(-4000)}`);
     const meta = Object.fromEntries(
@@ -78,7 +107,9 @@ export class Cluster {
         .filter((l) => l.includes('='))
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
-    return new Cluster(state, meta, onLog);
+    const cluster = new Cluster(state, meta, onLog);
+    running.add(cluster);
+    return cluster;
   }
 
   /** The admin kubeconfig (client certificate in system:masters), for processes in the node's namespace. */
@@ -134,6 +165,7 @@ export class Cluster {
 
   /** Tears everything down; rejects with the script's list of leftovers if anything remains. */
   async stop(): Promise<void> {
+    running.delete(this);
     const down = await runScript('down.sh', [this.state], this.onLog);
     if (down.code !== 0) throw new Error(`test/e2e/cluster/down.sh left things behind:\n${down.stderr}`);
   }

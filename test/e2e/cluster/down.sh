@@ -10,6 +10,10 @@ state=${1:?usage: down.sh STATE_DIR}
 [[ -f "$state/meta.sh" ]] || die "$state is not a cluster state folder (no meta.sh)"
 . "$state/meta.sh"
 t0=$(date +%s.%N)
+# A Ctrl-C during teardown must not leave half a cluster: finish instead.
+trap 'log "interrupted: finishing the teardown first"' INT TERM
+# Whoever reads our stderr may be gone (an interrupted test runner): lose the messages, not the teardown.
+trap '' PIPE
 
 pid_of() { [[ -f "$state/pids/$1" ]] && cat "$state/pids/$1"; }
 # A zombie (killed, not yet reaped by its parent) counts as gone.
