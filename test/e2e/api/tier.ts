@@ -54,7 +54,8 @@ function emergencyTeardown(): void {
   emergency.pids.clear();
   if (emergency.clusterState !== null) {
     try {
-      execFileSync(join(REPO_ROOT, 'test/e2e/cluster/down.sh'), [emergency.clusterState], { stdio: 'ignore', timeout: 120_000 });
+      // In its own session, as test/e2e/cluster.ts does: the test runner may kill our process group meanwhile.
+      execFileSync('setsid', [join(REPO_ROOT, 'test/e2e/cluster/down.sh'), emergency.clusterState], { stdio: 'ignore', timeout: 120_000 });
     } catch {
       // down.sh reports leftovers on its own stderr; nothing more to do here
     }
