@@ -24,6 +24,8 @@ export interface AgentOptions {
   readonly kubeconfig?: string;
   /** 0: no periodic full reconcile. */
   readonly resyncPeriodMs: number;
+  /** A watch silent (no event, no bookmark) this long is restarted; default: the source's (150 s). */
+  readonly watchSilenceTimeoutMs?: number;
   readonly logger: Logger;
   /** The nftables backend; default: the kernel, in this process's network namespace. */
   readonly backend?: NftBackend;
@@ -65,7 +67,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
   const source: ClusterSource = options.datastoreFile !== undefined
     ? new FileSource({ path: options.datastoreFile })
-    : new KubernetesSource({ ...(options.kubeconfig !== undefined ? { kubeconfigPath: options.kubeconfig } : {}), metrics, logger: log });
+    : new KubernetesSource({
+      ...(options.kubeconfig !== undefined ? { kubeconfigPath: options.kubeconfig } : {}),
+      ...(options.watchSilenceTimeoutMs !== undefined ? { silenceTimeoutMs: options.watchSilenceTimeoutMs } : {}),
+      metrics,
+      logger: log,
+    });
   log.info({ table: options.table, listen: `${bound.address}:${bound.port}`, source: options.datastoreFile ?? (options.kubeconfig ?? 'in-cluster') }, 'agent starting: the kernel table stays as found until the source is synced');
   source.start(loop);
   return {

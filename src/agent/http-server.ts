@@ -9,7 +9,7 @@ import { buildRulesReport, formatRulesText } from './rules-report';
 import type { RulesQuery, RulesSource } from './rules-report';
 
 export interface AgentServerOptions {
-  readonly rules: RulesSource & { ready(): boolean };
+  readonly rules: RulesSource & { ready(): boolean; sourceFailing(): boolean };
   readonly metrics: AgentMetrics;
   readonly logger: Logger;
 }
@@ -79,7 +79,9 @@ export class AgentServer {
         // Before the first listing, the last error is why it is late (an unreachable API server, RBAC).
         const why = !s.synced
           ? `waiting for the first complete listing of the cluster${s.lastError !== null ? `; last error: ${s.lastError.message}` : ''}`
-          : s.lastError !== null ? `last transaction failed: ${s.lastError.message}` : 'first reconcile of the kernel table in progress';
+          : s.sourceProblem !== null && rules.sourceFailing()
+            ? `the cluster source fails since ${s.sourceProblem.since}: ${s.sourceProblem.message}`
+            : s.lastError !== null ? `last transaction failed: ${s.lastError.message}` : 'first reconcile of the kernel table in progress';
         return send(res, 503, 'text/plain; charset=utf-8', `not ready: ${why}\n`);
       }
       case '/metrics':

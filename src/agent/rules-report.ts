@@ -194,6 +194,7 @@ export function formatRulesText(r: RulesReport): string {
   out.push(`node ${r.node}  table inet ${r.table}`);
   out.push(`sync: ${s.ready ? 'ready' : s.synced ? 'synced, not ready' : 'waiting for the source'}  generation ${s.generation}  pending events ${s.pendingEvents}`);
   out.push(`      last full sync ${s.lastFullSync ?? 'never'}  last change ${s.lastChange ?? 'never'}`);
+  if (s.sourceProblem !== null) out.push(`      source failing since ${s.sourceProblem.since}: ${s.sourceProblem.message}`);
   if (s.lastError !== null) out.push(`      last error at ${s.lastError.at}: ${s.lastError.message}`);
   if (r.notEnforceable.length > 0) {
     out.push('', 'NOT ENFORCEABLE AS WRITTEN (enforced fail-closed):');

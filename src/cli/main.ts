@@ -89,6 +89,7 @@ interface RunCliOptions {
   listen: string;
   logLevel: string;
   resyncPeriod: number;
+  watchSilenceTimeout: number;
   table: string;
 }
 
@@ -110,6 +111,7 @@ function addAgentCommands(program: Command): void {
     .option('--listen <host:port>', 'address of the HTTP endpoint (loopback by default)', DEFAULT_LISTEN)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)').argParser(parseDuration).default(parseDuration('5m'), '5m'))
+    .addOption(new Option('--watch-silence-timeout <duration>', 'restart a watch that delivered no event and no bookmark for this long (the API server sends a bookmark about every minute)').argParser(parseDuration).default(parseDuration('150s'), '150s'))
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
@@ -119,6 +121,7 @@ function addAgentCommands(program: Command): void {
         table: opts.table,
         listen: opts.listen,
         resyncPeriodMs: opts.resyncPeriod,
+        watchSilenceTimeoutMs: opts.watchSilenceTimeout,
         logger,
         ...(opts.datastoreFile !== undefined ? { datastoreFile: opts.datastoreFile } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),

@@ -20,6 +20,7 @@ test('run has every flag of the issue, each with its documented default', () => 
     '--log-level <level>',
     '--resync-period <duration> period of the full reconcile that repairs drift (0: never) (default: 5m)',
     '--table <name> the inet table the agent owns (default: "netpol_agent")',
+    'bookmark about every minute) (default: 150s)',
   ]) assert.ok(text.includes(expected), `run --help lacks ${JSON.stringify(expected)}:\n${text}`);
 });
 

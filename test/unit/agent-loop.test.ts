@@ -63,7 +63,7 @@ function client(n: number): ClusterEvent {
   return { type: 'upsert', kind: 'Pod', object: state };
 }
 
-function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: number; resyncPeriodMs?: number } = {}) {
+function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: number; resyncPeriodMs?: number; sourceFailureGraceMs?: number } = {}) {
   const backend = new ScriptedBackend();
   const compiler = new NodeCompiler(NODE);
   const commits: CommitInfo[] = [];
@@ -77,6 +77,7 @@ function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: num
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
     ...(options.maxBatchMs !== undefined ? { maxBatchMs: options.maxBatchMs } : {}),
     ...(options.resyncPeriodMs !== undefined ? { resyncPeriodMs: options.resyncPeriodMs } : {}),
+    ...(options.sourceFailureGraceMs !== undefined ? { sourceFailureGraceMs: options.sourceFailureGraceMs } : {}),
     onCommitted: (c) => commits.push(c),
   });
   return { backend, compiler, loop, commits, metrics };
@@ -222,6 +223,35 @@ test('after a failed transaction the next one is a full reconcile, and readiness
   assert.equal(commits[0]?.events.length, 1);
   assert.equal(loop.ready(), true);
   assert.equal(backend.fake.dump(), await freshDump(compiler.elements()));
+  await loop.stop();
+});
+
+test('a source failing longer than the grace period makes the agent not ready, the table untouched, until it recovers', async () => {
+  const { backend, loop } = setup({ sourceFailureGraceMs: 30 });
+  loop.events(initialEvents());
+  loop.synced();
+  await loop.idle();
+  const programmed = backend.fake.dump();
+  const forbidden = 'Kubernetes source: list pods in all namespaces: 403 Forbidden; retrying in 0.8 s, the last known state stays enforced';
+  loop.problem(forbidden);
+  assert.equal(loop.ready(), true, 'within the grace period a failure does not change readiness');
+  await new Promise((r) => setTimeout(r, 40));
+  loop.problem(forbidden);
+  assert.equal(loop.ready(), false);
+  assert.equal(loop.status().sourceProblem?.message, forbidden);
+  const server = new AgentServer({ rules: loop, metrics: new AgentMetrics({ processMetrics: false }), logger: pino({ level: 'silent' }) });
+  const { port } = await server.listen('127.0.0.1', 0);
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    assert.equal(res.status, 503);
+    assert.match(await res.text(), /^not ready: the cluster source fails since \S+: Kubernetes source: list pods in all namespaces: 403 Forbidden/);
+  } finally {
+    await server.close();
+  }
+  assert.equal(backend.fake.dump(), programmed, 'the last state stays enforced');
+  loop.recovered();
+  assert.equal(loop.ready(), true);
+  assert.equal(loop.status().sourceProblem, null);
   await loop.stop();
 });
 

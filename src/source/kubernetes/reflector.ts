@@ -57,7 +57,9 @@ export interface ReflectorTiming {
 export interface ReflectorOutput {
   events(batch: readonly ClusterEvent[]): void;
   rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void;
-  problem(message: string, cause?: unknown): void;
+  problem(kind: ObjectKind, message: string, cause?: unknown): void;
+  /** Reads of this kind succeed again after a problem(). */
+  recovered(kind: ObjectKind): void;
   /** A list of this kind completed and its events were delivered. */
   listed(kind: ObjectKind, first: boolean): void;
   readonly metrics: SourceMetrics | undefined;
@@ -119,6 +121,8 @@ export class Reflector {
   private known = new Map<string, KnownObject>();
   private resourceVersion = '';
   private listedOnce = false;
+  /** The last read failed (reported through problem()) and none has succeeded since. */
+  private failing = false;
   /** The state must be read in full (at start, and after the resourceVersion expired). */
   private needList = true;
   private streamingList: boolean;
@@ -169,7 +173,8 @@ export class Reflector {
           const verb = this.needList && !this.streamingList ? 'list' : 'watch';
           const message = `Kubernetes source: ${this.describe(err, verb)}; retrying in ${(delayMs / 1000).toFixed(1)} s, the last known state stays enforced`;
           // Logged once, by the sink (the agent logs every problem with its cause).
-          this.out.problem(message, err);
+          this.failing = true;
+          this.out.problem(this.spec.kind, message, err);
         }
       }
       if (delayMs > 0) {
@@ -233,6 +238,13 @@ export class Reflector {
     if (this.known.has(key) || snapshot.upserted.has(key)) snapshot.batch.push(this.spec.delete(refOfKey(this.spec, key)));
   }
 
+  /** Ends a run of failed reads: the source tells the sink once every kind reads again. */
+  private readsAgain(): void {
+    if (!this.failing) return;
+    this.failing = false;
+    this.out.recovered(this.spec.kind);
+  }
+
   /** Makes a complete snapshot our state: deletes what it lacks, delivers its changes as one batch. */
   private commit(snapshot: Snapshot, resourceVersion: string, stats: Record<string, number>): void {
     for (const key of this.known.keys()) {
@@ -242,6 +254,7 @@ export class Reflector {
     this.resourceVersion = resourceVersion;
     this.needList = false;
     this.backoff.reset();
+    this.readsAgain();
     this.out.logger?.info(
       { kind: this.spec.kind, objects: this.known.size, changes: snapshot.batch.length, rejected: snapshot.rejections.length, ...stats, ms: Date.now() - snapshot.started, resourceVersion },
       this.listedOnce ? 'relisted' : 'listed',
@@ -285,6 +298,7 @@ export class Reflector {
         if (!sawEvent) {
           sawEvent = true;
           this.backoff.reset();
+          this.readsAgain();
         }
         this.apply(events);
       }, request.signal);
