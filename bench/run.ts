@@ -7,12 +7,14 @@
 import { runEngineBenchmark } from './engine-compile';
 import { main as runAddonBenchmark } from './addon-apply';
 import { runPacketBenchmark, runProgrammingBenchmark } from './dataplane';
+import { runAgentLatencyBenchmark } from './agent-latency';
 
 const BENCHMARKS: readonly { name: string; run: () => void | Promise<void> }[] = [
   { name: 'engine', run: () => runEngineBenchmark() },
   { name: 'addon', run: () => runAddonBenchmark([]) },
   { name: 'dataplane-packets', run: () => runPacketBenchmark() },
   { name: 'dataplane-programming', run: () => runProgrammingBenchmark() },
+  { name: 'agent', run: () => runAgentLatencyBenchmark() },
 ];
 
 async function main(argv: readonly string[]): Promise<void> {

@@ -1,7 +1,12 @@
 // netpol-agent's command line: thin actions over the same modules the agent uses.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import pino from 'pino';
+import { DEFAULT_TABLE } from '../dataplane';
+import { removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
-import { AgentError, type ErrorCode } from '../errors';
+import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
 import type { Topology } from '../sandbox';
@@ -53,10 +58,115 @@ function parseTimeout(text: string): number {
   return n;
 }
 
+const DEFAULT_LISTEN = '127.0.0.1:9977';
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+/** Kubernetes-style durations: "90s", "5m", "1h", "1m30s", "250ms"; "0" turns the thing off. */
+export function parseDuration(text: string): number {
+  if (text === '0') return 0;
+  const units: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  const rest = text.replace(/(\d+(?:\.\d+)?)(ms|s|m|h)/g, (_all, n: string, unit: string) => {
+    total += Number(n) * (units[unit] ?? 0);
+    return '';
+  });
+  if (rest !== '' || text === '') throw new InvalidArgumentError('a duration such as 30s, 5m or 1h (0: never)');
+  return total;
+}
+
+function packageVersion(): string {
+  // Compiled to build/src/cli/main.js, three levels below package.json.
+  const pkg: unknown = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8'));
+  return typeof pkg === 'object' && pkg !== null && 'version' in pkg && typeof pkg.version === 'string' ? pkg.version : 'unknown';
+}
+
+interface RunCliOptions {
+  nodeName?: string;
+  kubeconfig?: string;
+  datastoreFile?: string;
+  listen: string;
+  logLevel: string;
+  resyncPeriod: number;
+  table: string;
+}
+
+interface RulesCliOptions {
+  server: string;
+  pod?: string;
+  policy?: string;
+  verbose?: boolean;
+  output: 'text' | 'json';
+}
+
+function addAgentCommands(program: Command): void {
+  program
+    .command('run')
+    .description('the agent: watch the cluster (or --datastore-file), keep this node\'s nftables in step, serve /rules, /healthz, /readyz, /metrics')
+    .addOption(new Option('--node-name <name>', 'this node, as in spec.nodeName of its pods').env('NODE_NAME'))
+    .option('--kubeconfig <path>', 'kubeconfig to reach the API server (default: in-cluster config)')
+    .option('--datastore-file <path>', 'read Namespaces, Pods and NetworkPolicies from this YAML file or directory (watched) instead of the API server')
+    .option('--listen <host:port>', 'address of the HTTP endpoint (loopback by default)', DEFAULT_LISTEN)
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)', parseDuration, parseDuration('5m'))
+    .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
+    .action(async (opts: RunCliOptions) => {
+      if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
+      const logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } });
+      const agent = await startAgent({
+        node: opts.nodeName,
+        table: opts.table,
+        listen: opts.listen,
+        resyncPeriodMs: opts.resyncPeriod,
+        logger,
+        ...(opts.datastoreFile !== undefined ? { datastoreFile: opts.datastoreFile } : {}),
+        ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
+      });
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGTERM', resolve);
+        process.once('SIGINT', resolve);
+      });
+      logger.info({ signal }, 'stopping');
+      await agent.stop();
+    });
+  program
+    .command('rules')
+    .description('print a running agent\'s compiled rules (its /rules endpoint)')
+    .option('--server <url>', 'the agent\'s HTTP endpoint', `http://${DEFAULT_LISTEN}`)
+    .option('--pod <namespace/name>', 'only this local pod')
+    .option('--policy <namespace/name>', 'only this policy')
+    .option('-v, --verbose', 'list resolved peer addresses')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (opts: RulesCliOptions) => {
+      const url = new URL('/rules', opts.server);
+      if (opts.pod !== undefined) url.searchParams.set('pod', opts.pod);
+      if (opts.policy !== undefined) url.searchParams.set('policy', opts.policy);
+      if (opts.verbose === true) url.searchParams.set('verbose', '1');
+      url.searchParams.set('format', opts.output);
+      let body: string;
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+        body = await res.text();
+        if (!res.ok) throw new Error(`HTTP ${res.status}: ${body.trim()}`);
+      } catch (err) {
+        throw new InvalidInputError(opts.server, `cannot read the agent's rules: ${errorMessage(err)}; is \`netpol-agent run\` listening there (--server)?`, { cause: err });
+      }
+      process.stdout.write(body);
+    });
+  program
+    .command('cleanup')
+    .description('uninstall: delete the agent\'s nftables table and every rule it programmed (root)')
+    .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
+    .action(async (opts: { table: string }) => {
+      const existed = await removeTable(opts.table);
+      process.stdout.write(existed ? `deleted table inet ${opts.table}\n` : `no table inet ${opts.table}: nothing to delete\n`);
+    });
+}
+
 export function buildProgram(): Command {
   // exitOverride: a usage error throws (and reaches main) instead of exiting 1; commands inherit it.
-  const program = new Command('netpol-agent').description('Kubernetes NetworkPolicy enforcement over nftables')
+  const program = new Command('netpol-agent').description('Kubernetes NetworkPolicy enforcement over nftables').version(packageVersion())
     .showHelpAfterError().exitOverride().addHelpText('after', EXIT_CODES_HELP);
+  addAgentCommands(program);
   program
     .command('probe')
     .description('what-if: for every pair of pods and every port the destination declares, is a new connection allowed?')

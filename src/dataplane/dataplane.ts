@@ -114,6 +114,12 @@ export class Dataplane {
     }
   }
 
+  /** The group chain and sets that implement a local pod's rules in one direction; null when it is not isolated. */
+  implementationOf(pod: string, direction: Direction): { readonly chain: string; readonly sets: readonly string[] } | null {
+    const chain = this.groupOf.get(podDirectionKey(pod, direction));
+    return chain === undefined ? null : { chain, sets: groupSetNames(chain) };
+  }
+
   private async run(tx: Transaction, what: string): Promise<void> {
     if (tx.size === 0) return;
     try {

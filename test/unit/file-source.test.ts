@@ -1,0 +1,137 @@
+// The file datastore: a change becomes the events between the two loads, a file that does not parse
+// keeps its last good contents, invalid objects are reported as rejected and end when fixed or removed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import type { ClusterEvent, ObjectKind, SourceSink } from '../../src/api';
+import { FileSource } from '../../src/source';
+import { makeNamespace, makePod, makePolicy } from '../support/builders';
+
+type Record_ =
+  | { call: 'events'; events: readonly ClusterEvent[] }
+  | { call: 'rejected'; kind: ObjectKind; object: string; reason: string }
+  | { call: 'synced' }
+  | { call: 'problem'; message: string };
+
+class RecordingSink implements SourceSink {
+  readonly calls: Record_[] = [];
+  private waiters: (() => void)[] = [];
+  events(events: readonly ClusterEvent[]): void {
+    this.push({ call: 'events', events });
+  }
+  rejected(kind: ObjectKind, ref: { namespace: string; name: string }, reason: string): void {
+    this.push({ call: 'rejected', kind, object: `${ref.namespace}/${ref.name}`, reason });
+  }
+  synced(): void {
+    this.push({ call: 'synced' });
+  }
+  problem(message: string): void {
+    this.push({ call: 'problem', message });
+  }
+  /** The calls made from now until the next one arrives (and a little after, for the rest of its turn). */
+  async next(): Promise<Record_[]> {
+    const from = this.calls.length;
+    await new Promise<void>((r) => this.waiters.push(r));
+    await new Promise((r) => setTimeout(r, 20));
+    return this.calls.slice(from);
+  }
+  private push(c: Record_): void {
+    this.calls.push(c);
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+const describe = (events: readonly ClusterEvent[]): string[] =>
+  events.map((e) => `${e.type} ${e.kind} ${e.kind === 'Namespace' ? (e.type === 'upsert' ? e.object.name : e.name) : e.type === 'upsert' ? `${e.object.namespace}/${e.object.name}` : `${e.ref.namespace}/${e.ref.name}`}`);
+
+const yamlOf = (...objects: object[]): string => objects.map((o) => stringify(o)).join('---\n');
+
+/** Writes as editors and kubectl-like tools do: a temporary file renamed over the old one. */
+function writeAtomically(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+test('the file datastore: edits become events, a broken file keeps its last good contents, invalid objects are rejected until fixed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'file-source-'));
+  const source = new FileSource({ path: dir, debounceMs: 5, pollMs: 60_000 });
+  const sink = new RecordingSink();
+  try {
+    writeFileSync(join(dir, 'cluster.yaml'), yamlOf(makeNamespace('shop'), makePod('shop', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1'] })));
+    writeFileSync(join(dir, 'policy.yaml'), yamlOf(makePolicy('shop', 'web-in', { podSelector: { matchLabels: { app: 'web' } } })));
+    writeFileSync(join(dir, 'notes.txt'), 'not a manifest');
+    source.start(sink);
+    assert.deepEqual(sink.calls.map((c) => c.call), ['events', 'synced']);
+    const first = sink.calls[0];
+    assert.ok(first?.call === 'events');
+    assert.deepEqual(describe(first.events), ['upsert Namespace shop', 'upsert Pod shop/web', 'upsert NetworkPolicy shop/web-in']);
+
+    // An edit of one file: only what changed.
+    let next = sink.next();
+    writeAtomically(join(dir, 'cluster.yaml'), yamlOf(makeNamespace('shop'), makePod('shop', 'web', { labels: { app: 'web', v: '2' }, ips: ['10.0.0.1'] })));
+    let calls = await next;
+    assert.deepEqual(calls.flatMap((c) => (c.call === 'events' ? describe(c.events) : [c.call])), ['upsert Pod shop/web']);
+
+    // A file that does not parse: reported with its name; nothing it defined is deleted.
+    next = sink.next();
+    writeAtomically(join(dir, 'policy.yaml'), 'kind: NetworkPolicy\nspec: [\n');
+    calls = await next;
+    assert.equal(calls.length, 1);
+    assert.ok(calls[0]?.call === 'problem');
+    assert.match(calls[0].message, /policy\.yaml: document 1 is not valid YAML.*last good contents stay enforced/);
+
+    // An invalid policy: deleted from the state, then reported rejected with file, object and field.
+    next = sink.next();
+    writeAtomically(join(dir, 'policy.yaml'), yamlOf(makePolicy('shop', 'web-in', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 0 }] }] })));
+    calls = await next;
+    assert.deepEqual(calls.map((c) => (c.call === 'events' ? describe(c.events).join() : c.call)), ['delete NetworkPolicy shop/web-in', 'rejected']);
+    const rejected = calls[1];
+    assert.ok(rejected?.call === 'rejected');
+    assert.equal(rejected.object, 'shop/web-in');
+    assert.match(rejected.reason, /policy\.yaml document 1: NetworkPolicy shop\/web-in: spec\.ingress\[0\]\.ports\[0\]\.port/);
+
+    // An invalid Pod update keeps its last good version: no event, only the rejection.
+    next = sink.next();
+    writeAtomically(join(dir, 'cluster.yaml'), yamlOf(makeNamespace('shop'), makePod('shop', 'web', { labels: { app: 'bad value!' }, ips: ['10.0.0.1'] })));
+    calls = await next;
+    assert.deepEqual(calls.map((c) => c.call), ['rejected']);
+
+    // Fixed back to exactly its last good version: an upsert ends the rejection anyway.
+    next = sink.next();
+    writeAtomically(join(dir, 'cluster.yaml'), yamlOf(makeNamespace('shop'), makePod('shop', 'web', { labels: { app: 'web', v: '2' }, ips: ['10.0.0.1'] })));
+    calls = await next;
+    assert.deepEqual(calls.flatMap((c) => (c.call === 'events' ? describe(c.events) : [c.call])), ['upsert Pod shop/web']);
+
+    // The rejected policy's file removed: a delete ends its fail-closed enforcement.
+    next = sink.next();
+    unlinkSync(join(dir, 'policy.yaml'));
+    calls = await next;
+    assert.deepEqual(calls.flatMap((c) => (c.call === 'events' ? describe(c.events) : [c.call])), ['delete NetworkPolicy shop/web-in']);
+  } finally {
+    await source.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a single-file datastore replaced by rename (as editors save) is still watched', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'file-source-'));
+  const file = join(dir, 'all.yaml');
+  const source = new FileSource({ path: file, debounceMs: 5, pollMs: 60_000 });
+  const sink = new RecordingSink();
+  try {
+    writeFileSync(file, yamlOf(makeNamespace('a')));
+    source.start(sink);
+    for (const name of ['b', 'c']) {
+      const next = sink.next();
+      writeAtomically(file, yamlOf(makeNamespace(name)));
+      const calls = await next;
+      assert.deepEqual(calls.flatMap((c) => (c.call === 'events' ? describe(c.events) : [c.call])), [`upsert Namespace ${name}`, `delete Namespace ${name === 'b' ? 'a' : 'b'}`]);
+    }
+  } finally {
+    await source.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
