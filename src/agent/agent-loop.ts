@@ -322,7 +322,7 @@ export class AgentLoop implements SourceSink {
           }
         }
         if (!this.listingCompiled() || this.inFlight !== null || this.retryTimer !== null || this.stopped) break;
-        if (!this.needsFull && this.accumulator.size === 0 && this.carried.length === 0) {
+        if (!this.needsFull && this.accumulator.empty && this.carried.length === 0) {
           if (this.head < this.queue.length) continue;
           break;
         }
