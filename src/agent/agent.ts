@@ -13,6 +13,7 @@ import { AgentLoop } from './agent-loop';
 import type { AgentLoopOptions } from './agent-loop';
 import { AgentServer, parseListen } from './http-server';
 import { AgentMetrics } from './metrics';
+import { Observability } from './observability';
 
 export interface AgentOptions {
   readonly node: string;
@@ -47,15 +48,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const backend = options.backend ?? new KernelNftBackend({ table: options.table });
   const shape = checkCniShape();
   if (shape.problem !== null) log.warn({ shape: shape.shape }, shape.problem);
+  const dataplane = new Dataplane(backend);
+  const observability = new Observability({ dataplane, metrics });
   const loop = new AgentLoop({
     compiler: new NodeCompiler(options.node),
-    dataplane: new Dataplane(backend),
+    dataplane,
     metrics,
     logger: log,
     resyncPeriodMs: options.resyncPeriodMs,
     ...(options.onCommitted !== undefined ? { onCommitted: options.onCommitted } : {}),
   });
-  const server = new AgentServer({ rules: loop, metrics, logger: log });
+  const server = new AgentServer({ rules: loop, metrics, logger: log, observability });
   let bound;
   try {
     bound = await server.listen(listen.host, listen.port);

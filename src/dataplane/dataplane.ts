@@ -6,14 +6,31 @@ import type { Direction, RuleTableDelta, RuleTableElement } from '../api';
 import { DIRECTIONS } from '../api';
 import { AgentError, errorMessage } from '../errors';
 import { flattenAllowSpans } from './flatten';
-import type { DesiredView } from './layout';
-import { POD_MAPS, addGroupView, groupName, groupSetNames, podMapView, staticChains } from './layout';
+import type { DesiredView, DropLogging, GroupCounters } from './layout';
+import { POD_MAPS, addGroupView, groupCounters, groupName, groupSetNames, podMapView, staticChains } from './layout';
 import type { NftBackend } from './nft';
 import { NftApplyError } from './nft';
 import type { Transaction } from './nft';
 import { diffViews, viewFromSnapshot } from './diff';
 import type { Scope } from './diff';
 import { RuleState, podDirectionKey } from '../ruletable';
+import type { Verdict } from '../ruletable';
+import type { Protocol } from '../api';
+import type { IpAddress } from '../net/ip';
+
+export interface DataplaneOptions {
+  /** Dropped new connections to nfnetlink_log (see DropLogging); default: not logged. */
+  readonly logging?: DropLogging;
+}
+
+/** One group chain as the kernel counts it: its direction, its member pods, its rules' counters. */
+export interface GroupCounterReport {
+  readonly chain: string;
+  readonly direction: Direction;
+  /** Local pods ("namespace/name") whose packets this chain decides: they share its counters. */
+  readonly pods: readonly string[];
+  readonly counters: GroupCounters;
+}
 
 export interface SyncReport {
   readonly kind: 'full' | 'incremental';
@@ -43,7 +60,15 @@ export class Dataplane {
   private readonly groupRules = new Map<string, string[]>();
   private readonly ruleGroups = new Map<string, Set<string>>();
 
-  constructor(private readonly backend: NftBackend) {}
+  constructor(
+    private readonly backend: NftBackend,
+    private readonly options: DataplaneOptions = {},
+  ) {}
+
+  /** Where dropped new connections are logged, or null. */
+  get logging(): DropLogging | null {
+    return this.options.logging ?? null;
+  }
 
   get table(): string {
     return this.backend.table;
@@ -120,6 +145,44 @@ export class Dataplane {
     return chain === undefined ? null : { chain, sets: groupSetNames(chain) };
   }
 
+  /**
+   * The counters of every group chain, read from the kernel's listing of the table (one listing,
+   * whatever the number of groups). A listed chain the dataplane does not know is left out.
+   */
+  async counters(): Promise<GroupCounterReport[]> {
+    const snapshot = await this.backend.list();
+    const out: GroupCounterReport[] = [];
+    for (const chain of snapshot?.chains ?? []) {
+      const info = this.group(chain.name);
+      if (info !== null) out.push({ chain: chain.name, ...info, counters: groupCounters(chain) });
+    }
+    return out;
+  }
+
+  /** A group chain's direction and member pods, or null when no local pod uses a chain of that name. */
+  group(chain: string): { readonly direction: Direction; readonly pods: string[] } | null {
+    const members = this.members.get(chain);
+    if (members === undefined || members.size === 0) return null;
+    const pods = [...members].map((pd) => splitPodDirection(pd)[0]).sort();
+    return { direction: splitPodDirection(members.values().next().value as string)[1], pods };
+  }
+
+  /** The local pod that holds `ip`, if any (a linear scan over local pods: they are few). */
+  localPodOf(ip: string): string | null {
+    for (const pod of this.state.pods()) if (this.state.ipsOf(pod).includes(ip)) return pod;
+    return null;
+  }
+
+  /** The verdict the programmed rules give a new connection of a local pod (see RuleState.decide). */
+  decide(pod: string, direction: Direction, remote: IpAddress, protocol: Protocol, port: number): Verdict {
+    return this.state.decide(pod, direction, remote, protocol, port);
+  }
+
+  /** The rules bound to a local pod in one direction. */
+  boundRules(pod: string, direction: Direction): string[] {
+    return this.state.signature(pod, direction).rules;
+  }
+
   private async run(tx: Transaction, what: string): Promise<void> {
     if (tx.size === 0) return;
     try {
@@ -176,7 +239,7 @@ export class Dataplane {
       const representative = this.members.get(group)?.values().next().value;
       if (representative === undefined) continue;
       const [pod, direction] = splitPodDirection(representative);
-      addGroupView(view, group, direction, flattenAllowSpans(this.state.spans(pod, direction)));
+      addGroupView(view, group, direction, flattenAllowSpans(this.state.spans(pod, direction)), this.options.logging ?? null);
     }
     return view;
   }

@@ -11,15 +11,20 @@
 //     map  ingress_v4/_v6, egress_v4/_v6   local pod address : jump <group chain>
 //     chain in_<hash> / eg_<hash>    one per group of local pods that have the same rules bound;
 //                                    at most five set lookups whatever the number of policies:
-//        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  -> allow
+//        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  -> counter allow
+//        with drop logging: ct state new limit rate R/second log prefix "<chain>" group G
 //        otherwise counter drop
+// Every allowing rule and the drop carry an anonymous counter: one per group chain rule, since a set
+// element can stand for several policy rules (flattening merges them), and the counter of a lookup
+// counts every element of its set.
 // Ingress allows with accept; egress with return, so a same-node packet goes on to the
 // destination's ingress check in the same pass.
 import { createHash } from 'node:crypto';
 import type { Direction, IpFamily } from '../api';
 import type { FlatAllowSet, KeyParts } from './flatten';
 import type { BaseChainSpec, ListedBase, RuleToken, SetDatatype, SetFlag } from './nft';
-import { accept, counter, ctState, drop, icmpv6NeighborDiscovery, matchSet, ret, vmap } from './nft';
+import type { ChainSnapshot, RuleCounter } from './nft';
+import { accept, counter, ctState, drop, icmpv6NeighborDiscovery, limit, log, matchSet, ret, vmap } from './nft';
 
 export const DEFAULT_TABLE = 'netpol_agent';
 
@@ -107,21 +112,60 @@ const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields
   { suffix: 'ap', type: ['inet_proto', 'inet_service'], fields: () => ['meta l4proto', 'th dport'], pick: (f) => f.anyPeerPorts },
 ];
 
+/**
+ * Dropped new connections sent to nfnetlink_log group `group`, prefixed with the group chain's name,
+ * at most `rate` per second and group chain (bursts of `burst`), so a flood cannot swamp the reader.
+ */
+export interface DropLogging {
+  readonly group: number;
+  readonly rate: number;
+  readonly burst: number;
+}
+
 /** The chain and sets of one group, into `view`. */
-export function addGroupView(view: DesiredView, name: string, direction: Direction, flat: FlatAllowSet): void {
+export function addGroupView(view: DesiredView, name: string, direction: Direction, flat: FlatAllowSet, logging: DropLogging | null = null): void {
   const allow = (): RuleToken => (direction === 'ingress' ? accept() : ret());
   const rules: RuleBody[] = [];
-  if (flat.allowAll) rules.push(rule(allow()));
+  if (flat.allowAll) rules.push(rule(counter(), allow()));
   for (const s of GROUP_SETS) {
     const setName = `${name}_${s.suffix}`;
     const elements = new Map<string, { key: KeyParts }>();
     for (const key of s.pick(flat)) elements.set(elementId(key), { key });
     view.sets.set(setName, { type: s.type, flags: ['interval'], elements, map: false });
-    rules.push(rule(matchSet(s.fields(direction), setName), allow()));
+    rules.push(rule(matchSet(s.fields(direction), setName), counter(), allow()));
   }
+  if (logging !== null) rules.push(rule(ctState('new'), limit(logging.rate, 'second', logging.burst), log({ prefix: name, group: logging.group })));
   rules.push(rule(counter(), drop()));
   view.chains.set(name, { rules });
 }
+
+export type GroupRuleRole = 'allowAll' | GroupSetSuffix | 'drop';
+
+/** What a group chain's counters hold, by rule role (as listed; a role the chain lacks is absent). */
+export type GroupCounters = Partial<Record<GroupRuleRole, RuleCounter>>;
+
+/** Reads the counters of a listed group chain, telling its rules apart by what they do. */
+export function groupCounters(chain: ChainSnapshot): GroupCounters {
+  const out: GroupCounters = {};
+  chain.rules.forEach((text, i) => {
+    const c = chain.counters?.[i];
+    if (c === null || c === undefined) return;
+    const set = /@\S+_(pp4|pp6|pa4|pa6|ap)\b/.exec(text)?.[1] as GroupSetSuffix | undefined;
+    if (set !== undefined) out[set] = c;
+    else if (text === 'counter drop') out.drop = c;
+    else if (text === 'counter accept' || text === 'counter return') out.allowAll = c;
+  });
+  return out;
+}
+
+/** What each set of a group holds, for reports: which peers and ports a lookup's counter counts. */
+export const GROUP_SET_MEANING: Readonly<Record<GroupSetSuffix, string>> = {
+  pp4: 'IPv4 peer . protocol . port',
+  pp6: 'IPv6 peer . protocol . port',
+  pa4: 'IPv4 peer, every port',
+  pa6: 'IPv6 peer, every port',
+  ap: 'every peer . protocol . port',
+};
 
 /** Names of the sets that belong to a group chain. */
 export function groupSetNames(name: string): string[] {

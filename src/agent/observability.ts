@@ -1,0 +1,95 @@
+// The agent's observability endpoints beyond /rules: the kernel counters added to /rules and
+// /metrics. Kept apart from http-server.ts, which hands it what it does not serve itself.
+import type { ServerResponse } from 'node:http';
+import { Counter } from 'prom-client';
+import type { Dataplane, GroupCounterReport } from '../dataplane';
+import { countersByNamespace, countersByPod } from '../observe/counters';
+import type { AgentMetrics } from './metrics';
+import type { RulesReport } from './rules-report';
+
+export interface ObservabilityOptions {
+  readonly dataplane: Pick<Dataplane, 'counters'>;
+  readonly metrics: AgentMetrics;
+  /** How long one listing of the counters serves /rules and /metrics (a listing reads the whole table). */
+  readonly countersMaxAgeMs?: number;
+}
+
+export interface EndpointReply {
+  readonly status: number;
+  readonly type: string;
+  readonly body: string;
+}
+
+export class Observability {
+  #counters: { at: number; groups: Promise<GroupCounterReport[]> } | null = null;
+
+  constructor(private readonly options: ObservabilityOptions) {
+    const read = (): Promise<GroupCounterReport[]> => this.counters();
+    const labelNames = ['namespace', 'direction', 'verdict'] as const;
+    new Counter({
+      name: 'netpol_agent_policy_packets_total',
+      help: 'Packets of new connections the group chains allowed or dropped, by namespace of the isolated pods and direction (kernel counters; a chain written again starts at 0)',
+      labelNames,
+      registers: [options.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const t of countersByNamespace(await read()).values()) {
+          this.inc({ namespace: t.namespace, direction: t.direction, verdict: 'allowed' }, t.allowed.packets);
+          this.inc({ namespace: t.namespace, direction: t.direction, verdict: 'dropped' }, t.dropped.packets);
+        }
+      },
+    });
+    new Counter({
+      name: 'netpol_agent_policy_bytes_total',
+      help: 'Bytes of the packets counted by netpol_agent_policy_packets_total, with the same labels',
+      labelNames,
+      registers: [options.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const t of countersByNamespace(await read()).values()) {
+          this.inc({ namespace: t.namespace, direction: t.direction, verdict: 'allowed' }, t.allowed.bytes);
+          this.inc({ namespace: t.namespace, direction: t.direction, verdict: 'dropped' }, t.dropped.bytes);
+        }
+      },
+    });
+  }
+
+  /** The group chains' counters, listed at most once per countersMaxAgeMs. */
+  counters(): Promise<GroupCounterReport[]> {
+    const maxAge = this.options.countersMaxAgeMs ?? 2_000;
+    const now = performance.now();
+    if (this.#counters === null || now - this.#counters.at > maxAge) {
+      const groups = this.options.dataplane.counters();
+      this.#counters = { at: now, groups };
+      groups.catch(() => {
+        if (this.#counters?.groups === groups) this.#counters = null;
+      });
+    }
+    return this.#counters.groups;
+  }
+
+  /** The report with each isolated pod's counters (those of its group chain). */
+  async withCounters(report: RulesReport): Promise<RulesReport> {
+    const byPod = countersByPod(await this.counters());
+    return {
+      ...report,
+      pods: report.pods.map((p) => {
+        const c = byPod.get(p.pod);
+        if (c === undefined) return p;
+        return {
+          ...p,
+          ingress: c.ingress === undefined ? p.ingress : { ...p.ingress, counters: c.ingress },
+          egress: c.egress === undefined ? p.egress : { ...p.egress, counters: c.egress },
+        };
+      }),
+    };
+  }
+
+  /** Serves the paths this module owns; false when `url` is not one of them. */
+  async handle(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string) => void): Promise<boolean> {
+    void url;
+    void res;
+    void send;
+    return false;
+  }
+}
