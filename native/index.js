@@ -215,4 +215,4 @@ function liveContexts() {
   return binding.liveContexts();
 }
 
-module.exports = { NftContext, NftError, liveContexts };
+module.exports = { NftContext, NftError, liveContexts, NflogReader: require('./nflog.js').NflogReader };

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "nftctx.h"
+#include "nflog.h"
 
 typedef struct job job;
 
@@ -431,6 +432,8 @@ static napi_value init(napi_env env, napi_value exports)
 	CHECK(env, napi_set_named_property(env, exports, "NativeContext", cls));
 	CHECK(env, napi_create_function(env, "liveContexts", NAPI_AUTO_LENGTH, live_contexts, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "liveContexts", fn));
+	if (nflog_register(env, exports) != 0)
+		return NULL;
 	return exports;
 }
 
