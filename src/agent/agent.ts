@@ -3,6 +3,7 @@
 // start adopts and reconciles it.
 import type { Logger } from 'pino';
 import type { ClusterSource } from '../api';
+import { errorMessage } from '../errors';
 import { NodeCompiler } from '../compiler';
 import { Dataplane, checkCniShape } from '../dataplane';
 import { KernelNftBackend, Transaction } from '../dataplane/nft';
@@ -14,6 +15,11 @@ import type { AgentLoopOptions } from './agent-loop';
 import { AgentServer, parseListen } from './http-server';
 import { AgentMetrics } from './metrics';
 import { Observability } from './observability';
+import type { DropLogging } from '../dataplane/layout';
+import { ClusterIndex, teeSink } from '../observe/cluster-index';
+import { DropLog } from '../observe/drops';
+import { startDropReader } from '../observe/drop-reader';
+import type { DropReader } from '../observe/drop-reader';
 
 export interface AgentOptions {
   readonly node: string;
@@ -28,6 +34,10 @@ export interface AgentOptions {
   readonly logger: Logger;
   /** The nftables backend; default: the kernel, in this process's network namespace. */
   readonly backend?: NftBackend;
+  /** Denied new connections logged through nflog (group, kernel rate limit); null: not logged. */
+  readonly dropLog?: DropLogging | null;
+  /** Identical drops within this window are one log line. */
+  readonly dropWindowMs?: number;
   /** Observes each committed transaction (benchmarks). */
   readonly onCommitted?: AgentLoopOptions['onCommitted'];
 }
@@ -41,6 +51,9 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
+/** Default drop logging: nflog group 7745, at most 20 records per second and group chain, bursts of 40. */
+export const DEFAULT_DROP_LOGGING: DropLogging = { group: 7745, rate: 20, burst: 40 };
+
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.logger;
   const listen = parseListen(options.listen);
@@ -48,8 +61,27 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const backend = options.backend ?? new KernelNftBackend({ table: options.table });
   const shape = checkCniShape();
   if (shape.problem !== null) log.warn({ shape: shape.shape }, shape.problem);
-  const dataplane = new Dataplane(backend);
-  const observability = new Observability({ dataplane, metrics });
+  const logging = options.dropLog === undefined ? DEFAULT_DROP_LOGGING : options.dropLog;
+  const dataplane = new Dataplane(backend, logging === null ? {} : { logging });
+  const index = new ClusterIndex();
+  let drops: DropLog | undefined;
+  let reader: DropReader | null = null;
+  if (logging !== null) {
+    drops = new DropLog({ logger: log, registry: metrics.registry, ...(options.dropWindowMs === undefined ? {} : { windowMs: options.dropWindowMs }) });
+    const context = {
+      group: (chain: string) => dataplane.group(chain),
+      localPodOf: (ip: string) => dataplane.localPodOf(ip),
+      podOf: (ip: string) => index.podOf(ip),
+      decide: dataplane.decide.bind(dataplane),
+      boundRules: (pod: string, direction: 'ingress' | 'egress') => dataplane.boundRules(pod, direction),
+    };
+    try {
+      reader = startDropReader({ group: logging.group, log: drops, context });
+    } catch (err) {
+      log.warn({ err, group: logging.group }, `denied connections are not logged: reading nflog group ${logging.group} failed (${errorMessage(err)}); choose another with --drop-log-group`);
+    }
+  }
+  const observability = new Observability({ dataplane, metrics, ...(drops === undefined ? {} : { drops }) });
   const loop = new AgentLoop({
     compiler: new NodeCompiler(options.node),
     dataplane,
@@ -70,7 +102,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ? new FileSource({ path: options.datastoreFile })
     : new KubernetesSource({ ...(options.kubeconfig !== undefined ? { kubeconfigPath: options.kubeconfig } : {}), metrics, logger: log });
   log.info({ table: options.table, listen: `${bound.address}:${bound.port}`, source: options.datastoreFile ?? (options.kubeconfig ?? 'in-cluster') }, 'agent starting: the kernel table stays as found until the source is synced');
-  source.start(loop);
+  source.start(teeSink(index, loop));
   return {
     loop,
     metrics,
@@ -79,6 +111,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       await source.stop();
       await server.close();
       await loop.stop();
+      reader?.close();
+      drops?.close();
       backend.close();
       log.info({ table: options.table }, 'agent stopped; the kernel table stays in place and keeps enforcing');
     },

@@ -1,17 +1,21 @@
 // The agent's observability endpoints beyond /rules: the kernel counters added to /rules and
-// /metrics. Kept apart from http-server.ts, which hands it what it does not serve itself.
+// /metrics, and /drops (recent denied connections). Kept apart from http-server.ts, which hands it
+// what it does not serve itself.
 import type { ServerResponse } from 'node:http';
 import { Counter } from 'prom-client';
 import type { Dataplane, GroupCounterReport } from '../dataplane';
 import { countersByNamespace, countersByPod } from '../observe/counters';
 import type { AgentMetrics } from './metrics';
 import type { RulesReport } from './rules-report';
+import type { DropLog } from '../observe/drops';
 
 export interface ObservabilityOptions {
   readonly dataplane: Pick<Dataplane, 'counters'>;
   readonly metrics: AgentMetrics;
   /** How long one listing of the counters serves /rules and /metrics (a listing reads the whole table). */
   readonly countersMaxAgeMs?: number;
+  /** Denied connections read from the kernel; /drops says it is off when absent. */
+  readonly drops?: DropLog;
 }
 
 export interface EndpointReply {
@@ -21,7 +25,8 @@ export interface EndpointReply {
 }
 
 export class Observability {
-  #counters: { at: number; groups: Promise<GroupCounterReport[]> } | null = null;
+  /** The last listing; `pending` while it runs (a fresh request joins a listing in flight). */
+  #counters: { at: number; groups: Promise<GroupCounterReport[]>; pending: boolean } | null = null;
 
   constructor(private readonly options: ObservabilityOptions) {
     const read = (): Promise<GroupCounterReport[]> => this.counters();
@@ -54,23 +59,32 @@ export class Observability {
     });
   }
 
-  /** The group chains' counters, listed at most once per countersMaxAgeMs. */
-  counters(): Promise<GroupCounterReport[]> {
-    const maxAge = this.options.countersMaxAgeMs ?? 2_000;
+  /**
+   * The group chains' counters: /metrics takes a listing up to countersMaxAgeMs old (scrapes never
+   * list more often than that), /rules a fresh one (maxAgeMs 0).
+   */
+  counters(maxAgeMs = this.options.countersMaxAgeMs ?? 2_000): Promise<GroupCounterReport[]> {
+    const maxAge = maxAgeMs;
     const now = performance.now();
-    if (this.#counters === null || now - this.#counters.at > maxAge) {
+    if (this.#counters === null || now - this.#counters.at > maxAge || (maxAge === 0 && !this.#counters.pending)) {
       const groups = this.options.dataplane.counters();
-      this.#counters = { at: now, groups };
-      groups.catch(() => {
-        if (this.#counters?.groups === groups) this.#counters = null;
-      });
+      const entry = { at: now, groups, pending: true };
+      this.#counters = entry;
+      groups.then(
+        () => {
+          entry.pending = false;
+        },
+        () => {
+          if (this.#counters === entry) this.#counters = null;
+        },
+      );
     }
     return this.#counters.groups;
   }
 
   /** The report with each isolated pod's counters (those of its group chain). */
   async withCounters(report: RulesReport): Promise<RulesReport> {
-    const byPod = countersByPod(await this.counters());
+    const byPod = countersByPod(await this.counters(0));
     return {
       ...report,
       pods: report.pods.map((p) => {
@@ -87,9 +101,16 @@ export class Observability {
 
   /** Serves the paths this module owns; false when `url` is not one of them. */
   async handle(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string) => void): Promise<boolean> {
-    void url;
-    void res;
-    void send;
-    return false;
+    if (url.pathname !== '/drops') return false;
+    const drops = this.options.drops;
+    if (drops === undefined) {
+      send(res, 404, 'text/plain; charset=utf-8', 'drop logging is off (netpol-agent run --no-drop-log)\n');
+      return true;
+    }
+    const pod = url.searchParams.get('pod');
+    const limit = Number(url.searchParams.get('limit') ?? '');
+    const recent = drops.recent({ ...(pod === null ? {} : { pod }), ...(Number.isInteger(limit) && limit > 0 ? { limit } : {}) });
+    send(res, 200, 'application/json', `${JSON.stringify({ drops: recent }, null, 2)}\n`);
+    return true;
   }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_TABLE } from '../dataplane';
-import { removeTable, startAgent } from '../agent';
+import { DEFAULT_DROP_LOGGING, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
@@ -88,6 +88,22 @@ interface RunCliOptions {
   logLevel: string;
   resyncPeriod: number;
   table: string;
+  dropLog: boolean;
+  dropLogGroup: number;
+  dropLogRate: number;
+  dropLogWindow: number;
+}
+
+function parseNflogGroup(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('an nflog group is an integer from 0 to 65535');
+  return n;
+}
+
+function parseRate(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new InvalidArgumentError('a rate is an integer from 1 to 100000 per second');
+  return n;
 }
 
 interface RulesCliOptions {
@@ -109,6 +125,10 @@ function addAgentCommands(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)', parseDuration, parseDuration('5m'))
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
+    .option('--no-drop-log', 'do not log denied connections (no log rule in the group chains, no nflog reader)')
+    .option('--drop-log-group <n>', 'nfnetlink_log group the denied connections are sent to', parseNflogGroup, DEFAULT_DROP_LOGGING.group)
+    .option('--drop-log-rate <n>', 'most denied connections logged per second and group chain (the kernel drops the rest unlogged)', parseRate, DEFAULT_DROP_LOGGING.rate)
+    .option('--drop-log-window <duration>', 'identical denied connections within this window are logged as one line with a count', parseDuration, parseDuration('5s'))
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
       const logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } });
@@ -118,6 +138,8 @@ function addAgentCommands(program: Command): void {
         listen: opts.listen,
         resyncPeriodMs: opts.resyncPeriod,
         logger,
+        dropLog: opts.dropLog ? { group: opts.dropLogGroup, rate: opts.dropLogRate, burst: 2 * opts.dropLogRate } : null,
+        dropWindowMs: opts.dropLogWindow,
         ...(opts.datastoreFile !== undefined ? { datastoreFile: opts.datastoreFile } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
       });

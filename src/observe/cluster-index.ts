@@ -1,0 +1,89 @@
+// The cluster as the agent last heard it, indexed for questions about single packets: which pod owns
+// an address, what a namespace's labels are, what a policy says. Fed by the same events as the agent
+// loop (teeSink), so it never lags behind what is enforced by more than the loop's own queue.
+import type { ClusterEvent, NamespaceState, ObjectKind, ObjectRef, PodState, PolicyState, SourceSink } from '../api';
+import { objectKey } from '../api';
+import { hasFinished } from '../model';
+import type { ClusterObjects } from '../source';
+
+export class ClusterIndex {
+  private readonly pods = new Map<string, PodState>();
+  /** address -> pods holding it (more than one while an address is reused by a new pod). */
+  private readonly byIp = new Map<string, Set<string>>();
+  private readonly namespaces = new Map<string, NamespaceState>();
+  private readonly policies = new Map<string, PolicyState>();
+
+  apply(event: ClusterEvent): void {
+    switch (event.kind) {
+      case 'Namespace':
+        if (event.type === 'upsert') this.namespaces.set(event.object.name, event.object);
+        else this.namespaces.delete(event.name);
+        break;
+      case 'Pod': {
+        const key = event.type === 'upsert' ? objectKey(event.object) : objectKey(event.ref);
+        const before = this.pods.get(key);
+        for (const ip of before?.ips ?? []) {
+          const holders = this.byIp.get(ip);
+          holders?.delete(key);
+          if (holders?.size === 0) this.byIp.delete(ip);
+        }
+        if (event.type === 'delete') {
+          this.pods.delete(key);
+          break;
+        }
+        this.pods.set(key, event.object);
+        for (const ip of event.object.ips) {
+          const holders = this.byIp.get(ip) ?? new Set<string>();
+          holders.add(key);
+          this.byIp.set(ip, holders);
+        }
+        break;
+      }
+      case 'NetworkPolicy':
+        if (event.type === 'upsert') this.policies.set(objectKey(event.object), event.object);
+        else this.policies.delete(objectKey(event.ref));
+        break;
+    }
+  }
+
+  /** The running pod that holds `ip` ("namespace/name"), or null (not a pod: a node, an outside address). */
+  podOf(ip: string): string | null {
+    const holders = this.byIp.get(ip);
+    if (holders === undefined) return null;
+    let finished: string | null = null;
+    for (const key of holders) {
+      const pod = this.pods.get(key);
+      if (pod !== undefined && !hasFinished(pod) && !pod.hostNetwork) return key;
+      finished ??= key;
+    }
+    return finished;
+  }
+
+  pod(key: string): PodState | undefined {
+    return this.pods.get(key);
+  }
+
+  /** Everything known, in the shape probe and explain read. */
+  objects(): ClusterObjects {
+    return { namespaces: [...this.namespaces.values()], pods: [...this.pods.values()], policies: [...this.policies.values()], ignored: [] };
+  }
+}
+
+/** A sink that shows each event to `index` and hands everything on to `sink`. */
+export function teeSink(index: ClusterIndex, sink: SourceSink): SourceSink {
+  return {
+    events(batch: readonly ClusterEvent[]): void {
+      for (const e of batch) index.apply(e);
+      sink.events(batch);
+    },
+    rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void {
+      sink.rejected(kind, ref, reason, raw);
+    },
+    synced(): void {
+      sink.synced();
+    },
+    problem(message: string, cause?: unknown): void {
+      sink.problem(message, cause);
+    },
+  };
+}
