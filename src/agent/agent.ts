@@ -81,7 +81,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       log.warn({ err, group: logging.group }, `denied connections are not logged: reading nflog group ${logging.group} failed (${errorMessage(err)}); choose another with --drop-log-group`);
     }
   }
-  const observability = new Observability({ dataplane, metrics, ...(drops === undefined ? {} : { drops }) });
+  const observability = new Observability({ dataplane, metrics, cluster: index, ...(drops === undefined ? {} : { drops }) });
   const loop = new AgentLoop({
     compiler: new NodeCompiler(options.node),
     dataplane,

@@ -8,6 +8,10 @@ import { countersByNamespace, countersByPod } from '../observe/counters';
 import type { AgentMetrics } from './metrics';
 import type { RulesReport } from './rules-report';
 import type { DropLog } from '../observe/drops';
+import type { ClusterIndex } from '../observe/cluster-index';
+import { ExplainError, explainConnection, formatExplanation } from '../observe/explain';
+import { PROTOCOLS } from '../api';
+import type { Protocol } from '../api';
 
 export interface ObservabilityOptions {
   readonly dataplane: Pick<Dataplane, 'counters'>;
@@ -16,6 +20,8 @@ export interface ObservabilityOptions {
   readonly countersMaxAgeMs?: number;
   /** Denied connections read from the kernel; /drops says it is off when absent. */
   readonly drops?: DropLog;
+  /** The cluster as the agent heard it, for /explain. */
+  readonly cluster?: Pick<ClusterIndex, 'objects'>;
 }
 
 export interface EndpointReply {
@@ -82,6 +88,32 @@ export class Observability {
     return this.#counters.groups;
   }
 
+  /**
+   * GET /explain?from=&to=&port=&protocol=: explain's answer on the cluster as the agent heard it. It
+   * compiles the rule tables of the two pods' nodes for the request (a debug endpoint: its cost
+   * grows with the cluster, about what one full compile of a node costs).
+   */
+  private explain(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string) => void): void {
+    const cluster = this.options.cluster;
+    const text = (status: number, body: string): void => send(res, status, 'text/plain; charset=utf-8', body);
+    if (cluster === undefined) return text(404, 'explain is not available in this agent\n');
+    const from = url.searchParams.get('from');
+    const to = url.searchParams.get('to');
+    const port = Number(url.searchParams.get('port'));
+    const protocol = (url.searchParams.get('protocol') ?? 'TCP').toUpperCase();
+    if (from === null || to === null || !Number.isInteger(port) || port < 1 || port > 65535 || !(PROTOCOLS as readonly string[]).includes(protocol)) {
+      return text(400, 'usage: /explain?from=NS/POD|IP&to=NS/POD|IP&port=N&protocol=TCP|UDP|SCTP\n');
+    }
+    try {
+      const e = explainConnection(cluster.objects(), { from, to, port, protocol: protocol as Protocol });
+      if (url.searchParams.get('format') === 'text') return text(200, formatExplanation(e));
+      return send(res, 200, 'application/json', `${JSON.stringify(e, null, 2)}\n`);
+    } catch (err) {
+      if (err instanceof ExplainError) return text(400, `${err.message}\n`);
+      throw err;
+    }
+  }
+
   /** The report with each isolated pod's counters (those of its group chain). */
   async withCounters(report: RulesReport): Promise<RulesReport> {
     const byPod = countersByPod(await this.counters(0));
@@ -101,6 +133,10 @@ export class Observability {
 
   /** Serves the paths this module owns; false when `url` is not one of them. */
   async handle(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string) => void): Promise<boolean> {
+    if (url.pathname === '/explain') {
+      this.explain(url, res, send);
+      return true;
+    }
     if (url.pathname !== '/drops') return false;
     const drops = this.options.drops;
     if (drops === undefined) {

@@ -9,6 +9,7 @@ import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
+import { ExplainError, explainConnection, formatExplanation } from '../observe/explain';
 import type { Topology } from '../sandbox';
 import { loadManifests } from '../source';
 
@@ -50,6 +51,9 @@ interface ProbeCliOptions {
   dataplane?: boolean;
   topology: Topology;
   timeout: number;
+  explain?: boolean;
+  from?: string;
+  to?: string;
 }
 
 function parseTimeout(text: string): number {
@@ -200,8 +204,23 @@ export function buildProgram(): Command {
     .option('--dataplane', 'observe instead of compute: build the pods as network namespaces, program real nftables, send real packets (root)')
     .addOption(new Option('--topology <shape>', 'with --dataplane: how pods attach to their node').choices(['routed', 'bridged']).default('routed'))
     .option('--timeout <ms>', 'with --dataplane: how long a connection attempt waits before it counts as dropped', parseTimeout, 1000)
+    .option('--explain', 'one connection (--from, --to, --port, --protocol): allowed or denied, which policies and rules decide, and for a denial what the closest rules would need')
+    .option('--from <pod|ip>', 'with --explain: the source, namespace/name or an address')
+    .option('--to <pod|ip>', 'with --explain: the destination, namespace/name or an address')
     .action(async (opts: ProbeCliOptions) => {
       const objects = loadManifests(opts.file);
+      if (opts.explain === true) {
+        if (opts.from === undefined || opts.to === undefined || opts.port === undefined) throw new InvalidInputError('--explain', 'needs --from, --to and --port (and --protocol, default TCP)');
+        let explanation;
+        try {
+          explanation = explainConnection(objects, { from: opts.from, to: opts.to, port: opts.port, protocol: opts.protocol ?? 'TCP', ...(opts.family !== undefined ? { family: Number(opts.family) as IpFamily } : {}) });
+        } catch (err) {
+          if (err instanceof ExplainError) throw new InvalidInputError('--explain', err.message);
+          throw err;
+        }
+        process.stdout.write(opts.output === 'json' ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
+        return;
+      }
       const filter = {
         ...(opts.port !== undefined ? { port: opts.port } : {}),
         ...(opts.protocol !== undefined ? { protocol: opts.protocol } : {}),

@@ -169,3 +169,15 @@ test('a denied connection attempt is one aggregated log line with the pods, the 
   assert.match(metrics, /netpol_agent_policy_packets_total\{namespace="shop",direction="ingress",verdict="dropped"\} [1-9]/);
   assert.doesNotMatch(metrics, /client-no|10\.62\./, 'no pod or address in metric labels');
 });
+
+test('GET /explain answers on the cluster the agent heard, as probe --explain does offline', { skip: SKIP }, async () => {
+  const res = await get('/explain?from=shop/client-no&to=shop/server&port=80&protocol=TCP');
+  assert.equal(res.status, 200, res.body);
+  const e = JSON.parse(res.body) as { allowed: boolean; ingress: { isolatedBy: string[]; closest: { rule: string; needs: string[] }[] } };
+  assert.equal(e.allowed, false);
+  assert.deepEqual(e.ingress.closest[0], { rule: 'shop/server-in/ingress/0', needs: ['label access=true on pod shop/client-no'] });
+  const ok = JSON.parse((await get('/explain?from=shop/client-ok&to=10.62.1.10&port=80')).body) as { allowed: boolean; ingress: { rule: string } };
+  assert.equal(ok.allowed, true);
+  assert.equal(ok.ingress.rule, 'shop/server-in/ingress/0');
+  assert.equal((await get('/explain?from=shop/nobody&to=shop/server&port=80')).status, 400);
+});
