@@ -19,6 +19,8 @@ import type { DropLogging } from '../dataplane/layout';
 import { ClusterIndex, teeSink } from '../observe/cluster-index';
 import { DropLog } from '../observe/drops';
 import { startDropReader } from '../observe/drop-reader';
+import { AuditRunner, enforcedOnly, fanOut } from '../observe/audit';
+import { dropContext } from '../observe/drops';
 import type { DropReader } from '../observe/drop-reader';
 
 export interface AgentOptions {
@@ -38,6 +40,10 @@ export interface AgentOptions {
   readonly dropLog?: DropLogging | null;
   /** Identical drops within this window are one log line. */
   readonly dropWindowMs?: number;
+  /** Audit only: every policy is evaluated and logged, none enforced. */
+  readonly audit?: boolean;
+  /** The nftables backend of the audit table (default: the kernel, table `<table>_audit`). */
+  readonly auditBackend?: NftBackend;
   /** Observes each committed transaction (benchmarks). */
   readonly onCommitted?: AgentLoopOptions['onCommitted'];
 }
@@ -49,6 +55,11 @@ export interface RunningAgent {
   readonly address: { host: string; port: number };
   /** Stops watching and serving; the kernel table stays. */
   stop(): Promise<void>;
+}
+
+/** The table of the policies in audit. */
+export function auditTableName(table: string): string {
+  return `${table}_audit`;
 }
 
 /** Default drop logging: nflog group 7745, at most 20 records per second and group chain, bursts of 40. */
@@ -64,24 +75,32 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const logging = options.dropLog === undefined ? DEFAULT_DROP_LOGGING : options.dropLog;
   const dataplane = new Dataplane(backend, logging === null ? {} : { logging });
   const index = new ClusterIndex();
+  const auditAll = options.audit === true;
+  let audit: { readonly loop: AgentLoop; readonly dataplane: Dataplane; readonly backend: NftBackend } | null = null;
+  const auditRunner = new AuditRunner(index, auditAll, () => {
+    const auditBackend = options.auditBackend ?? new KernelNftBackend({ table: auditTableName(options.table) });
+    const auditDataplane = new Dataplane(auditBackend, { audit: true, ...(logging === null ? {} : { logging }) });
+    const auditLoop = new AgentLoop({ compiler: new NodeCompiler(options.node), dataplane: auditDataplane, metrics: new AgentMetrics({ processMetrics: false }), logger: log.child({ table: auditBackend.table }), resyncPeriodMs: options.resyncPeriodMs });
+    audit = { loop: auditLoop, dataplane: auditDataplane, backend: auditBackend };
+    log.info({ table: auditBackend.table }, 'policies in audit: evaluating them in a table of their own that logs and drops nothing');
+    return auditLoop;
+  });
   let drops: DropLog | undefined;
   let reader: DropReader | null = null;
   if (logging !== null) {
     drops = new DropLog({ logger: log, registry: metrics.registry, ...(options.dropWindowMs === undefined ? {} : { windowMs: options.dropWindowMs }) });
-    const context = {
-      group: (chain: string) => dataplane.group(chain),
-      localPodOf: (ip: string) => dataplane.localPodOf(ip),
-      podOf: (ip: string) => index.podOf(ip),
-      decide: dataplane.decide.bind(dataplane),
-      boundRules: (pod: string, direction: 'ingress' | 'egress') => dataplane.boundRules(pod, direction),
-    };
     try {
-      reader = startDropReader({ group: logging.group, log: drops, context });
+      reader = startDropReader({
+        group: logging.group,
+        log: drops,
+        context: dropContext(dataplane, index),
+        audit: () => (audit === null ? null : dropContext(audit.dataplane, index)),
+      });
     } catch (err) {
       log.warn({ err, group: logging.group }, `denied connections are not logged: reading nflog group ${logging.group} failed (${errorMessage(err)}); choose another with --drop-log-group`);
     }
   }
-  const observability = new Observability({ dataplane, metrics, cluster: index, ...(drops === undefined ? {} : { drops }) });
+  const observability = new Observability({ dataplane, metrics, cluster: index, audit: () => auditRunner.policies(), ...(drops === undefined ? {} : { drops }) });
   const loop = new AgentLoop({
     compiler: new NodeCompiler(options.node),
     dataplane,
@@ -102,7 +121,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ? new FileSource({ path: options.datastoreFile })
     : new KubernetesSource({ ...(options.kubeconfig !== undefined ? { kubeconfigPath: options.kubeconfig } : {}), metrics, logger: log });
   log.info({ table: options.table, listen: `${bound.address}:${bound.port}`, source: options.datastoreFile ?? (options.kubeconfig ?? 'in-cluster') }, 'agent starting: the kernel table stays as found until the source is synced');
-  source.start(teeSink(index, loop));
+  source.start(teeSink(index, fanOut(enforcedOnly(loop, auditAll), auditRunner)));
   return {
     loop,
     metrics,
@@ -111,6 +130,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       await source.stop();
       await server.close();
       await loop.stop();
+      const a = audit as { readonly loop: AgentLoop; readonly backend: NftBackend } | null;
+      await a?.loop.stop();
+      a?.backend.close();
       reader?.close();
       drops?.close();
       backend.close();

@@ -20,6 +20,8 @@ export interface ObservabilityOptions {
   readonly countersMaxAgeMs?: number;
   /** Denied connections read from the kernel; /drops says it is off when absent. */
   readonly drops?: DropLog;
+  /** Policies in audit (evaluated and logged, not enforced), for /rules. */
+  readonly audit?: () => readonly string[];
   /** The cluster as the agent heard it, for /explain. */
   readonly cluster?: Pick<ClusterIndex, 'objects'>;
 }
@@ -119,6 +121,7 @@ export class Observability {
     const byPod = countersByPod(await this.counters(0));
     return {
       ...report,
+      ...(this.options.audit === undefined ? {} : { audit: this.options.audit() }),
       pods: report.pods.map((p) => {
         const c = byPod.get(p.pod);
         if (c === undefined) return p;

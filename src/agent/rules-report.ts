@@ -76,6 +76,8 @@ export interface RulesReport {
     readonly enforcedAs: { readonly podSelector: string; readonly isolates: readonly Direction[]; readonly allows: 'nothing' };
   }[];
   readonly rejected: readonly RejectedObject[];
+  /** Policies in audit: evaluated and their would-be drops logged, not enforced (added by the agent). */
+  readonly audit?: readonly string[];
 }
 
 export function selectorText(s: Selector): string {
@@ -210,6 +212,7 @@ export function formatRulesText(r: RulesReport): string {
     out.push('', 'INVALID UPDATES (last good version kept):');
     for (const o of r.rejected) out.push(`  ${o.kind} ${o.object}: ${o.reason}`);
   }
+  if (r.audit !== undefined && r.audit.length > 0) out.push('', `IN AUDIT (evaluated and logged as "would drop", not enforced): ${r.audit.join(', ')}`);
   out.push('', `LOCAL PODS (${r.pods.length})`);
   if (r.pods.some((p) => DIRECTIONS.some((d) => p[d].counters !== undefined))) out.push(`  counters: ${COUNTER_GRANULARITY}`);
   for (const p of r.pods) {

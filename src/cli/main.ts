@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_TABLE } from '../dataplane';
-import { DEFAULT_DROP_LOGGING, removeTable, startAgent } from '../agent';
+import { DEFAULT_DROP_LOGGING, auditTableName, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
@@ -96,6 +96,7 @@ interface RunCliOptions {
   dropLogGroup: number;
   dropLogRate: number;
   dropLogWindow: number;
+  audit?: boolean;
 }
 
 function parseNflogGroup(text: string): number {
@@ -133,6 +134,7 @@ function addAgentCommands(program: Command): void {
     .option('--drop-log-group <n>', 'nfnetlink_log group the denied connections are sent to', parseNflogGroup, DEFAULT_DROP_LOGGING.group)
     .option('--drop-log-rate <n>', 'most denied connections logged per second and group chain (the kernel drops the rest unlogged)', parseRate, DEFAULT_DROP_LOGGING.rate)
     .option('--drop-log-window <duration>', 'identical denied connections within this window are logged as one line with a count', parseDuration, parseDuration('5s'))
+    .option('--audit', 'audit only: evaluate every policy and log what it would drop, enforce none (per policy: annotation netpol-agent.io/enforcement: audit)')
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
       const logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } });
@@ -144,6 +146,7 @@ function addAgentCommands(program: Command): void {
         logger,
         dropLog: opts.dropLog ? { group: opts.dropLogGroup, rate: opts.dropLogRate, burst: 2 * opts.dropLogRate } : null,
         dropWindowMs: opts.dropLogWindow,
+        audit: opts.audit === true,
         ...(opts.datastoreFile !== undefined ? { datastoreFile: opts.datastoreFile } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
       });
@@ -183,8 +186,10 @@ function addAgentCommands(program: Command): void {
     .description('uninstall: delete the agent\'s nftables table and every rule it programmed (root)')
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
     .action(async (opts: { table: string }) => {
-      const existed = await removeTable(opts.table);
-      process.stdout.write(existed ? `deleted table inet ${opts.table}\n` : `no table inet ${opts.table}: nothing to delete\n`);
+      for (const table of [opts.table, auditTableName(opts.table)]) {
+        const existed = await removeTable(table);
+        if (existed || table === opts.table) process.stdout.write(existed ? `deleted table inet ${table}\n` : `no table inet ${table}: nothing to delete\n`);
+      }
     });
 }
 

@@ -21,6 +21,8 @@ import type { IpAddress } from '../net/ip';
 export interface DataplaneOptions {
   /** Dropped new connections to nfnetlink_log (see DropLogging); default: not logged. */
   readonly logging?: DropLogging;
+  /** An audit table: group chains log and count what they would drop, and drop nothing. */
+  readonly audit?: boolean;
 }
 
 /** One group chain as the kernel counts it: its direction, its member pods, its rules' counters. */
@@ -239,7 +241,7 @@ export class Dataplane {
       const representative = this.members.get(group)?.values().next().value;
       if (representative === undefined) continue;
       const [pod, direction] = splitPodDirection(representative);
-      addGroupView(view, group, direction, flattenAllowSpans(this.state.spans(pod, direction)), this.options.logging ?? null);
+      addGroupView(view, group, direction, flattenAllowSpans(this.state.spans(pod, direction)), this.options.logging ?? null, this.options.audit === true);
     }
     return view;
   }

@@ -122,8 +122,14 @@ export interface DropLogging {
   readonly burst: number;
 }
 
-/** The chain and sets of one group, into `view`. */
-export function addGroupView(view: DesiredView, name: string, direction: Direction, flat: FlatAllowSet, logging: DropLogging | null = null): void {
+/** Log prefix of an audit table's group chain: what it logs would be dropped, and is not. */
+export const AUDIT_LOG_PREFIX = 'audit/';
+
+/**
+ * The chain and sets of one group, into `view`. In an audit table (`audit`) the chain logs and counts
+ * what it would drop and lets it go on to the enforcing table.
+ */
+export function addGroupView(view: DesiredView, name: string, direction: Direction, flat: FlatAllowSet, logging: DropLogging | null = null, audit = false): void {
   const allow = (): RuleToken => (direction === 'ingress' ? accept() : ret());
   const rules: RuleBody[] = [];
   if (flat.allowAll) rules.push(rule(counter(), allow()));
@@ -134,8 +140,8 @@ export function addGroupView(view: DesiredView, name: string, direction: Directi
     view.sets.set(setName, { type: s.type, flags: ['interval'], elements, map: false });
     rules.push(rule(matchSet(s.fields(direction), setName), counter(), allow()));
   }
-  if (logging !== null) rules.push(rule(ctState('new'), limit(logging.rate, 'second', logging.burst), log({ prefix: name, group: logging.group })));
-  rules.push(rule(counter(), drop()));
+  if (logging !== null) rules.push(rule(ctState('new'), limit(logging.rate, 'second', logging.burst), log({ prefix: audit ? `${AUDIT_LOG_PREFIX}${name}` : name, group: logging.group })));
+  rules.push(audit ? rule(counter()) : rule(counter(), drop()));
   view.chains.set(name, { rules });
 }
 
@@ -152,7 +158,7 @@ export function groupCounters(chain: ChainSnapshot): GroupCounters {
     if (c === null || c === undefined) return;
     const set = /@\S+_(pp4|pp6|pa4|pa6|ap)\b/.exec(text)?.[1] as GroupSetSuffix | undefined;
     if (set !== undefined) out[set] = c;
-    else if (text === 'counter drop') out.drop = c;
+    else if (text === 'counter drop' || text === 'counter') out.drop = c; // 'counter': an audit chain's would-be drop
     else if (text === 'counter accept' || text === 'counter return') out.allowAll = c;
   });
   return out;

@@ -1,7 +1,8 @@
 // The kernel's drop records, read through nftables-napi's NflogReader (a native thread on the
 // nfnetlink_log socket; no tool is run per packet), turned into DropLog entries.
 import type { DropContext, DropLog, DropRecord } from './drops';
-import { explainDrop } from './drops';
+import { enforcedAllows, explainDrop } from './drops';
+import { AUDIT_LOG_PREFIX } from '../dataplane/layout';
 
 export interface DropReader {
   close(): void;
@@ -21,14 +22,31 @@ function nflogReaderClass(): NflogReaderCtor {
   return ctor as NflogReaderCtor;
 }
 
-/** Reads nflog group `group` (in `netns`, default the process's) into `log`, each record explained in `context`. */
-export function startDropReader(options: { readonly group: number; readonly netns?: string; readonly log: DropLog; readonly context: DropContext }): DropReader {
+export interface DropReaderOptions {
+  readonly group: number;
+  readonly netns?: string;
+  readonly log: DropLog;
+  /** The enforced rules. */
+  readonly context: DropContext;
+  /** The audit table's rules, once it runs (records of its chains carry AUDIT_LOG_PREFIX). */
+  readonly audit?: () => DropContext | null;
+}
+
+/** Reads nflog group `group` (in `netns`, default the process's) into `log`, each record explained. */
+export function startDropReader(options: DropReaderOptions): DropReader {
   const Reader = nflogReaderClass();
   return new Reader({ group: options.group, ...(options.netns === undefined ? {} : { netns: options.netns }) }, (records, lost) => {
     options.log.recordLost(lost);
     for (const rec of records) {
-      const event = explainDrop(rec, options.context);
-      if (event !== null) options.log.record(event);
+      if (!rec.prefix.startsWith(AUDIT_LOG_PREFIX)) {
+        const event = explainDrop(rec, options.context);
+        if (event !== null) options.log.record(event);
+        continue;
+      }
+      const audit = options.audit?.() ?? null;
+      if (audit === null) continue;
+      const event = explainDrop({ ...rec, prefix: rec.prefix.slice(AUDIT_LOG_PREFIX.length) }, audit, 'would drop');
+      if (event !== null && enforcedAllows(event, options.context)) options.log.record(event);
     }
   });
 }

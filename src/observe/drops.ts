@@ -31,6 +31,20 @@ export interface DropContext {
   boundRules(pod: string, direction: Direction): string[];
 }
 
+/** The DropContext of a dataplane's rules, with pod names from the cluster index. */
+export function dropContext(
+  dataplane: Pick<DropContext, 'group' | 'localPodOf' | 'decide' | 'boundRules'>,
+  index: { podOf(ip: string): string | null },
+): DropContext {
+  return {
+    group: (chain) => dataplane.group(chain),
+    localPodOf: (ip) => dataplane.localPodOf(ip),
+    podOf: (ip) => index.podOf(ip),
+    decide: (pod, direction, remote, protocol, port) => dataplane.decide(pod, direction, remote, protocol, port),
+    boundRules: (pod, direction) => dataplane.boundRules(pod, direction),
+  };
+}
+
 export interface Endpoint {
   readonly ip: string;
   /** "namespace/name" when the address is a pod's. */
@@ -69,7 +83,7 @@ function endpointText(e: Endpoint): string {
 }
 
 /** The drop event for one record, or null when the record is not one of ours (no address). */
-export function explainDrop(rec: DropRecord, ctx: DropContext): DropEvent | null {
+export function explainDrop(rec: DropRecord, ctx: DropContext, verdict: DropEvent['verdict'] = 'drop'): DropEvent | null {
   if (rec.saddr === undefined || rec.daddr === undefined) return null;
   const direction: Direction = ctx.group(rec.prefix)?.direction ?? (rec.prefix.startsWith('eg_') ? 'egress' : 'ingress');
   const [localIp, remoteIp] = direction === 'ingress' ? [rec.daddr, rec.saddr] : [rec.saddr, rec.daddr];
@@ -84,7 +98,7 @@ export function explainDrop(rec: DropRecord, ctx: DropContext): DropEvent | null
   const port = rec.dport >= 0 ? rec.dport : null;
   const pod = ctx.localPodOf(localIp);
   const remote = parseIp(remoteIp);
-  const base = { verdict: 'drop' as const, direction, src, dst, protocol, port, chain: rec.prefix };
+  const base = { verdict, direction, src, dst, protocol, port, chain: rec.prefix };
   const target = port === null ? protocol : `${protocol}/${port}`;
   const peer = endpointText(direction === 'ingress' ? src : dst);
   if (pod === null || remote === null) {
@@ -99,8 +113,20 @@ export function explainDrop(rec: DropRecord, ctx: DropContext): DropEvent | null
   if (v.allowed) {
     return { ...base, pod, isolatedBy: v.isolatedBy, rules, reason: `${v.rule === undefined ? 'not isolated' : `allowed by ${v.rule}`} now: the rules changed after the packet was dropped` };
   }
+  const audit = verdict === 'would drop' ? ' (in audit: not enforced, the connection went through)' : '';
   const none = rules.length === 0 ? 'they have no rule for this direction' : `none of their rules (${rules.join(', ')}) allows ${peer} on ${target}`;
-  return { ...base, pod, isolatedBy: v.isolatedBy, rules, reason: `${direction} of ${pod} is isolated by ${v.isolatedBy.join(', ')} and ${none}` };
+  return { ...base, pod, isolatedBy: v.isolatedBy, rules, reason: `${direction} of ${pod} is isolated by ${v.isolatedBy.join(', ')}${audit} and ${none}` };
+}
+
+/** Whether the enforced rules let the connection of an audit event through (then it is a "would drop"). */
+export function enforcedAllows(event: DropEvent, enforced: DropContext): boolean {
+  const localIp = event.direction === 'ingress' ? event.dst.ip : event.src.ip;
+  const remote = parseIp(event.direction === 'ingress' ? event.src.ip : event.dst.ip);
+  const pod = enforced.localPodOf(localIp);
+  const protocol = (['TCP', 'UDP', 'SCTP'] as const).find((p) => p === event.protocol);
+  if (pod === null || remote === null) return true;
+  if (protocol === undefined || event.port === null) return enforced.decide(pod, event.direction, remote, 'TCP', 0).isolatedBy.length === 0;
+  return enforced.decide(pod, event.direction, remote, protocol, event.port).allowed;
 }
 
 export interface DropLogOptions {

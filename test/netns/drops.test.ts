@@ -19,6 +19,7 @@ const MAIN = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TABLE = `drops_test_${process.pid}`;
 const LISTEN = '127.0.0.1:9977';
 const SERVER_IP = '10.62.1.10';
+const WEB_IP = '10.62.1.11';
 const PROBE_MS = 500;
 
 const cluster = [
@@ -26,7 +27,13 @@ const cluster = [
   makePod('shop', 'server', { node: 'node-1', labels: { app: 'server' }, ips: [SERVER_IP], ports: [{ name: 'http', containerPort: 80 }] }),
   makePod('shop', 'client-ok', { node: 'node-2', labels: { access: 'true' }, ips: ['10.62.2.11'] }),
   makePod('shop', 'client-no', { node: 'node-2', labels: {}, ips: ['10.62.2.12'] }),
+  makePod('shop', 'web', { node: 'node-1', labels: { app: 'web' }, ips: [WEB_IP], ports: [{ containerPort: 80 }] }),
 ];
+/** In audit: evaluated and logged, not enforced. */
+const auditWeb = {
+  ...(makePolicy('shop', 'web-in', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { access: 'true' } } }] }] }) as { metadata: object }),
+};
+(auditWeb.metadata as { annotations?: Record<string, string> }).annotations = { 'netpol-agent.io/enforcement': 'audit' };
 const allowAccess = makePolicy('shop', 'server-in', { podSelector: { matchLabels: { app: 'server' } }, ingress: [{ from: [{ podSelector: { matchLabels: { access: 'true' } } }], ports: [{ port: 'http' }] }] });
 
 let sandbox: Sandbox;
@@ -108,7 +115,7 @@ before(async () => {
   if (SKIP) return;
   dir = mkdtempSync(join(tmpdir(), 'drops-netns-'));
   writeFileSync(join(dir, 'cluster.yaml'), yamlOf(...cluster));
-  writePolicy(yamlOf(allowAccess));
+  writePolicy(yamlOf(allowAccess, auditWeb));
   sandbox = await Sandbox.create({
     prefix: 'droptest',
     topology: 'routed',
@@ -117,6 +124,7 @@ before(async () => {
       { key: 'shop/server', node: 'node-1', ips: [SERVER_IP], ports: [{ port: 80, protocol: 'TCP' }] },
       { key: 'shop/client-ok', node: 'node-2', ips: ['10.62.2.11'], ports: [] },
       { key: 'shop/client-no', node: 'node-2', ips: ['10.62.2.12'], ports: [] },
+      { key: 'shop/web', node: 'node-1', ips: [WEB_IP], ports: [{ port: 80, protocol: 'TCP' }] },
     ],
   });
   agent = startAgent();
@@ -180,4 +188,23 @@ test('GET /explain answers on the cluster the agent heard, as probe --explain do
   assert.equal(ok.allowed, true);
   assert.equal(ok.ingress.rule, 'shop/server-in/ingress/0');
   assert.equal((await get('/explain?from=shop/nobody&to=shop/server&port=80')).status, 400);
+});
+
+test('a policy in audit lets traffic through and logs it as "would drop"; /rules lists it', { skip: SKIP }, async () => {
+  const wouldDrop = (): LoggedDrop[] => loggedDrops().filter((l) => l.drop.verdict === 'would drop');
+  const [no] = await sandbox.probe([{ from: 'shop/client-no', toIp: WEB_IP, port: 80, protocol: 'TCP', timeoutMs: PROBE_MS }]);
+  assert.equal(no?.outcome, 'connected', 'the audited policy does not drop');
+  const [ok] = await sandbox.probe([{ from: 'shop/client-ok', toIp: WEB_IP, port: 80, protocol: 'TCP', timeoutMs: PROBE_MS }]);
+  assert.equal(ok?.outcome, 'connected');
+  const lines = await waitFor(() => 'the "would drop" line', async () => (wouldDrop().length > 0 ? wouldDrop() : null), 10_000);
+  await new Promise((r) => setTimeout(r, 3_500));
+  assert.equal(wouldDrop().length, 1, `one line, for client-no only:\n${wouldDrop().map((l) => l.msg).join('\n')}`);
+  const d = lines[0]?.drop;
+  assert.ok(d);
+  assert.deepEqual([d.src.pod, d.dst.pod, d.port, d.direction], ['shop/client-no', 'shop/web', 80, 'ingress']);
+  assert.deepEqual(d.isolatedBy, ['shop/web-in']);
+  assert.match(d.reason, /ingress of shop\/web is isolated by shop\/web-in \(in audit: not enforced, the connection went through\) and none of their rules \(shop\/web-in\/ingress\/0\) allows shop\/client-no/);
+  const rules = JSON.parse((await get('/rules')).body) as { audit?: string[]; pods: { pod: string; ingress: { isolated: boolean } }[] };
+  assert.deepEqual(rules.audit, ['shop/web-in']);
+  assert.equal(rules.pods.find((p) => p.pod === 'shop/web')?.ingress.isolated, false, 'not isolated by what is enforced');
 });
