@@ -1,6 +1,6 @@
 // Runs every benchmark in bench/ in sequence, in this process; prints figures, asserts nothing.
 //
-//   node build/bench/run.js [engine] [addon] [dataplane-packets] [dataplane-programming]   (all when none is named)
+//   node build/bench/run.js [engine] [addon] [dataplane-packets] [dataplane-programming] [agent] [drop-log]   (all when none is named)
 //
 // The engine benchmark goes first so that its RSS figure is not inflated by the others. The addon and
 // dataplane benchmarks need root and say so (and skip) without it.
@@ -8,6 +8,7 @@ import { runEngineBenchmark } from './engine-compile';
 import { main as runAddonBenchmark } from './addon-apply';
 import { runPacketBenchmark, runProgrammingBenchmark } from './dataplane';
 import { runAgentLatencyBenchmark } from './agent-latency';
+import { runDropLogBenchmark } from './drop-log';
 
 const BENCHMARKS: readonly { name: string; run: () => void | Promise<void> }[] = [
   { name: 'engine', run: () => runEngineBenchmark() },
@@ -15,6 +16,7 @@ const BENCHMARKS: readonly { name: string; run: () => void | Promise<void> }[] =
   { name: 'dataplane-packets', run: () => runPacketBenchmark() },
   { name: 'dataplane-programming', run: () => runProgrammingBenchmark() },
   { name: 'agent', run: () => runAgentLatencyBenchmark() },
+  { name: 'drop-log', run: () => runDropLogBenchmark() },
 ];
 
 async function main(argv: readonly string[]): Promise<void> {

@@ -63,8 +63,10 @@ export interface DropEvent {
   /** The isolated local pod whose rules decided ("namespace/name"), or null when the chain is gone. */
   readonly pod: string | null;
   readonly isolatedBy: readonly string[];
-  /** The rules bound to the pod in that direction, none of which allows this connection. */
+  /** The rules bound to the pod in that direction, none of which allows this connection (the first MAX_RULES_SHOWN). */
   readonly rules: readonly string[];
+  /** How many rules are bound (rules lists at most MAX_RULES_SHOWN of them, to bound each line). */
+  readonly rulesBound: number;
   readonly reason: string;
   /** The group chain that dropped it. */
   readonly chain: string;
@@ -74,6 +76,15 @@ export interface AggregatedDrop extends DropEvent {
   count: number;
   readonly firstSeen: string;
   lastSeen: string;
+}
+
+/** Rules named in one drop line; a pod bound to many rules is said so with their number. */
+export const MAX_RULES_SHOWN = 5;
+
+/** At most MAX_RULES_SHOWN names, then how many more. */
+function rulesText(rules: readonly string[]): string {
+  const shown = rules.slice(0, MAX_RULES_SHOWN).join(', ');
+  return rules.length > MAX_RULES_SHOWN ? `${shown} and ${rules.length - MAX_RULES_SHOWN} more` : shown;
 }
 
 const PROTOCOL_NUMBERS: Readonly<Record<number, Protocol>> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
@@ -102,20 +113,22 @@ export function explainDrop(rec: DropRecord, ctx: DropContext, verdict: DropEven
   const target = port === null ? protocol : `${protocol}/${port}`;
   const peer = endpointText(direction === 'ingress' ? src : dst);
   if (pod === null || remote === null) {
-    return { ...base, pod: null, isolatedBy: [], rules: [], reason: `dropped by chain ${rec.prefix}, which no local pod with address ${localIp} uses any more (the rules changed since)` };
+    return { ...base, pod: null, isolatedBy: [], rules: [], rulesBound: 0, reason: `dropped by chain ${rec.prefix}, which no local pod with address ${localIp} uses any more (the rules changed since)` };
   }
-  const rules = ctx.boundRules(pod, direction);
+  const bound = ctx.boundRules(pod, direction);
+  const rules = bound.slice(0, MAX_RULES_SHOWN);
+  const rulesBound = bound.length;
   if (known === undefined || port === null) {
     const v = ctx.decide(pod, direction, remote, 'TCP', 0);
-    return { ...base, pod, isolatedBy: v.isolatedBy, rules, reason: `${direction} of ${pod} is isolated by ${v.isolatedBy.join(', ')}; NetworkPolicy allows only TCP, UDP and SCTP, and ${protocol} from isolated pods is dropped` };
+    return { ...base, pod, isolatedBy: v.isolatedBy, rules, rulesBound, reason: `${direction} of ${pod} is isolated by ${rulesText(v.isolatedBy)}; NetworkPolicy allows only TCP, UDP and SCTP, and ${protocol} from isolated pods is dropped` };
   }
   const v = ctx.decide(pod, direction, remote, known, port);
   if (v.allowed) {
-    return { ...base, pod, isolatedBy: v.isolatedBy, rules, reason: `${v.rule === undefined ? 'not isolated' : `allowed by ${v.rule}`} now: the rules changed after the packet was dropped` };
+    return { ...base, pod, isolatedBy: v.isolatedBy, rules, rulesBound, reason: `${v.rule === undefined ? 'not isolated' : `allowed by ${v.rule}`} now: the rules changed after the packet was dropped` };
   }
   const audit = verdict === 'would drop' ? ' (in audit: not enforced, the connection went through)' : '';
-  const none = rules.length === 0 ? 'they have no rule for this direction' : `none of their rules (${rules.join(', ')}) allows ${peer} on ${target}`;
-  return { ...base, pod, isolatedBy: v.isolatedBy, rules, reason: `${direction} of ${pod} is isolated by ${v.isolatedBy.join(', ')}${audit} and ${none}` };
+  const none = bound.length === 0 ? 'they have no rule for this direction' : `none of their rules (${rulesText(bound)}) allows ${peer} on ${target}`;
+  return { ...base, pod, isolatedBy: v.isolatedBy, rules, rulesBound, reason: `${direction} of ${pod} is isolated by ${rulesText(v.isolatedBy)}${audit} and ${none}` };
 }
 
 /** Whether the enforced rules let the connection of an audit event through (then it is a "would drop"). */
