@@ -5,6 +5,9 @@
 // agent's RSS once synced. Needs root; run with --expose-gc for the RSS figure.
 //
 //   node --expose-gc build/bench/agent-latency.js [1000] [100000]      (BENCH_SAMPLES=n per row)
+//
+// The datastore is written by a child process; run one scale per process for a clean RSS figure.
+// BENCH_TRACE=1 prints each sample's commit (events carried, when each was received, dataplane time).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +30,7 @@ const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 20);
 const TABLE = 'netpol_bench';
 const CHANGE_FILE = 'zz-change.json';
 const COMMIT_TIMEOUT_MS = 120_000;
+const WRITE_DATASTORE = '--write-datastore';
 
 // --- the synthetic cluster as manifests ---------------------------------------------------------
 
@@ -106,8 +110,8 @@ interface Datastore {
  * Writes the synthetic cluster as one JSON List per namespace, plus the change file the samples
  * rewrite; returns only what the samples need, so the cluster itself is garbage before the agent starts.
  */
-function writeDatastore(generator: SyntheticGenerator, dir: string): Datastore {
-  const cluster = generator.cluster();
+function writeDatastore(options: SyntheticOptions, dir: string): Datastore {
+  const cluster = new SyntheticGenerator(options).cluster();
   const node = busiestNode(cluster);
   const localPods = cluster.pods.filter((p) => p.nodeName === node);
   // The change file owns one namespace (its labels are toggled) and a policy whose rule takes every
@@ -133,11 +137,36 @@ function writeDatastore(generator: SyntheticGenerator, dir: string): Datastore {
   };
 }
 
+/** New objects for the samples: names and addresses of their own, never reused from the cluster. */
+class SampleObjects {
+  private readonly generator: SyntheticGenerator;
+  private n = 0;
+  constructor(options: SyntheticOptions) {
+    this.generator = new SyntheticGenerator({ ...options, seed: options.seed + 1 });
+  }
+  pod(namespace: string, node: string): PodState {
+    const n = this.n++;
+    return { ...this.generator.pod(namespace, node), name: `bench-pod-${n}`, uid: `bench-uid-${n}`, ips: [`10.250.${(n >> 8) & 255}.${n & 255}`] };
+  }
+  policy(namespace: string): PolicyState {
+    return this.generator.policy(namespace);
+  }
+  podLabels(): Record<string, string> {
+    return this.generator.podLabels();
+  }
+}
+
+/** The datastore is written by a child process, so that this one holds only the agent once it runs. */
+function writeDatastoreInChild(scale: string, dir: string): Datastore {
+  const out = execFileSync(process.execPath, [__filename, WRITE_DATASTORE, scale, dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  return JSON.parse(out) as Datastore;
+}
+
 async function runScale(label: string, options: SyntheticOptions): Promise<void> {
-  const generator = new SyntheticGenerator(options);
+  const generator = new SampleObjects(options);
   const dir = mkdtempSync(join(tmpdir(), 'agent-bench-'));
   const netns = `agentbench-${process.pid}`;
-  const { node, localTemplate, remoteNode, toggled, counts } = writeDatastore(generator, dir);
+  const { node, localTemplate, remoteNode, toggled, counts } = writeDatastoreInChild(label, dir);
   const allPeersPolicy: object = {
     apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy',
     metadata: { namespace: localTemplate?.namespace ?? 'default', name: 'bench-all-peers' },
@@ -232,7 +261,7 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
     const loopP99 = loopDelay.percentile(99) / 1e6;
     console.log(`${label} pods: ${counts.pods} pods, ${counts.namespaces} namespaces, ${counts.policies} policies; node ${node} with ${counts.local} local pods`);
     console.log(`start-up: read, compiled and programmed in ${(firstSync / 1000).toFixed(2)} s (event loop blocked at most ${syncLoopMax.toFixed(0)} ms)`);
-    console.log(`RSS once synced: ${mib(syncedRss.rss)} MiB (heap used ${mib(syncedRss.heapUsed)} MiB; this process before the agent started: ${mib(baselineRss)} MiB)${gc === undefined ? ' [run with --expose-gc for a settled figure]' : ''}`);
+    console.log(`agent RSS once synced: ${mib(syncedRss.rss)} MiB (heap used ${mib(syncedRss.heapUsed)} MiB; the process before the agent started: ${mib(baselineRss)} MiB)${gc === undefined ? ' [run with --expose-gc for a settled figure]' : ''}`);
     console.log(`event loop during the samples: p99 delay ${loopP99.toFixed(1)} ms, max ${loopMax.toFixed(1)} ms\n`);
     const ms = (samples: readonly number[], q: number): string => percentile(samples, q).toFixed(1);
     printTable(['event (file change -> kernel commit)', 'n', 'median ms', 'p99 ms', 'max ms', 'of which source (median)', 'dataplane (median)'], rows.map((r) => [
@@ -258,7 +287,11 @@ export async function runAgentLatencyBenchmark(scales: readonly string[] = Objec
   }
 }
 
-if (require.main === module) {
+if (require.main === module && process.argv[2] === WRITE_DATASTORE) {
+  const options = SCALES[process.argv[3] ?? ''];
+  if (options === undefined) throw new Error(`unknown scale ${process.argv[3] ?? ''}`);
+  process.stdout.write(JSON.stringify(writeDatastore(options, process.argv[4] ?? '')));
+} else if (require.main === module) {
   runAgentLatencyBenchmark(process.argv.slice(2).length > 0 ? process.argv.slice(2) : undefined).catch((err: unknown) => {
     console.error(err);
     process.exitCode = 1;

@@ -43,7 +43,7 @@ export class AgentServer {
   constructor(private readonly options: AgentServerOptions) {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
-        options.metrics.error('source');
+        options.metrics.error('http');
         options.logger.error({ err, url: req.url }, `HTTP ${req.url ?? ''} failed: ${errorMessage(err)}`);
         if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `internal error: ${errorMessage(err)}\n`);
         else res.end();

@@ -9,7 +9,7 @@ const LATENCY_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 
 /** What an event is, for the latency histogram: local pods are the ones whose start waits on us. */
 export type EventClass = ObjectKind | 'LocalPod';
 
-export type ErrorStage = 'source' | 'dataplane' | 'rejected';
+export type ErrorStage = 'source' | 'dataplane' | 'rejected' | 'http';
 
 /**
  * The agent's metrics. Its watchRestarted/relisted/objects methods are what a cluster source counts
@@ -73,7 +73,7 @@ export class AgentMetrics {
   });
   readonly errors = new Counter({
     name: 'netpol_agent_errors_total',
-    help: 'Errors, by stage: source (watch, file), dataplane (failed transaction), rejected (invalid object)',
+    help: 'Errors, by stage: source (watch, file), dataplane (failed transaction or compile), rejected (invalid object), http (a request of the endpoint)',
     labelNames: ['stage'],
     registers: [this.registry],
   });

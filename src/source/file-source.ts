@@ -31,6 +31,8 @@ export interface FileSourceOptions {
 }
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
+/** A load reads files for at most this long before it lets the HTTP server and the watches run. */
+const YIELD_AFTER_MS = 20;
 const LIST_KINDS = new Set(['List', 'NamespaceList', 'PodList', 'NetworkPolicyList']);
 const ENFORCED_KINDS: ReadonlySet<string> = new Set<ObjectKind>(['Namespace', 'Pod', 'NetworkPolicy']);
 
@@ -77,6 +79,9 @@ export class FileSource implements ClusterSource {
   /** Paths the watches named since the last read; only those are looked at (the poll lists everything). */
   private pendingPaths = new Set<string>();
   private pendingFull = false;
+  private loading = false;
+  private syncedSent = false;
+  private loadAgain = false;
   private debounce: NodeJS.Timeout | null = null;
   private poll: NodeJS.Timeout | null = null;
   /** The datastore path itself could not be read at the last load. */
@@ -89,9 +94,8 @@ export class FileSource implements ClusterSource {
 
   start(sink: SourceSink): void {
     this.sink = sink;
-    this.reload(null);
-    sink.synced();
-    this.poll = setInterval(() => this.reload(null), this.pollMs);
+    this.pendingFull = true;
+    this.flush();
   }
 
   async stop(): Promise<void> {
@@ -100,6 +104,7 @@ export class FileSource implements ClusterSource {
     this.watchers.clear();
     if (this.debounce !== null) clearTimeout(this.debounce);
     if (this.poll !== null) clearInterval(this.poll);
+    this.poll = null;
   }
 
   /**
@@ -139,11 +144,45 @@ export class FileSource implements ClusterSource {
     if (this.debounce !== null) clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.debounce = null;
-      const paths = this.pendingFull ? null : this.pendingPaths;
-      this.pendingFull = false;
-      this.pendingPaths = new Set();
-      this.reload(paths);
+      this.flush();
     }, this.debounceMs);
+  }
+
+  /**
+   * Reads what is pending, one load at a time (a load yields to the event loop between files); what
+   * arrives meanwhile is read right after. The first load ends with synced() and starts the poll.
+   */
+  private flush(): void {
+    const sink = this.sink;
+    if (sink === null) return;
+    if (this.loading) {
+      this.loadAgain = true;
+      return;
+    }
+    const paths = this.pendingFull ? null : this.pendingPaths;
+    this.pendingFull = false;
+    this.pendingPaths = new Set();
+    this.loading = true;
+    void this.reload(paths).then((loaded) => {
+      this.loading = false;
+      if (this.sink !== sink) return;
+      // Synced only once the datastore could be read: an empty state would wipe the table a restarted
+      // agent keeps enforcing.
+      if (loaded && !this.syncedSent) {
+        this.syncedSent = true;
+        sink.synced();
+      }
+      if (this.poll === null) {
+        this.poll = setInterval(() => {
+          this.pendingFull = true;
+          this.flush();
+        }, this.pollMs);
+      }
+      if (this.loadAgain) {
+        this.loadAgain = false;
+        this.flush();
+      }
+    });
   }
 
   /** The manifest files, and the directories to watch (null when the datastore cannot be read). */
@@ -212,12 +251,12 @@ export class FileSource implements ClusterSource {
     return { candidates: files, removed: [...this.files.keys()].filter((f) => !present.has(f)) };
   }
 
-  /** Reads what changed and delivers the events; never throws. */
-  private reload(paths: ReadonlySet<string> | null): void {
+  /** Reads what changed and delivers the events; false when the datastore could not be read. Never throws. */
+  private async reload(paths: ReadonlySet<string> | null): Promise<boolean> {
     const sink = this.sink;
-    if (sink === null) return;
+    if (sink === null) return false;
     const found = this.changedFiles(paths);
-    if (found === null) return;
+    if (found === null) return false;
     const { candidates: listed, removed } = found;
     const before = emptyClusterObjects();
     const after = emptyClusterObjects();
@@ -230,7 +269,13 @@ export class FileSource implements ClusterSource {
       this.files.delete(file);
       changed = true;
     }
+    let slice = performance.now();
     for (const file of listed) {
+      if (performance.now() - slice > YIELD_AFTER_MS) {
+        await new Promise((r) => setImmediate(r));
+        if (this.sink !== sink) return false;
+        slice = performance.now();
+      }
       const stamp = stampOf(file);
       const old = this.files.get(file);
       if (stamp === null || old?.stamp === stamp) continue;
@@ -241,7 +286,7 @@ export class FileSource implements ClusterSource {
       this.files.set(file, entry);
       changed = true;
     }
-    if (!changed) return;
+    if (!changed) return true;
     const events = eventsBetween(before, after);
     const rejections = new Map<string, Rejection>();
     for (const entry of this.files.values()) for (const r of entry.rejected) rejections.set(rejectionKey(r.kind, r.ref), r);
@@ -250,6 +295,7 @@ export class FileSource implements ClusterSource {
     if (events.length > 0) sink.events(events);
     // After the events: a policy that turned invalid is deleted by them, then enforced fail-closed.
     for (const r of fresh) sink.rejected(r.kind, r.ref, r.reason, r.raw);
+    return true;
   }
 
   /**

@@ -63,7 +63,9 @@ test('the file datastore: edits become events, a broken file keeps its last good
     writeFileSync(join(dir, 'cluster.yaml'), yamlOf(makeNamespace('shop'), makePod('shop', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1'] })));
     writeFileSync(join(dir, 'policy.yaml'), yamlOf(makePolicy('shop', 'web-in', { podSelector: { matchLabels: { app: 'web' } } })));
     writeFileSync(join(dir, 'notes.txt'), 'not a manifest');
+    const loaded = sink.next();
     source.start(sink);
+    await loaded;
     assert.deepEqual(sink.calls.map((c) => c.call), ['events', 'synced']);
     const first = sink.calls[0];
     assert.ok(first?.call === 'events');
@@ -116,6 +118,37 @@ test('the file datastore: edits become events, a broken file keeps its last good
   }
 });
 
+test('a datastore that cannot be read at start is never synced as empty; it syncs once it appears', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'file-source-'));
+  const file = join(dir, 'later.yaml');
+  const source = new FileSource({ path: file, debounceMs: 5, pollMs: 50 });
+  const sink = new RecordingSink();
+  try {
+    const first = sink.next();
+    source.start(sink);
+    const calls = await first;
+    assert.ok(calls[0]?.call === 'problem');
+    assert.match(calls[0].message, /later\.yaml: cannot read the datastore \(ENOENT\); the last good state stays enforced/);
+    assert.ok(!sink.calls.some((c) => c.call === 'synced' || c.call === 'events'), 'nothing delivered, not synced');
+    writeFileSync(file, yamlOf(makeNamespace('a')));
+    await waitUntil(() => sink.calls.some((c) => c.call === 'synced'));
+    const events = sink.calls.find((c) => c.call === 'events');
+    assert.ok(events?.call === 'events');
+    assert.deepEqual(describe(events.events), ['upsert Namespace a']);
+  } finally {
+    await source.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function waitUntil(cond: () => boolean, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 test('a single-file datastore replaced by rename (as editors save) is still watched', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'file-source-'));
   const file = join(dir, 'all.yaml');
@@ -123,7 +156,9 @@ test('a single-file datastore replaced by rename (as editors save) is still watc
   const sink = new RecordingSink();
   try {
     writeFileSync(file, yamlOf(makeNamespace('a')));
+    const loaded = sink.next();
     source.start(sink);
+    await loaded;
     for (const name of ['b', 'c']) {
       const next = sink.next();
       writeAtomically(file, yamlOf(makeNamespace(name)));
