@@ -12,6 +12,14 @@
 //    confirms its conntrack entry). Reported: the flood's rate (the group chain's drop counter), the
 //    CPU the drop pipeline used (this process: reader thread + explain + aggregation; the sender is
 //    another process), records read, log lines written, RSS before and after.
+// 3. The same flood against the real agent: `netpol-agent run` in the node's namespace (a small
+//    datastore: the two pods and a policy that allows the client on the bench port only), its CPU
+//    and RSS from /proc, its output (lines, bytes) during the flood.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
@@ -164,10 +172,93 @@ export async function runDropLogBenchmark(): Promise<void> {
       reader.close();
       log.close();
     }
+    // The bench's own table and reader are gone: the agent programs its own and binds the group.
+    await sandbox.exec(`node:${BENCH_NODE}`, ['nft', 'delete', 'table', 'inet', TABLE], 10_000);
+    await floodTheAgent(sandbox, FLOOD_SECONDS);
   } finally {
     if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
     backend.close();
     await sandbox.destroy();
+  }
+}
+
+const MAIN = join(__dirname, '..', 'src', 'cli', 'main.js');
+
+/** The two bench pods and a policy that lets the client reach the server on BENCH_PORT only. */
+function agentDatastore(): string {
+  const ns = (name: string): string => `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${name}}\n`;
+  const pod = (namespace: string, name: string, ip: string, labels: string): string =>
+    `apiVersion: v1\nkind: Pod\nmetadata: {namespace: ${namespace}, name: ${name}, labels: ${labels}}\nspec: {nodeName: ${BENCH_NODE}, containers: [{name: c}]}\nstatus: {phase: Running, podIPs: [{ip: ${ip}}]}\n`;
+  const policy = `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: ${SERVER.namespace}, name: server-in}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}], ports: [{port: ${BENCH_PORT}}]}]\n`;
+  return [ns(SERVER.namespace), ns(CLIENT.namespace), pod(SERVER.namespace, SERVER.name, SERVER.ip, '{app: server}'), pod(CLIENT.namespace, CLIENT.name, CLIENT.ip, '{app: client}'), policy].join('---\n');
+}
+
+/** utime + stime of a process, in seconds, and its RSS in MiB (from /proc). */
+function procUsage(pid: number): { cpu: number; rssMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return { cpu: ticks / 100, rssMiB: Number(rss) / 1024 };
+}
+
+/** Part 3: the real agent under the flood. */
+async function floodTheAgent(sandbox: Sandbox, seconds: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-droplog-'));
+  writeFileSync(join(dir, 'cluster.yaml'), agentDatastore());
+  const table = `bench_agent_${process.pid}`;
+  let out = '';
+  let lines = 0;
+  let bytes = 0;
+  let counting = false;
+  const agent: ChildProcess = spawn('ip', ['netns', 'exec', sandbox.nodeNetnsName(BENCH_NODE), process.execPath, MAIN, 'run', '--node-name', BENCH_NODE, '--datastore-file', dir, '--listen', '127.0.0.1:9979', '--table', table, '--resync-period', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  agent.stdout?.on('data', (d: Buffer) => {
+    if (counting) {
+      bytes += d.length;
+      lines += d.toString().split('\n').length - 1;
+    } else out += d.toString();
+  });
+  agent.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    const end = Date.now() + 30_000;
+    while (!out.includes('full sync committed')) {
+      if (Date.now() > end || agent.exitCode !== null) throw new Error(`the agent did not sync:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+    const pid = agent.pid as number;
+    const u0 = procUsage(pid);
+    counting = true;
+    const t0 = performance.now();
+    const clientKey = `${CLIENT.namespace}/${CLIENT.name}`;
+    const flood = await sandbox.exec(clientKey, [process.execPath, '-e', FLOOD_SCRIPT, SERVER.ip, String(FLOOD_BASE_PORT), String(FLOOD_PORTS), String(seconds)], (seconds + 30) * 1000);
+    const wall = (performance.now() - t0) / 1000;
+    const u1 = procUsage(pid);
+    await new Promise((r) => setTimeout(r, 6_000)); // the last aggregation window ends
+    const sent = Number(/sent=(\d+)/.exec(flood.stdout)?.[1] ?? NaN);
+    const script = 'fetch(process.argv[1]).then(r=>r.text()).then(t=>process.stdout.write(t))';
+    const metrics = (await sandbox.exec(`node:${BENCH_NODE}`, [process.execPath, '-e', script, 'http://127.0.0.1:9979/metrics'], 10_000)).stdout;
+    const droppedPackets = [...metrics.matchAll(/^netpol_agent_policy_packets_total\{[^}]*verdict="dropped"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    const sum = (name: string): number => [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+    const share = (u1.cpu - u0.cpu) / wall;
+    console.log(`drop-log 3. the same flood against \`netpol-agent run\` (pid ${pid}, drop logging on, defaults) for ${seconds} s`);
+    printTable(['figure', 'value'], [
+      ['datagrams sent (all denied)', `${fmt(sent)} (${fmt(sent / wall)} /s)`],
+      ['agent CPU', `${(share * 100).toFixed(1)}% of one core (${(u1.cpu - u0.cpu).toFixed(2)} s in ${wall.toFixed(1)} s, 10 ms ticks)`],
+      ['dropped (agent /metrics, kernel counters)', fmt(droppedPackets)],
+      ['records read (agent /metrics)', fmt(sum('netpol_agent_denied_connections_total'))],
+      ['agent output during the flood and one window after', `${fmt(lines)} lines, ${fmt(bytes)} bytes`],
+      ['agent RSS before / after', `${fmt(u0.rssMiB, 1)} / ${fmt(u1.rssMiB, 1)} MiB`],
+    ]);
+    console.log(`agent under 50% of one core: ${share < 0.5 ? 'yes' : 'NO'}\n`);
+  } finally {
+    if (agent.exitCode === null) {
+      const exited = new Promise((r) => agent.once('exit', r));
+      agent.kill('SIGTERM');
+      await exited;
+    }
+    await sandbox.exec(`node:${BENCH_NODE}`, ['nft', 'delete', 'table', 'inet', table], 10_000);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
