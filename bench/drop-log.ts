@@ -108,9 +108,14 @@ export async function runDropLogBenchmark(): Promise<void> {
     console.log(`  rule table: ${fmt(elements.length)} elements (${fmt(cluster.pods)} pods, ${fmt(cluster.syntheticPolicies)} policies + 50 selecting the server); ${RUNS} rounds x ${SECONDS} s, order alternated`);
     await program(false);
     await measure(); // warm-up
-    const results: Record<'off' | 'on', RunResult[]> = { off: [], on: [] };
+    // 'off again' is an A/A control: the same configuration as 'off', measured in the same rounds, so
+    // its ratio to 'off' shows how much two identical configurations differ on this machine.
+    type Mode = 'off' | 'on' | 'off again';
+    const modes: readonly Mode[] = ['off', 'on', 'off again'];
+    const results: Record<Mode, RunResult[]> = { off: [], on: [], 'off again': [] };
     for (let round = 0; round < RUNS; round++) {
-      for (const mode of round % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      for (let i = 0; i < modes.length; i++) {
+        const mode = modes[(round + i) % modes.length] as Mode;
         await program(mode === 'on');
         const reader = mode === 'on' ? startDropReader({ group: DEFAULT_DROP_LOGGING.group, netns, log: new DropLog({ logger: pino({ level: 'silent' }), registry: new Registry() }), context: dropContext(new Dataplane(backend), new ClusterIndex()) }) : null;
         try {
@@ -121,10 +126,13 @@ export async function runDropLogBenchmark(): Promise<void> {
         }
       }
     }
-    const paired = results.on.map((r, i) => rate(r) / rate(results.off[i] as RunResult));
-    printTable(['logging', 'conn/s (median)', 'runs', 'errors'], (['off', 'on'] as const).map((m) => [m, fmt(median(results[m].map(rate))), results[m].map((r) => fmt(rate(r))).join(' / '), String(results[m].reduce((n, r) => n + r.errors, 0))]));
-    const ratio = median(results.on.map(rate)) / median(results.off.map(rate));
-    console.log(`on/off = ${ratio.toFixed(3)} (target >= 0.98: ${ratio >= 0.98 ? 'met' : 'NOT met'}); per round ${paired.map((x) => x.toFixed(3)).join(' / ')} (median ${median(paired).toFixed(3)}, min ${Math.min(...paired).toFixed(3)}, max ${Math.max(...paired).toFixed(3)})\n`);
+    const med = (m: Mode): number => median(results[m].map(rate));
+    const pairedTo = (m: Mode): number[] => results[m].map((r, i) => rate(r) / rate(results.off[i] as RunResult));
+    const spread = (xs: number[]): string => `per round ${xs.map((x) => x.toFixed(3)).join(' / ')} (median ${median(xs).toFixed(3)}, min ${Math.min(...xs).toFixed(3)}, max ${Math.max(...xs).toFixed(3)})`;
+    printTable(['logging', 'conn/s (median)', 'runs', 'errors'], modes.map((m) => [m, fmt(med(m)), results[m].map((r) => fmt(rate(r))).join(' / '), String(results[m].reduce((n, r) => n + r.errors, 0))]));
+    const ratio = med('on') / med('off');
+    console.log(`on/off = ${ratio.toFixed(3)} (target >= 0.98: ${ratio >= 0.98 ? 'met' : 'NOT met'}); ${spread(pairedTo('on'))}`);
+    console.log(`A/A control, off again/off = ${(med('off again') / med('off')).toFixed(3)}; ${spread(pairedTo('off again'))}\n`);
 
     // 2. The flood.
     const dataplane = await program(true);
