@@ -91,13 +91,13 @@ export class AgentServer {
           verbose: ['1', 'true'].includes(url.searchParams.get('verbose') ?? ''),
         };
         const built = buildRulesReport(rules, query);
-        const report = this.options.observability === undefined ? built : await this.options.observability.withCounters(built);
+        const report = this.options.observability === undefined ? built : await this.options.observability.decorateRules(built);
         if (wantsText(req, url)) return send(res, 200, 'text/plain; charset=utf-8', formatRulesText(report));
         return send(res, 200, 'application/json', `${JSON.stringify(report, null, 2)}\n`);
       }
       default:
         if (this.options.observability !== undefined && (await this.options.observability.handle(url, res, send))) return;
-        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /rules, /healthz, /readyz, /metrics\n');
+        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /rules, /drops, /explain, /healthz, /readyz, /metrics\n');
     }
   }
 }

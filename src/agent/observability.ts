@@ -116,8 +116,8 @@ export class Observability {
     }
   }
 
-  /** The report with each isolated pod's counters (those of its group chain). */
-  async withCounters(report: RulesReport): Promise<RulesReport> {
+  /** The report with each isolated pod's counters (those of its group chain) and the policies in audit. */
+  async decorateRules(report: RulesReport): Promise<RulesReport> {
     const byPod = countersByPod(await this.counters(0));
     return {
       ...report,
