@@ -8,8 +8,11 @@ import type { ClusterObjects } from '../source';
 
 export class ClusterIndex {
   private readonly pods = new Map<string, PodState>();
-  /** address -> pods holding it (more than one while an address is reused by a new pod). */
-  private readonly byIp = new Map<string, Set<string>>();
+  /**
+   * address -> the pod that last took it. An address reused by a new pod points at the new one (the
+   * old one has finished); if the new one goes first, the address is unknown until a pod takes it.
+   */
+  private readonly byIp = new Map<string, string>();
   private readonly namespaces = new Map<string, NamespaceState>();
   private readonly policies = new Map<string, PolicyState>();
 
@@ -22,20 +25,18 @@ export class ClusterIndex {
       case 'Pod': {
         const key = event.type === 'upsert' ? objectKey(event.object) : objectKey(event.ref);
         const before = this.pods.get(key);
-        for (const ip of before?.ips ?? []) {
-          const holders = this.byIp.get(ip);
-          holders?.delete(key);
-          if (holders?.size === 0) this.byIp.delete(ip);
-        }
+        for (const ip of before?.ips ?? []) if (this.byIp.get(ip) === key) this.byIp.delete(ip);
         if (event.type === 'delete') {
           this.pods.delete(key);
           break;
         }
         this.pods.set(key, event.object);
-        for (const ip of event.object.ips) {
-          const holders = this.byIp.get(ip) ?? new Set<string>();
-          holders.add(key);
-          this.byIp.set(ip, holders);
+        // A finished pod does not take an address back from a running one; a host-network pod has
+        // its node's address, which is not the pod's.
+        for (const ip of event.object.hostNetwork ? [] : event.object.ips) {
+          const holder = this.byIp.get(ip);
+          const held = holder === undefined || holder === key ? undefined : this.pods.get(holder);
+          if (held === undefined || hasFinished(held) || !hasFinished(event.object)) this.byIp.set(ip, key);
         }
         break;
       }
@@ -46,17 +47,9 @@ export class ClusterIndex {
     }
   }
 
-  /** The running pod that holds `ip` ("namespace/name"), or null (not a pod: a node, an outside address). */
+  /** The pod that holds `ip` ("namespace/name"), or null (not a pod: a node, an outside address). */
   podOf(ip: string): string | null {
-    const holders = this.byIp.get(ip);
-    if (holders === undefined) return null;
-    let finished: string | null = null;
-    for (const key of holders) {
-      const pod = this.pods.get(key);
-      if (pod !== undefined && !hasFinished(pod) && !pod.hostNetwork) return key;
-      finished ??= key;
-    }
-    return finished;
+    return this.byIp.get(ip) ?? null;
   }
 
   pod(key: string): PodState | undefined {

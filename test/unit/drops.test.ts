@@ -7,6 +7,9 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { DropLog, explainDrop } from '../../src/observe/drops';
 import type { DropContext, DropEvent } from '../../src/observe/drops';
+import { ClusterIndex } from '../../src/observe/cluster-index';
+import { decodeObjects, eventsBetween } from '../../src/source';
+import { makeNamespace, makePod } from '../support/builders';
 
 const context: DropContext = {
   group: (chain) => (chain === 'in_1' ? { direction: 'ingress' } : null),
@@ -78,4 +81,16 @@ test('distinct pending drops are bounded: beyond the bound the oldest is logged 
   } finally {
     log.close();
   }
+});
+
+test('the cluster index names the pod of an address: a reused address is the running pod\'s, a host-network pod\'s is nobody\'s', () => {
+  const index = new ClusterIndex();
+  const feed = (objects: object[]): void => {
+    for (const e of eventsBetween(null, decodeObjects(objects, 't'))) index.apply(e);
+  };
+  feed([makeNamespace('a'), makePod('a', 'new', { ips: ['10.0.0.5'] }), makePod('a', 'old', { ips: ['10.0.0.5'], phase: 'Succeeded' }), makePod('a', 'host', { ips: ['192.168.0.1'], hostNetwork: true })]);
+  assert.equal(index.podOf('10.0.0.5'), 'a/new');
+  assert.equal(index.podOf('192.168.0.1'), null);
+  index.apply({ type: 'delete', kind: 'Pod', ref: { namespace: 'a', name: 'new' } });
+  assert.equal(index.podOf('10.0.0.5'), null);
 });
