@@ -9,7 +9,7 @@ import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
-import { ExplainError, explainConnection, formatExplanation } from '../observe/explain';
+import { ExplainError, compiledTables, explainConnection, formatExplanation } from '../observe/explain';
 import type { Topology } from '../sandbox';
 import { loadManifests } from '../source';
 
@@ -218,7 +218,8 @@ export function buildProgram(): Command {
         if (opts.from === undefined || opts.to === undefined || opts.port === undefined) throw new InvalidInputError('--explain', 'needs --from, --to and --port (and --protocol, default TCP)');
         let explanation;
         try {
-          explanation = explainConnection(objects, { from: opts.from, to: opts.to, port: opts.port, protocol: opts.protocol ?? 'TCP', ...(opts.family !== undefined ? { family: Number(opts.family) as IpFamily } : {}) });
+          const query = { from: opts.from, to: opts.to, port: opts.port, protocol: opts.protocol ?? 'TCP', ...(opts.family !== undefined ? { family: Number(opts.family) as IpFamily } : {}) };
+          explanation = explainConnection(objects, query, compiledTables(objects));
         } catch (err) {
           if (err instanceof ExplainError) throw new InvalidInputError('--explain', err.message);
           throw err;

@@ -1,8 +1,10 @@
-// Explain one connection: allowed or denied, and why. The verdict and the rule that allows come from
-// the compiled rule tables of the nodes involved (egress on the source's node, ingress on the
-// destination's), the same the dataplane programs, so explain and probe always agree. For a denial,
-// every rule of the isolating policies is read as written to say which came closest and what it
-// would need: a label on the peer pod or its namespace, an address in a block, a port.
+// Explain one connection: allowed or denied, and why. Every rule of the policies that isolate the pod
+// (the destination for ingress, the source for egress) is read as written against this one
+// connection: a rule with nothing missing allows it; for a denial, the rules that came closest say
+// what they would need (a label on the peer pod or its namespace, an address in a block, a port).
+// That reading costs a few policies, whatever the cluster's size (what a running agent uses). Given
+// compiled rule tables (TableOf), the verdict and the allowing rule come from them instead, the tables
+// the dataplane programs; the tests check that both ways agree with probe on every conformance case.
 import type { Direction, IpFamily, LabelRequirement, PodState, PolicyPeer, PolicyRule, PolicyState, PortSpec, Protocol } from '../api';
 import { NodeCompiler, objectKey, selectorMatches } from '../compiler';
 import { hasFinished } from '../model';
@@ -183,34 +185,62 @@ function ruleNeeds(rule: PolicyRule, c: Context): string[] {
   return [...best(rule.peers, (p) => peerNeeds(p, c)), ...best(rule.ports, (s) => portNeeds(s, c))];
 }
 
-function explainSide(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, objects: ClusterObjects, tableOf: TableOf): SideExplanation {
+/** Pods policies apply to, and that policies' pod selectors can select: not host-network, not finished. */
+function isPolicyPod(p: PodState): boolean {
+  return !p.hostNetwork && !hasFinished(p);
+}
+
+/** Each rule of the policies isolating `self` in `direction`, with what it lacks for this connection (rules in name order). */
+function ruleDistances(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, objects: ClusterObjects, isolatedBy: readonly string[]): RuleDistance[] {
+  const namespaces = new Map(objects.namespaces.map((n) => [n.name, n.labels]));
+  const policies = new Map(objects.policies.map((p) => [objectKey(p), p]));
+  const peer = remotePod !== null && isPolicyPod(remotePod) ? remotePod : null;
+  const distances: RuleDistance[] = [];
+  for (const key of isolatedBy) {
+    const policy = policies.get(key);
+    if (policy === undefined) continue;
+    const c: Context = { policy, self, remote, remotePod: peer, namespaces, direction, protocol: q.protocol, port: q.port };
+    policy[direction].forEach((rule, i) => distances.push({ rule: `${key}/${direction}/${i}`, needs: ruleNeeds(rule, c) }));
+  }
+  return distances.sort((a, b) => (a.rule < b.rule ? -1 : a.rule > b.rule ? 1 : 0));
+}
+
+/** The verdict read from the policies as written: isolating policies, and the first rule lacking nothing. */
+function modelVerdict(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, objects: ClusterObjects): { allowed: boolean; rule?: string; isolatedBy: string[] } {
+  const isolatedBy = !isPolicyPod(self)
+    ? []
+    : objects.policies
+        .filter((p) => p.namespace === self.namespace && (direction === 'ingress' ? p.ingressIsolation : p.egressIsolation) && selectorMatches(p.podSelector, self.labels))
+        .map(objectKey)
+        .sort();
+  if (isolatedBy.length === 0) return { allowed: true, isolatedBy };
+  const match = ruleDistances(direction, self, remote, remotePod, q, objects, isolatedBy).find((d) => d.needs.length === 0);
+  return match === undefined ? { allowed: false, isolatedBy } : { allowed: true, rule: match.rule, isolatedBy };
+}
+
+function explainSide(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, objects: ClusterObjects, tableOf: TableOf | null): SideExplanation {
   const pod = objectKey(self);
   const remoteIp = parseIp(remote.ip);
   if (remoteIp === null) throw new ExplainError(`bad address ${remote.ip}`);
-  const v = tableOf(self.nodeName).decide(pod, direction, remoteIp, q.protocol, q.port);
+  const v = tableOf === null ? modelVerdict(direction, self, remote, remotePod, q, objects) : tableOf(self.nodeName).decide(pod, direction, remoteIp, q.protocol, q.port);
   const target = `${q.protocol}/${q.port}`;
   const peerText = remote.pod === undefined ? remote.ip : `${remote.pod} (${remote.ip})`;
   if (v.isolatedBy.length === 0) return { direction, pod, isolatedBy: [], allowed: true, closest: [], text: `${direction} of ${pod}: not isolated (no policy selects it for ${direction})` };
   if (v.allowed) {
     return { direction, pod, isolatedBy: v.isolatedBy, allowed: true, ...(v.rule === undefined ? {} : { rule: v.rule }), closest: [], text: `${direction} of ${pod}: isolated by ${v.isolatedBy.join(', ')}; allowed by rule ${v.rule ?? '?'}` };
   }
-  const namespaces = new Map(objects.namespaces.map((n) => [n.name, n.labels]));
-  const policies = new Map(objects.policies.map((p) => [objectKey(p), p]));
-  const distances: RuleDistance[] = [];
-  for (const key of v.isolatedBy) {
-    const policy = policies.get(key);
-    if (policy === undefined) continue;
-    const c: Context = { policy, self, remote, remotePod, namespaces, direction, protocol: q.protocol, port: q.port };
-    policy[direction].forEach((rule, i) => distances.push({ rule: `${key}/${direction}/${i}`, needs: ruleNeeds(rule, c) }));
-  }
+  const distances = ruleDistances(direction, self, remote, remotePod, q, objects, v.isolatedBy);
   distances.sort((a, b) => a.needs.length - b.needs.length || (a.rule < b.rule ? -1 : 1));
   const closest = distances.slice(0, 3);
   const none = distances.length === 0 ? 'their rules allow nothing in this direction' : `no rule allows ${peerText} on ${target}`;
   return { direction, pod, isolatedBy: v.isolatedBy, allowed: false, closest, text: `${direction} of ${pod}: isolated by ${v.isolatedBy.join(', ')}; ${none}` };
 }
 
-/** Allowed or denied, and why, for a new connection from `q.from` to `q.to` on q.protocol/q.port. */
-export function explainConnection(objects: ClusterObjects, q: ExplainQuery, tableOf: TableOf = compiledTables(objects)): Explanation {
+/**
+ * Allowed or denied, and why, for a new connection from `q.from` to `q.to` on q.protocol/q.port;
+ * with `tableOf`, the verdict comes from the compiled rule tables, else from the policies as written.
+ */
+export function explainConnection(objects: ClusterObjects, q: ExplainQuery, tableOf: TableOf | null = null): Explanation {
   const pods = new Map(objects.pods.map((p) => [objectKey(p), p]));
   const byIp = new Map<string, PodState>();
   for (const p of objects.pods) for (const ip of p.ips) if (!byIp.has(ip) || hasFinished(byIp.get(ip) as PodState)) byIp.set(ip, p);

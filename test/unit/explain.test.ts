@@ -11,7 +11,7 @@ import { upstreamCases } from '../conformance/upstream-cases';
 import { extraCases } from '../conformance/extra-cases';
 import { makeNamespace, makePod, makePolicy } from '../support/builders';
 
-test('explain agrees with probe on every conformance case, step and probe (IPv4 and IPv6)', () => {
+test('explain agrees with probe on every conformance case, step and probe (IPv4 and IPv6), from the compiled tables and from the policies as written', () => {
   let compared = 0;
   for (const family of [4, 6] as const) {
     const cluster = baseCluster({ dualStack: family === 6 });
@@ -21,8 +21,13 @@ test('explain agrees with probe on every conformance case, step and probe (IPv4 
         const tables = compiledTables(objects);
         for (const probe of state.step.probes) {
           for (const r of computeProbe(objects, { port: probe.port, protocol: probe.protocol, family })) {
-            const e = explainConnection(objects, { from: r.from, to: r.to, port: r.port, protocol: r.protocol, family }, tables);
-            assert.equal(e.allowed, r.allowed, `${c.name} step ${state.index + 1} IPv${family}: ${r.from} -> ${r.to} ${r.protocol}/${r.port}: probe says ${r.reason}\n${formatExplanation(e)}`);
+            const query = { from: r.from, to: r.to, port: r.port, protocol: r.protocol, family };
+            const e = explainConnection(objects, query, tables);
+            const where = `${c.name} step ${state.index + 1} IPv${family}: ${r.from} -> ${r.to} ${r.protocol}/${r.port}: probe says ${r.reason}`;
+            assert.equal(e.allowed, r.allowed, `${where}\n${formatExplanation(e)}`);
+            const read = explainConnection(objects, query);
+            assert.equal(read.allowed, r.allowed, `policies as written: ${where}\n${formatExplanation(read)}`);
+            for (const d of ['egress', 'ingress'] as const) assert.equal(read[d]?.rule, e[d]?.rule, `${where}: the same allowing rule (${d})`);
             if (!e.allowed) {
               const side = [e.egress, e.ingress].find((s) => s !== null && !s.allowed);
               assert.ok(side !== undefined && side !== null && side.isolatedBy.length > 0, 'a denial names the isolating policies');
