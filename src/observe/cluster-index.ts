@@ -5,8 +5,9 @@ import type { ClusterEvent, NamespaceState, ObjectKind, ObjectRef, PodState, Pol
 import { objectKey } from '../api';
 import { hasFinished } from '../model';
 import type { ClusterObjects } from '../source';
+import type { ExplainCluster } from './explain';
 
-export class ClusterIndex {
+export class ClusterIndex implements ExplainCluster {
   private readonly pods = new Map<string, PodState>();
   /**
    * address -> the pod that last took it. An address reused by a new pod points at the new one (the
@@ -15,6 +16,8 @@ export class ClusterIndex {
   private readonly byIp = new Map<string, string>();
   private readonly namespaces = new Map<string, NamespaceState>();
   private readonly policies = new Map<string, PolicyState>();
+  /** namespace -> its policies by key. */
+  private readonly policiesByNamespace = new Map<string, Map<string, PolicyState>>();
 
   apply(event: ClusterEvent): void {
     switch (event.kind) {
@@ -40,10 +43,21 @@ export class ClusterIndex {
         }
         break;
       }
-      case 'NetworkPolicy':
-        if (event.type === 'upsert') this.policies.set(objectKey(event.object), event.object);
-        else this.policies.delete(objectKey(event.ref));
+      case 'NetworkPolicy': {
+        const ref = event.type === 'upsert' ? event.object : event.ref;
+        const key = objectKey(ref);
+        const inNamespace = this.policiesByNamespace.get(ref.namespace) ?? new Map<string, PolicyState>();
+        if (event.type === 'upsert') {
+          this.policies.set(key, event.object);
+          inNamespace.set(key, event.object);
+        } else {
+          this.policies.delete(key);
+          inNamespace.delete(key);
+        }
+        if (inNamespace.size === 0) this.policiesByNamespace.delete(ref.namespace);
+        else this.policiesByNamespace.set(ref.namespace, inNamespace);
         break;
+      }
     }
   }
 
@@ -54,6 +68,14 @@ export class ClusterIndex {
 
   pod(key: string): PodState | undefined {
     return this.pods.get(key);
+  }
+
+  namespaceLabels(name: string): NamespaceState['labels'] | undefined {
+    return this.namespaces.get(name)?.labels;
+  }
+
+  policiesIn(namespace: string): Iterable<PolicyState> {
+    return this.policiesByNamespace.get(namespace)?.values() ?? [];
   }
 
   /** Everything known, in the shape probe and explain read. */

@@ -61,6 +61,35 @@ export interface Explanation {
 
 export class ExplainError extends Error {}
 
+/** What explain looks up in the cluster (ClusterIndex implements it for a running agent). */
+export interface ExplainCluster {
+  pod(key: string): PodState | undefined;
+  /** The pod holding an address, if any. */
+  podOf(ip: string): string | null;
+  namespaceLabels(name: string): Readonly<Record<string, string>> | undefined;
+  /** The policies of a namespace. */
+  policiesIn(namespace: string): Iterable<PolicyState>;
+}
+
+/** An ExplainCluster over a listing (offline). */
+export function clusterView(objects: ClusterObjects): ExplainCluster {
+  const pods = new Map(objects.pods.map((p) => [objectKey(p), p]));
+  const byIp = new Map<string, PodState>();
+  for (const p of objects.pods) for (const ip of p.ips) if (!byIp.has(ip) || hasFinished(byIp.get(ip) as PodState)) byIp.set(ip, p);
+  const namespaces = new Map(objects.namespaces.map((n) => [n.name, n.labels]));
+  const policies = new Map<string, PolicyState[]>();
+  for (const p of objects.policies) policies.set(p.namespace, [...(policies.get(p.namespace) ?? []), p]);
+  return {
+    pod: (key) => pods.get(key),
+    podOf: (ip) => {
+      const p = byIp.get(ip);
+      return p === undefined ? null : objectKey(p);
+    },
+    namespaceLabels: (name) => namespaces.get(name),
+    policiesIn: (namespace) => policies.get(namespace) ?? [],
+  };
+}
+
 /** A node's compiled rule table, built on demand from the objects. */
 export type TableOf = (node: string) => RuleState;
 
@@ -89,14 +118,15 @@ interface Resolved {
 }
 
 /** An address as given (and the pod holding it, if any), or a pod's address of `family` (null: it has none). */
-function resolve(text: string, pods: ReadonlyMap<string, PodState>, byIp: ReadonlyMap<string, PodState>, family: IpFamily, which: string): Resolved | null {
+function resolve(text: string, cluster: ExplainCluster, family: IpFamily, which: string): Resolved | null {
   const ip = parseIp(text);
   if (ip !== null) {
     if (ip.family !== family) return null;
-    const pod = byIp.get(text) ?? null;
-    return { endpoint: pod === null ? { ip: text } : { ip: text, pod: objectKey(pod) }, pod };
+    const key = cluster.podOf(text);
+    const pod = key === null ? undefined : cluster.pod(key);
+    return { endpoint: pod === undefined ? { ip: text } : { ip: text, pod: objectKey(pod) }, pod: pod ?? null };
   }
-  const pod = pods.get(text);
+  const pod = cluster.pod(text);
   if (pod === undefined) throw new ExplainError(`${which} ${JSON.stringify(text)}: no such pod (give namespace/name or an address)`);
   const address = ipOfFamily(pod, family);
   return address === undefined ? null : { endpoint: { ip: address, pod: text }, pod };
@@ -125,7 +155,7 @@ interface Context {
   readonly self: PodState;
   readonly remote: ExplainEndpoint;
   readonly remotePod: PodState | null;
-  readonly namespaces: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  readonly cluster: ExplainCluster;
   readonly direction: Direction;
   readonly protocol: Protocol;
   readonly port: number;
@@ -144,7 +174,7 @@ function peerNeeds(peer: PolicyPeer, c: Context): string[] {
   if (peer.namespaceSelector === null) {
     if (rp.namespace !== c.policy.namespace) out.push(`the peer in namespace ${c.policy.namespace}`);
   } else {
-    const labels = c.namespaces.get(rp.namespace) ?? {};
+    const labels = c.cluster.namespaceLabels(rp.namespace) ?? {};
     for (const r of failing(peer.namespaceSelector.requirements, labels)) out.push(`${requirementNeed(r)} on namespace ${rp.namespace}`);
   }
   for (const r of failing(peer.podSelector.requirements, rp.labels)) out.push(`${requirementNeed(r)} on pod ${peerKey}`);
@@ -191,45 +221,48 @@ function isPolicyPod(p: PodState): boolean {
 }
 
 /** Each rule of the policies isolating `self` in `direction`, with what it lacks for this connection (rules in name order). */
-function ruleDistances(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, objects: ClusterObjects, isolatedBy: readonly string[]): RuleDistance[] {
-  const namespaces = new Map(objects.namespaces.map((n) => [n.name, n.labels]));
-  const policies = new Map(objects.policies.map((p) => [objectKey(p), p]));
+function ruleDistances(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, cluster: ExplainCluster, isolatedBy: readonly string[]): RuleDistance[] {
+  const policies = new Map<string, PolicyState>();
+  for (const key of isolatedBy) {
+    const namespace = key.slice(0, key.indexOf('/'));
+    for (const p of cluster.policiesIn(namespace)) policies.set(objectKey(p), p);
+  }
   const peer = remotePod !== null && isPolicyPod(remotePod) ? remotePod : null;
   const distances: RuleDistance[] = [];
   for (const key of isolatedBy) {
     const policy = policies.get(key);
     if (policy === undefined) continue;
-    const c: Context = { policy, self, remote, remotePod: peer, namespaces, direction, protocol: q.protocol, port: q.port };
+    const c: Context = { policy, self, remote, remotePod: peer, cluster, direction, protocol: q.protocol, port: q.port };
     policy[direction].forEach((rule, i) => distances.push({ rule: `${key}/${direction}/${i}`, needs: ruleNeeds(rule, c) }));
   }
   return distances.sort((a, b) => (a.rule < b.rule ? -1 : a.rule > b.rule ? 1 : 0));
 }
 
 /** The verdict read from the policies as written: isolating policies, and the first rule lacking nothing. */
-function modelVerdict(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, objects: ClusterObjects): { allowed: boolean; rule?: string; isolatedBy: string[] } {
+function modelVerdict(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, cluster: ExplainCluster): { allowed: boolean; rule?: string; isolatedBy: string[] } {
   const isolatedBy = !isPolicyPod(self)
     ? []
-    : objects.policies
-        .filter((p) => p.namespace === self.namespace && (direction === 'ingress' ? p.ingressIsolation : p.egressIsolation) && selectorMatches(p.podSelector, self.labels))
+    : [...cluster.policiesIn(self.namespace)]
+        .filter((p) => (direction === 'ingress' ? p.ingressIsolation : p.egressIsolation) && selectorMatches(p.podSelector, self.labels))
         .map(objectKey)
         .sort();
   if (isolatedBy.length === 0) return { allowed: true, isolatedBy };
-  const match = ruleDistances(direction, self, remote, remotePod, q, objects, isolatedBy).find((d) => d.needs.length === 0);
+  const match = ruleDistances(direction, self, remote, remotePod, q, cluster, isolatedBy).find((d) => d.needs.length === 0);
   return match === undefined ? { allowed: false, isolatedBy } : { allowed: true, rule: match.rule, isolatedBy };
 }
 
-function explainSide(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, objects: ClusterObjects, tableOf: TableOf | null): SideExplanation {
+function explainSide(direction: Direction, self: PodState, remote: ExplainEndpoint, remotePod: PodState | null, q: ExplainQuery, cluster: ExplainCluster, tableOf: TableOf | null): SideExplanation {
   const pod = objectKey(self);
   const remoteIp = parseIp(remote.ip);
   if (remoteIp === null) throw new ExplainError(`bad address ${remote.ip}`);
-  const v = tableOf === null ? modelVerdict(direction, self, remote, remotePod, q, objects) : tableOf(self.nodeName).decide(pod, direction, remoteIp, q.protocol, q.port);
+  const v = tableOf === null ? modelVerdict(direction, self, remote, remotePod, q, cluster) : tableOf(self.nodeName).decide(pod, direction, remoteIp, q.protocol, q.port);
   const target = `${q.protocol}/${q.port}`;
   const peerText = remote.pod === undefined ? remote.ip : `${remote.pod} (${remote.ip})`;
   if (v.isolatedBy.length === 0) return { direction, pod, isolatedBy: [], allowed: true, closest: [], text: `${direction} of ${pod}: not isolated (no policy selects it for ${direction})` };
   if (v.allowed) {
     return { direction, pod, isolatedBy: v.isolatedBy, allowed: true, ...(v.rule === undefined ? {} : { rule: v.rule }), closest: [], text: `${direction} of ${pod}: isolated by ${v.isolatedBy.join(', ')}; allowed by rule ${v.rule ?? '?'}` };
   }
-  const distances = ruleDistances(direction, self, remote, remotePod, q, objects, v.isolatedBy);
+  const distances = ruleDistances(direction, self, remote, remotePod, q, cluster, v.isolatedBy);
   distances.sort((a, b) => a.needs.length - b.needs.length || (a.rule < b.rule ? -1 : 1));
   const closest = distances.slice(0, 3);
   const none = distances.length === 0 ? 'their rules allow nothing in this direction' : `no rule allows ${peerText} on ${target}`;
@@ -240,15 +273,13 @@ function explainSide(direction: Direction, self: PodState, remote: ExplainEndpoi
  * Allowed or denied, and why, for a new connection from `q.from` to `q.to` on q.protocol/q.port;
  * with `tableOf`, the verdict comes from the compiled rule tables, else from the policies as written.
  */
-export function explainConnection(objects: ClusterObjects, q: ExplainQuery, tableOf: TableOf | null = null): Explanation {
-  const pods = new Map(objects.pods.map((p) => [objectKey(p), p]));
-  const byIp = new Map<string, PodState>();
-  for (const p of objects.pods) for (const ip of p.ips) if (!byIp.has(ip) || hasFinished(byIp.get(ip) as PodState)) byIp.set(ip, p);
+export function explainConnection(objects: ClusterObjects | ExplainCluster, q: ExplainQuery, tableOf: TableOf | null = null): Explanation {
+  const cluster = 'policiesIn' in objects ? objects : clusterView(objects);
   const fixed = q.family ?? parseIp(q.from)?.family ?? parseIp(q.to)?.family;
   let ends: [Resolved, Resolved] | null = null;
   for (const family of fixed !== undefined ? [fixed] : ([4, 6] as const)) {
-    const f = resolve(q.from, pods, byIp, family, 'from');
-    const t = resolve(q.to, pods, byIp, family, 'to');
+    const f = resolve(q.from, cluster, family, 'from');
+    const t = resolve(q.to, cluster, family, 'to');
     if (f !== null && t !== null) {
       ends = [f, t];
       break;
@@ -261,8 +292,8 @@ export function explainConnection(objects: ClusterObjects, q: ExplainQuery, tabl
   if (from.pod !== null && to.pod !== null && objectKey(from.pod) === objectKey(to.pod)) {
     return { ...base, allowed: true, egress: null, ingress: null, summary: `${what}: allowed (loopback: a pod reaching itself never leaves its network namespace)` };
   }
-  const egress = from.pod !== null ? explainSide('egress', from.pod, to.endpoint, to.pod, q, objects, tableOf) : null;
-  const ingress = to.pod !== null ? explainSide('ingress', to.pod, from.endpoint, from.pod, q, objects, tableOf) : null;
+  const egress = from.pod !== null ? explainSide('egress', from.pod, to.endpoint, to.pod, q, cluster, tableOf) : null;
+  const ingress = to.pod !== null ? explainSide('ingress', to.pod, from.endpoint, from.pod, q, cluster, tableOf) : null;
   const allowed = (egress?.allowed ?? true) && (ingress?.allowed ?? true);
   return { ...base, allowed, egress, ingress, summary: `${what}: ${allowed ? 'allowed' : 'denied'}` };
 }
