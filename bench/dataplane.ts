@@ -46,7 +46,7 @@ const env = (name: string, dflt: number): number => {
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
-function isRoot(): boolean {
+export function isRoot(): boolean {
   return typeof process.getuid !== 'function' || process.getuid() === 0;
 }
 
@@ -56,7 +56,7 @@ const CONNRATE_SRC = resolve(__dirname, '../../bench/tools/connrate.c');
 const CONNRATE_BIN = resolve(__dirname, 'tools/connrate');
 
 /** Compiles connrate.c into build/bench/tools/ when missing or stale; null (with the reason printed) if it cannot. */
-function buildConnrate(): string | null {
+export function buildConnrate(): string | null {
   try {
     if (existsSync(CONNRATE_BIN) && statSync(CONNRATE_BIN).mtimeMs >= statSync(CONNRATE_SRC).mtimeMs) return CONNRATE_BIN;
     mkdirSync(dirname(CONNRATE_BIN), { recursive: true });
@@ -143,10 +143,10 @@ function snapshotCounts(s: TableSnapshot | null): { chains: number; rules: numbe
 
 // ------------------------------------------------------------------------------------------ 1. packets
 
-const SERVER = { namespace: 'bench', name: 'server', ip: '10.250.0.10' };
-const CLIENT = { namespace: 'bench-client', name: 'client', ip: '10.250.0.20' };
+export const SERVER = { namespace: 'bench', name: 'server', ip: '10.250.0.10' };
+export const CLIENT = { namespace: 'bench-client', name: 'client', ip: '10.250.0.20' };
 /** The C accept-and-close server's port: declared by the server pod (container port "bench"). */
-const BENCH_PORT = 7000;
+export const BENCH_PORT = 7000;
 /** The sandbox helper's port (Node): the fallback server. */
 const HELPER_PORT = 8080;
 /** Declared by the server but allowed to nobody the client is: the isolation check. */
@@ -197,7 +197,7 @@ function serverPolicies(): PolicyState[] {
   });
 }
 
-interface PacketCluster {
+export interface PacketCluster {
   readonly node: string;
   readonly events: ClusterEvent[];
   readonly serverPolicies: PolicyState[];
@@ -207,7 +207,7 @@ interface PacketCluster {
 }
 
 /** The reference cluster (100,000 pods) plus the bench's server and client on its busiest node. */
-function packetCluster(): PacketCluster {
+export function packetCluster(): PacketCluster {
   const { cluster: c, node } = referenceCluster();
   const others = c.nodes.filter((n) => n !== node);
   const ns = (name: string, extra: Record<string, string>): NamespaceState => ({ name, labels: { 'kubernetes.io/metadata.name': name, env: 'prod', ...extra } });
@@ -242,7 +242,7 @@ function packetCluster(): PacketCluster {
   };
 }
 
-function compile(node: string, events: readonly ClusterEvent[]): { compiler: NodeCompiler; ms: number } {
+export function compile(node: string, events: readonly ClusterEvent[]): { compiler: NodeCompiler; ms: number } {
   const compiler = new NodeCompiler(node);
   const t0 = nowMs();
   for (const e of events) compiler.apply(e);
@@ -275,20 +275,20 @@ function layoutEdits(table: string, group: string): Record<Exclude<Config, 'a' |
   return { 'c-ct-in-group': `${ctInGroup.join('\n')}\n` };
 }
 
-interface RunResult {
+export interface RunResult {
   connections: number;
   errors: number;
   seconds: number;
   firstError: string;
 }
 
-function parseClient(out: string): RunResult | null {
+export function parseClient(out: string): RunResult | null {
   const m = /connections=(\d+) errors=(\d+) seconds=([\d.]+) first_error=(.*)/.exec(out);
   return m === null ? null : { connections: Number(m[1]), errors: Number(m[2]), seconds: Number(m[3]), firstError: (m[4] ?? '').trim() };
 }
 
 /** Starts the C server in the server pod's netns; resolves once it listens. */
-function startServer(sandbox: Sandbox, bin: string): Promise<ChildProcess> {
+export function startServer(sandbox: Sandbox, bin: string): Promise<ChildProcess> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn('ip', ['netns', 'exec', sandbox.podNetnsName(`${SERVER.namespace}/${SERVER.name}`), bin, 'server', String(BENCH_PORT), '3600'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

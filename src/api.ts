@@ -90,6 +90,8 @@ export interface PolicyState {
   readonly egressIsolation: boolean;
   readonly ingress: readonly PolicyRule[];
   readonly egress: readonly PolicyRule[];
+  /** 'audit' (annotation netpol-agent.io/enforcement: audit): evaluated and logged, not enforced. Absent: enforced. */
+  readonly enforcement?: 'audit';
 }
 
 export type ClusterEvent =

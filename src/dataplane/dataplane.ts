@@ -7,14 +7,33 @@ import { DIRECTIONS } from '../api';
 import { AgentError, errorMessage } from '../errors';
 import type { KeyParts } from './flatten';
 import { GroupAllow } from './group-allow';
-import type { ChainView, DesiredView, SetView } from './layout';
-import { INTERVAL_SET_SUFFIXES, POD_MAPS, addGroupView, groupName, groupSetName, groupSetNames, podMapView, staticChains } from './layout';
+import type { ChainView, DesiredView, DropLogging, GroupCounters, SetView } from './layout';
+import { INTERVAL_SET_SUFFIXES, POD_MAPS, addGroupView, groupCounters, groupName, groupSetName, groupSetNames, podMapView, staticChains } from './layout';
 import type { BaseChainSpec, NftBackend, SetDatatype, SetFlag } from './nft';
 import { NftApplyError } from './nft';
 import type { Transaction } from './nft';
 import { diffViews, viewFromSnapshot } from './diff';
 import type { Scope } from './diff';
 import { RuleState, podDirectionKey } from '../ruletable';
+import type { Verdict } from '../ruletable';
+import type { Protocol } from '../api';
+import type { IpAddress } from '../net/ip';
+
+export interface DataplaneOptions {
+  /** Dropped new connections to nfnetlink_log (see DropLogging); default: not logged. */
+  readonly logging?: DropLogging;
+  /** An audit table: group chains log and count what they would drop, and drop nothing. */
+  readonly audit?: boolean;
+}
+
+/** One group chain as the kernel counts it: its direction, its member pods, its rules' counters. */
+export interface GroupCounterReport {
+  readonly chain: string;
+  readonly direction: Direction;
+  /** Local pods ("namespace/name") whose packets this chain decides: they share its counters. */
+  readonly pods: readonly string[];
+  readonly counters: GroupCounters;
+}
 
 export interface SyncReport {
   readonly kind: 'full' | 'incremental';
@@ -71,7 +90,15 @@ export class Dataplane {
   private readonly groupRules = new Map<string, string[]>();
   private readonly ruleGroups = new Map<string, Set<string>>();
 
-  constructor(private readonly backend: NftBackend) {}
+  constructor(
+    private readonly backend: NftBackend,
+    private readonly options: DataplaneOptions = {},
+  ) {}
+
+  /** Where dropped new connections are logged, or null. */
+  get logging(): DropLogging | null {
+    return this.options.logging ?? null;
+  }
 
   get table(): string {
     return this.backend.table;
@@ -205,6 +232,44 @@ export class Dataplane {
     }
   }
 
+  /**
+   * The counters of every group chain, read from the kernel's listing of the table (one listing,
+   * whatever the number of groups). A listed chain the dataplane does not know is left out.
+   */
+  async counters(): Promise<GroupCounterReport[]> {
+    const snapshot = await this.backend.list();
+    const out: GroupCounterReport[] = [];
+    for (const chain of snapshot?.chains ?? []) {
+      const info = this.group(chain.name);
+      if (info !== null) out.push({ chain: chain.name, ...info, counters: groupCounters(chain) });
+    }
+    return out;
+  }
+
+  /** A group chain's direction and member pods, or null when no local pod uses a chain of that name. */
+  group(chain: string): { readonly direction: Direction; readonly pods: string[] } | null {
+    const members = this.members.get(chain);
+    if (members === undefined || members.size === 0) return null;
+    const pods = [...members].map((pd) => splitPodDirection(pd)[0]).sort();
+    return { direction: splitPodDirection(members.values().next().value as string)[1], pods };
+  }
+
+  /** The local pod that holds `ip`, if any (a linear scan over local pods: they are few). */
+  localPodOf(ip: string): string | null {
+    for (const pod of this.state.pods()) if (this.state.ipsOf(pod).includes(ip)) return pod;
+    return null;
+  }
+
+  /** The verdict the programmed rules give a new connection of a local pod (see RuleState.decide). */
+  decide(pod: string, direction: Direction, remote: IpAddress, protocol: Protocol, port: number): Verdict {
+    return this.state.decide(pod, direction, remote, protocol, port);
+  }
+
+  /** The rules bound to a local pod in one direction. */
+  boundRules(pod: string, direction: Direction): string[] {
+    return this.state.signature(pod, direction).rules;
+  }
+
   private async run(tx: Transaction, what: string): Promise<void> {
     if (tx.size === 0) return;
     try {
@@ -309,7 +374,7 @@ export class Dataplane {
     for (const m of POD_MAPS) view.sets.set(m.name, podMapView(m.family, this.podMaps.get(m.name) ?? new Map()));
     for (const group of groups) {
       const allow = this.allow.get(group);
-      if (allow !== undefined) addGroupView(view, group, this.representative(group)[1], allow.content());
+      if (allow !== undefined) addGroupView(view, group, this.representative(group)[1], allow.content(), this.options.logging ?? null, this.options.audit === true);
     }
     return view;
   }

@@ -14,17 +14,23 @@
 //                                    one per non-empty set, hash sets of exact keys first:
 //        addr . l4proto . dport @..._px4/6 | addr @..._ax4/6            (hash: one address, one port)
 //        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  (interval)
-//          -> allow; otherwise counter drop
+//          -> counter allow
+//        with drop logging: ct state new limit rate R/second log prefix "<chain>" group G
+//        otherwise counter drop
 // Exact keys live in hash sets so that a peer pod coming or going is one independent element (an
 // element change in a large interval set costs the kernel tens of ms); interval sets keep CIDRs and
 // ranges, flattened into disjoint elements.
+// Every allowing rule and the drop carry an anonymous counter: one per group chain rule, since a set
+// element can stand for several policy rules (flattening merges them), and the counter of a lookup
+// counts every element of its set.
 // Ingress allows with accept; egress with return, so a same-node packet goes on to the
 // destination's ingress check in the same pass.
 import { createHash } from 'node:crypto';
 import type { Direction, IpFamily } from '../api';
 import type { KeyParts } from './flatten';
 import type { BaseChainSpec, ListedBase, RuleToken, SetDatatype, SetFlag } from './nft';
-import { accept, counter, ctState, drop, icmpv6NeighborDiscovery, matchSet, ret, vmap } from './nft';
+import type { ChainSnapshot, RuleCounter } from './nft';
+import { accept, counter, ctState, drop, icmpv6NeighborDiscovery, limit, log, matchSet, ret, vmap } from './nft';
 
 export const DEFAULT_TABLE = 'netpol_agent';
 
@@ -146,23 +152,71 @@ export function groupSetName(group: string, suffix: GroupSetSuffix): string {
 }
 
 /**
+ * Dropped new connections sent to nfnetlink_log group `group`, prefixed with the group chain's name,
+ * at most `rate` per second and group chain (bursts of `burst`), so a flood cannot swamp the reader.
+ */
+export interface DropLogging {
+  readonly group: number;
+  readonly rate: number;
+  readonly burst: number;
+}
+
+/** Log prefix of an audit table's group chain: what it logs would be dropped, and is not. */
+export const AUDIT_LOG_PREFIX = 'audit/';
+
+/**
  * The chain and sets of one group, into `view`. Every set exists, but only a non-empty one has a
  * lookup rule: a set turning (non-)empty rewrites the chain in the same transaction as its elements.
+ * In an audit table (`audit`) the chain logs and counts what it would drop and lets it go on to the
+ * enforcing table.
  */
-export function addGroupView(view: DesiredView, name: string, direction: Direction, content: GroupContent): void {
+export function addGroupView(view: DesiredView, name: string, direction: Direction, content: GroupContent, logging: DropLogging | null = null, audit = false): void {
   const allow = (): RuleToken => (direction === 'ingress' ? accept() : ret());
   const rules: RuleBody[] = [];
-  if (content.allowAll) rules.push(rule(allow()));
+  if (content.allowAll) rules.push(rule(counter(), allow()));
   for (const s of GROUP_SETS) {
     const setName = groupSetName(name, s.suffix);
     const elements = content.sets[s.suffix];
     const interval = (INTERVAL_SET_SUFFIXES as readonly string[]).includes(s.suffix);
     view.sets.set(setName, { type: s.type, flags: interval ? ['interval'] : [], elements, map: false });
-    if (elements.size > 0) rules.push(rule(matchSet(s.fields(direction), setName), allow()));
+    if (elements.size > 0) rules.push(rule(matchSet(s.fields(direction), setName), counter(), allow()));
   }
-  rules.push(rule(counter(), drop()));
+  if (logging !== null) rules.push(rule(ctState('new'), limit(logging.rate, 'second', logging.burst), log({ prefix: audit ? `${AUDIT_LOG_PREFIX}${name}` : name, group: logging.group })));
+  rules.push(audit ? rule(counter()) : rule(counter(), drop()));
   view.chains.set(name, { rules });
 }
+
+export type GroupRuleRole = 'allowAll' | GroupSetSuffix | 'drop';
+
+/** What a group chain's counters hold, by rule role (as listed; a role the chain lacks is absent). */
+export type GroupCounters = Partial<Record<GroupRuleRole, RuleCounter>>;
+
+/** Reads the counters of a listed group chain, telling its rules apart by what they do. */
+export function groupCounters(chain: ChainSnapshot): GroupCounters {
+  const out: GroupCounters = {};
+  chain.rules.forEach((text, i) => {
+    const c = chain.counters?.[i];
+    if (c === null || c === undefined) return;
+    const set = /@\S+_(px4|px6|ax4|ax6|pp4|pp6|pa4|pa6|ap)\b/.exec(text)?.[1] as GroupSetSuffix | undefined;
+    if (set !== undefined) out[set] = c;
+    else if (text === 'counter drop' || text === 'counter') out.drop = c; // 'counter': an audit chain's would-be drop
+    else if (text === 'counter accept' || text === 'counter return') out.allowAll = c;
+  });
+  return out;
+}
+
+/** What each set of a group holds, for reports: which peers and ports a lookup's counter counts. */
+export const GROUP_SET_MEANING: Readonly<Record<GroupSetSuffix, string>> = {
+  px4: 'IPv4 pod address . protocol . port',
+  px6: 'IPv6 pod address . protocol . port',
+  ax4: 'IPv4 pod address, every port',
+  ax6: 'IPv6 pod address, every port',
+  pp4: 'IPv4 block or port range . protocol . port',
+  pp6: 'IPv6 block or port range . protocol . port',
+  pa4: 'IPv4 block, every port',
+  pa6: 'IPv6 block, every port',
+  ap: 'every peer . protocol . port',
+};
 
 /** Names of the sets that belong to a group chain. */
 export function groupSetNames(name: string): string[] {

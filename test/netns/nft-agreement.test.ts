@@ -63,8 +63,9 @@ process.on('exit', () => {
 type Outcome = 'ok' | NftApplyErrorCode;
 
 /** A listing as the dataplane compares it (order-insensitive where the kernel and the fake order differently). */
-function viewOf(snap: TableSnapshot | null): ReturnType<typeof viewFromSnapshot> | null {
-  return snap === null ? null : viewFromSnapshot(snap);
+/** What is compared: the view the diff reads, and each chain's counters (which rules have one, and their values). */
+function viewOf(snap: TableSnapshot | null): { view: ReturnType<typeof viewFromSnapshot>; counters: Record<string, unknown> } | null {
+  return snap === null ? null : { view: viewFromSnapshot(snap), counters: Object.fromEntries(snap.chains.map((c) => [c.name, c.counters])) };
 }
 
 /** The outcome of a run/check, and the error message for assertion texts. */

@@ -267,3 +267,42 @@ test('reconcile replaces whatever someone else left in our table, in one transac
     assert.equal(fake.dump(), good, `${what}: not repaired by a restart`);
   }
 });
+
+test('counters: a dropped and an allowed packet move their group chain counters; moved counters and drop logging never make a restart rewrite anything', async () => {
+  const cluster = baseCluster({ dualStack: false });
+  const c = upstreamCases.find((k) => k.name.includes('enforce policy based on Ports'));
+  assert.ok(c);
+  const compiler = new NodeCompiler('node-1');
+  for (const e of eventsBetween(null, decodeObjects(replay(c, cluster).at(-1)?.objects ?? [], c.name))) compiler.apply(e);
+  const logging = { group: 7, rate: 10, burst: 5 };
+  const fake = new FakeNft(TABLE);
+  const dataplane = new Dataplane(fake, { logging });
+  await dataplane.sync(compiler.elements());
+  const [group] = (await dataplane.counters()).filter((g) => g.direction === 'ingress');
+  assert.ok(group, 'some pod is isolated for ingress');
+  assert.equal(group.counters.drop?.packets, 0);
+  const listedChain = (await fake.list())?.chains.find((ch) => ch.name === group.chain);
+  assert.ok(listedChain?.rules.includes(`ct state new limit rate 10/second burst 5 packets log prefix "${group.chain}" group 7`), 'the log rule is in the group chain');
+  const pod = group.pods[0] ?? '';
+  const addresses = [...compiler.elements()].flatMap((e) => (e.kind === 'address' && !e.ip.includes(':') ? [{ pod: e.pod, ip: e.ip }] : []));
+  const own = addresses.find((a) => a.pod === pod);
+  assert.ok(own);
+  const allowedPeer = addresses
+    .filter((a) => a.pod !== pod)
+    .flatMap((a) => [80, 81].map((port) => ({ ...a, port })))
+    .find((a) => dataplane.decide(pod, 'ingress', parseIp(a.ip) ?? assert.fail(a.ip), 'TCP', a.port).allowed);
+  assert.ok(allowedPeer, 'some pod is allowed on port 80 or 81');
+  const packet = { hook: 'forward' as const, saddr: '192.0.2.77', daddr: own.ip, protocol: 'tcp' as const, dport: allowedPeer.port, ct: 'new' as const, length: 60 };
+  assert.equal(fake.evaluate(packet), 'drop', 'an outside address is not allowed');
+  assert.equal(fake.evaluate({ ...packet, saddr: allowedPeer.ip }), 'accept');
+  const after = (await dataplane.counters()).find((g) => g.chain === group.chain);
+  assert.deepEqual(after?.counters.drop, { packets: 1, bytes: 60 });
+  const allowed = Object.entries(after?.counters ?? {}).filter(([role, v]) => role !== 'drop' && v.packets > 0);
+  assert.equal(allowed.length, 1, 'exactly one allowing lookup counted the allowed packet');
+  assert.deepEqual(allowed[0]?.[1], { packets: 1, bytes: 60 });
+  const restart = await new Dataplane(fake, { logging }).sync(compiler.elements());
+  assert.equal(restart.operations, 0, 'moved counters do not count as a change');
+  assert.deepEqual((await dataplane.counters()).find((g) => g.chain === group.chain)?.counters.drop, { packets: 1, bytes: 60 }, 'and they survive the restart');
+  const withoutLogging = await new Dataplane(fake).sync(compiler.elements());
+  assert.ok(withoutLogging.operations > 0, 'turning logging off rewrites the group chains');
+});
