@@ -8,14 +8,14 @@
 // (the repository's Dockerfile; the archive's tag is the one manifests/ references).
 //
 // The docs run `wget --spider --timeout=1 nginx`; Debian's busybox (our busybox:e2e) has no --timeout
-// and segfaults on -T, so each run is `timeout 1 wget --spider nginx`: same one-second bound, and a
-// timed-out wget is killed (exit 143) instead of printing "download timed out". And the docs type the
-// command in an interactive shell (`-ti ... -- /bin/sh`); run non-interactively, a one-second command often
-// ends before kubectl attaches, so each run adds --restart=Never: kubectl then shows the finished pod's
-// output from its log and exits with its exit code (with the default policy it printed nothing, exit 0).
+// and segfaults on -T, so each run is `timeout 1 wget --spider nginx`: same one-second bound, but a
+// timed-out wget is killed (exit 143) after printing "Connecting to nginx (...)", instead of printing
+// "wget: download timed out" itself. Like the docs, the command is typed into `kubectl run busybox ... --
+// /bin/sh` (on stdin: no terminal here).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parse, parseAllDocuments } from 'yaml';
 import { join } from 'node:path';
 import { Cluster, REPO_ROOT, run, type CommandResult } from './cluster';
@@ -39,28 +39,31 @@ async function agentImageArchive(onLog: (line: string) => void): Promise<string>
   return built.stdout.trim().split('\n').pop() ?? '';
 }
 
-const WGET = ['timeout', '1', 'wget', '--spider', 'nginx'];
+/** What the user types at the busybox shell's prompt (the docs: `wget --spider --timeout=1 nginx`). */
+const WGET = 'timeout 1 wget --spider nginx';
 const CONCLUSIVE = /Connecting to nginx|remote file exists/;
 const transcript: string[] = [];
 
-function record(args: string[], r: CommandResult): CommandResult {
-  transcript.push(`$ kubectl ${args.join(' ')}`, (r.stdout + r.stderr).trimEnd(), `(exit ${r.code})`);
+function record(args: string[], r: CommandResult, typed?: string): CommandResult {
+  transcript.push(`$ kubectl ${args.join(' ')}`, ...(typed === undefined ? [] : [`/ # ${typed}`]), (r.stdout + r.stderr).trimEnd(), `(exit ${r.code})`);
   return r;
 }
 
 /**
- * `kubectl run busybox --rm -i [--labels=...] --image=busybox:e2e --restart=Never -- timeout 1 wget --spider nginx`.
- * kubectl attaches once it sees the pod running; output written before that is lost (kubectl shows the log
- * instead only if the pod has already finished), and it happens here. wget prints "Connecting to nginx"
- * first and "remote file exists" last, so a run showing neither lost its output and is no verdict: it is
- * run again (each run is in the transcript). A denied run shows the first line only.
+ * `kubectl run busybox --rm -i [--labels=...] --image=busybox:e2e --restart=Never -- /bin/sh`, then
+ * `timeout 1 wget --spider nginx` typed at its prompt, as the docs do (without -t: no terminal here). The
+ * shell reads the command only once kubectl has attached, so no output is lost; and wget is the shell's
+ * child, not the container's PID 1, which ignores the SIGTERM `timeout` sends it (a bare `-- timeout 1 wget`
+ * hangs when wget is cut off: busybox's timeout execs the command and signals it from a forked child).
+ * --restart=Never: kubectl exits with the shell's exit code, wget's. wget prints "Connecting to nginx" first
+ * and "remote file exists" last; a run showing neither is no verdict and is run again (each run is in the
+ * transcript).
  */
 async function busyboxWget(cluster: Cluster, labels?: string): Promise<CommandResult> {
-  const args = ['run', 'busybox', '--rm', '-i', ...(labels === undefined ? [] : [`--labels=${labels}`]), '--image=busybox:e2e', '--restart=Never', '--', ...WGET];
-  let r = record(args, await cluster.kubectl(args, { timeoutMs: 120_000 }));
-  for (let attempt = 1; attempt < 5 && !CONCLUSIVE.test(r.stdout + r.stderr); attempt++) {
-    r = record(args, await cluster.kubectl(args, { timeoutMs: 120_000 }));
-  }
+  const args = ['run', 'busybox', '--rm', '-i', ...(labels === undefined ? [] : [`--labels=${labels}`]), '--image=busybox:e2e', '--restart=Never', '--', '/bin/sh'];
+  const once = async (): Promise<CommandResult> => record(args, await cluster.kubectl(args, { timeoutMs: 120_000, input: `${WGET}\n` }), WGET);
+  let r = await once();
+  for (let attempt = 1; attempt < 5 && !CONCLUSIVE.test(r.stdout + r.stderr); attempt++) r = await once();
   assert.match(r.stdout + r.stderr, CONCLUSIVE, 'five runs in a row lost their output');
   return r;
 }
@@ -212,12 +215,12 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       const report = JSON.parse(await agentExecOk(cluster, ['netpol-agent', 'rules', '--verbose', '-o', 'json'])) as RulesJson;
       const nginx = report.pods.find((p) => p.pod.startsWith('default/nginx-'));
       assert.ok(nginx !== undefined, `no nginx pod in /rules: ${report.pods.map((p) => p.pod).join(', ')}`);
-      assert.deepEqual(nginx.ips, [await podIp(cluster, 'default', 'app=nginx')]);
+      assert.deepEqual(nginx.ips, [await podIp(cluster, 'default', '-l app=nginx')]);
       assert.equal(nginx.ingress.isolated, true);
       assert.deepEqual(nginx.ingress.isolatedBy, ['default/access-nginx']);
       const peers = nginx.ingress.rules.filter((r) => r.policy === 'default/access-nginx').flatMap((r) => r.resolved.flatMap((g) => g.addresses ?? []));
-      const allowedIp = await podIp(cluster, 'default', `run=${ALLOWED_PROBER}`);
-      const deniedIp = await podIp(cluster, 'default', `run=${DENIED_PROBER}`);
+      const allowedIp = await podIp(cluster, 'default', ALLOWED_PROBER);
+      const deniedIp = await podIp(cluster, 'default', DENIED_PROBER);
       assert.ok(peers.some((a) => a.startsWith(allowedIp)), `${ALLOWED_PROBER} (${allowedIp}) is not among the resolved peers ${peers.join(', ')}`);
       assert.ok(!peers.some((a) => a.startsWith(deniedIp)), `${DENIED_PROBER} (${deniedIp}) is among the resolved peers`);
       assert.ok(report.pods.every((p) => p.pod === nginx.pod || !p.ingress.isolated), 'only nginx is isolated');
@@ -283,22 +286,26 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
     });
 
     test('uninstall: kubectl delete -k manifests/, then netpol-agent cleanup on the node leaves no nftables state of ours', async () => {
-      const image = (await cluster.kubectlOk(['-n', AGENT_NS, 'get', 'daemonset/netpol-agent', '-o', 'jsonpath={.spec.template.spec.containers[0].image}'])).trim();
       const del = ['delete', '-k', join(REPO_ROOT, 'manifests'), '--wait=true', '--timeout=120s'];
       const deleted = record(del, await cluster.kubectl(del, { timeoutMs: 130_000 }));
       assert.equal(deleted.code, 0, deleted.stderr);
       // The table outlives its agent on purpose (restarts, rolling updates): enforcement goes on.
       assert.match(await nodeTables(cluster), new RegExp(`table inet ${AGENT_TABLE}\\b`));
-      // The documented uninstall (manifests/examples/README.md): `netpol-agent cleanup` on each node, here
-      // as a pod of the agent's image in the node's network namespace with the same capability.
-      const cleanup = ['run', 'netpol-agent-cleanup', '-n', 'kube-system', '--restart=Never', `--image=${image}`, `--overrides=${JSON.stringify(cleanupOverrides(image, cluster.nodeName))}`];
-      assert.equal(record(cleanup, await cluster.kubectl(cleanup)).code, 0);
-      const wait = ['-n', 'kube-system', 'wait', 'pod/netpol-agent-cleanup', '--for=jsonpath={.status.phase}=Succeeded', '--timeout=120s'];
-      assert.equal(record(wait, await cluster.kubectl(wait, { timeoutMs: 130_000 })).code, 0);
-      const logs = ['-n', 'kube-system', 'logs', 'pod/netpol-agent-cleanup'];
-      const out = record(logs, await cluster.kubectl(logs));
-      assert.match(out.stdout, new RegExp(`deleted table inet ${AGENT_TABLE}`));
-      await cluster.kubectlOk(['-n', 'kube-system', 'delete', 'pod/netpol-agent-cleanup', '--wait=true']);
+      // The documented uninstall, run as written in manifests/examples/README.md (its "Clean up" block that
+      // runs `netpol-agent cleanup` on each node), with this cluster's kubectl first on PATH.
+      const readme = readFileSync(join(REPO_ROOT, 'manifests', 'examples', 'README.md'), 'utf8');
+      const snippet = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1] ?? '').find((block) => block.includes('"args": ["cleanup"]'));
+      assert.ok(snippet !== undefined, 'manifests/examples/README.md documents no cleanup on each node');
+      const bin = mkdtempSync(join(tmpdir(), 'npe2e-kubectl-'));
+      try {
+        symlinkSync(join(cluster.state, 'kubectl'), join(bin, 'kubectl'));
+        const r = await run('bash', ['-euo', 'pipefail', '-c', `PATH=${bin}:$PATH\n${snippet}`], { timeoutMs: 180_000 });
+        transcript.push('$ # the cleanup block of manifests/examples/README.md', snippet.trimEnd(), (r.stdout + r.stderr).trimEnd(), `(exit ${r.code})`);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, new RegExp(`deleted table inet ${AGENT_TABLE}`));
+      } finally {
+        rmSync(bin, { recursive: true, force: true });
+      }
       const ruleset = await cluster.inNetns('nft', ['list', 'ruleset']);
       assert.equal(ruleset.code, 0, ruleset.stderr);
       assert.doesNotMatch(ruleset.stdout, new RegExp(AGENT_TABLE), 'the node\'s ruleset still holds something of the agent\'s');
@@ -341,9 +348,11 @@ async function agentPod(cluster: Cluster): Promise<AgentPod> {
   };
 }
 
-async function podIp(cluster: Cluster, namespace: string, selector: string): Promise<string> {
-  const ip = (await cluster.kubectlOk(['-n', namespace, 'get', 'pods', '-l', selector, '-o', 'jsonpath={.items[0].status.podIP}'])).trim();
-  assert.notEqual(ip, '', `no pod IP for ${namespace} ${selector}`);
+/** The IP of the pod named NAME, or of the first pod matching the label selector `-l SELECTOR`. */
+async function podIp(cluster: Cluster, namespace: string, pod: string): Promise<string> {
+  const args = pod.startsWith('-l ') ? ['get', 'pods', '-l', pod.slice(3), '-o', 'jsonpath={.items[0].status.podIP}'] : ['get', 'pod', pod, '-o', 'jsonpath={.status.podIP}'];
+  const ip = (await cluster.kubectlOk(['-n', namespace, ...args])).trim();
+  assert.notEqual(ip, '', `no pod IP for ${namespace} ${pod}`);
   return ip;
 }
 
@@ -363,25 +372,6 @@ function qualified(image: string): string {
   const first = image.split('/')[0] ?? '';
   if (!image.includes('/')) return `docker.io/library/${image}`;
   return first.includes('.') || first.includes(':') || first === 'localhost' ? image : `docker.io/${image}`;
-}
-
-/** The pod that runs `netpol-agent cleanup` on NODE: the agent's image, network namespace and capability. */
-function cleanupOverrides(image: string, node: string): unknown {
-  return {
-    apiVersion: 'v1',
-    spec: {
-      nodeName: node,
-      hostNetwork: true,
-      restartPolicy: 'Never',
-      tolerations: [{ operator: 'Exists' }],
-      containers: [{
-        name: 'cleanup',
-        image,
-        args: ['cleanup'],
-        securityContext: { runAsUser: 0, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] } },
-      }],
-    },
-  };
 }
 
 /**
