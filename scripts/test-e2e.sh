@@ -27,6 +27,9 @@ report() {
   [ "$status" -eq 0 ] || echo "test-e2e: failed (exit $status)" >&2
 }
 trap report EXIT
+# Through the EXIT trap on Ctrl-C too (bash would otherwise die of the signal without running it).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 install_packages() {
   bash test/e2e/cluster/setup.sh
