@@ -44,8 +44,11 @@ const WGET = 'timeout 1 wget --spider nginx';
 const CONCLUSIVE = /Connecting to nginx|remote file exists/;
 const transcript: string[] = [];
 
+/** An argument as a shell would need it typed. */
+const shellWord = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+
 function record(args: string[], r: CommandResult, typed?: string): CommandResult {
-  transcript.push(`$ kubectl ${args.join(' ')}`, ...(typed === undefined ? [] : [`/ # ${typed}`]), (r.stdout + r.stderr).trimEnd(), `(exit ${r.code})`);
+  transcript.push(`$ kubectl ${args.map(shellWord).join(' ')}`, ...(typed === undefined ? [] : [`/ # ${typed}`]), (r.stdout + r.stderr).trimEnd(), `(exit ${r.code})`);
   return r;
 }
 
@@ -159,7 +162,7 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
         const r = await cluster.kubectl(['auth', 'can-i', verb, resource, '-A', sa]);
         assert.equal(r.stdout.trim(), allowed, `can the agent ${verb} ${resource}?`);
       }
-      transcript.push(`# agent pod ${pod.name}: ${['CapEff', 'CapBnd', 'NoNewPrivs', 'Seccomp', 'Uid'].map((f) => `${f} ${field(f)}`).join(', ')}; netns ${inPod}`);
+      transcript.push(`# agent pod ${pod.name}: ${['CapEff', 'CapBnd', 'NoNewPrivs', 'Seccomp', 'Uid'].map((f) => `${f} ${field(f).replace(/\s+/g, ' ')}`).join(', ')}; netns ${inPod}`);
     });
 
     test('two probe loops run against nginx: one pod without the label, one with access=true', async () => {
