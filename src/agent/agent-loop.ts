@@ -203,7 +203,9 @@ export class AgentLoop implements SourceSink {
   problem(message: string, cause?: unknown): void {
     this.metrics.error('source');
     this.lastError = { message, at: new Date() };
-    this.log.error({ err: cause }, message);
+    // The message names the object and what to do; the cause's stack helps only a developer.
+    this.log.error(message);
+    if (cause !== undefined) this.log.debug({ err: cause }, `cause: ${errorMessage(cause)}`);
   }
 
   // --- control ----------------------------------------------------------------------------------

@@ -76,7 +76,10 @@ export class AgentServer {
       case '/readyz': {
         const s = rules.status();
         if (rules.ready()) return send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
-        const why = !s.synced ? 'waiting for the first complete listing of the cluster' : s.lastError !== null ? `last transaction failed: ${s.lastError.message}` : 'first reconcile of the kernel table in progress';
+        // Before the first listing, the last error is why it is late (an unreachable API server, RBAC).
+        const why = !s.synced
+          ? `waiting for the first complete listing of the cluster${s.lastError !== null ? `; last error: ${s.lastError.message}` : ''}`
+          : s.lastError !== null ? `last transaction failed: ${s.lastError.message}` : 'first reconcile of the kernel table in progress';
         return send(res, 503, 'text/plain; charset=utf-8', `not ready: ${why}\n`);
       }
       case '/metrics':

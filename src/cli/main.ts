@@ -109,7 +109,7 @@ function addAgentCommands(program: Command): void {
     .option('--datastore-file <path>', 'read Namespaces, Pods and NetworkPolicies from this YAML file or directory (watched) instead of the API server')
     .option('--listen <host:port>', 'address of the HTTP endpoint (loopback by default)', DEFAULT_LISTEN)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
-    .option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)', parseDuration, parseDuration('5m'))
+    .addOption(new Option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)').argParser(parseDuration).default(parseDuration('5m'), '5m'))
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');

@@ -10,14 +10,19 @@
 //                                    only where an egress rule allows the node's address
 //     map  ingress_v4/_v6, egress_v4/_v6   local pod address : jump <group chain>
 //     chain in_<hash> / eg_<hash>    one per group of local pods that have the same rules bound;
-//                                    at most five set lookups whatever the number of policies:
-//        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  -> allow
-//        otherwise counter drop
+//                                    a bounded number of set lookups whatever the number of policies,
+//                                    one per non-empty set, hash sets of exact keys first:
+//        addr . l4proto . dport @..._px4/6 | addr @..._ax4/6            (hash: one address, one port)
+//        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  (interval)
+//          -> allow; otherwise counter drop
+// Exact keys live in hash sets so that a peer pod coming or going is one independent element (an
+// element change in a large interval set costs the kernel tens of ms); interval sets keep CIDRs and
+// ranges, flattened into disjoint elements.
 // Ingress allows with accept; egress with return, so a same-node packet goes on to the
 // destination's ingress check in the same pass.
 import { createHash } from 'node:crypto';
 import type { Direction, IpFamily } from '../api';
-import type { FlatAllowSet, KeyParts } from './flatten';
+import type { KeyParts } from './flatten';
 import type { BaseChainSpec, ListedBase, RuleToken, SetDatatype, SetFlag } from './nft';
 import { accept, counter, ctState, drop, icmpv6NeighborDiscovery, matchSet, ret, vmap } from './nft';
 
@@ -86,9 +91,8 @@ export function staticChains(): Map<string, ChainView<BaseChainSpec>> {
   ]);
 }
 
-export function podMapView(family: IpFamily, entries: ReadonlyMap<string, string>): SetView<SetDatatype, SetFlag> {
-  const elements = new Map<string, { key: KeyParts; jump: string }>();
-  for (const [ip, chain] of entries) elements.set(ip, { key: [ip], jump: chain });
+/** A pod map; `elements`: local pod address -> { key: [address], jump: its group chain }. */
+export function podMapView(family: IpFamily, elements: ReadonlyMap<string, { readonly key: KeyParts; readonly jump: string }>): SetView<SetDatatype, SetFlag> {
   return { type: [family === 4 ? 'ipv4_addr' : 'ipv6_addr'], flags: [], elements, map: true };
 }
 
@@ -97,27 +101,64 @@ export function groupName(direction: Direction, signature: string): string {
   return `${direction === 'ingress' ? 'in' : 'eg'}_${createHash('sha256').update(signature).digest('hex').slice(0, 16)}`;
 }
 
-type GroupSetSuffix = 'pp4' | 'pp6' | 'pa4' | 'pa6' | 'ap';
+/** Hash sets of exact keys (one address; one port or every port), looked up first. */
+export type ExactSetSuffix = 'px4' | 'px6' | 'ax4' | 'ax6';
+/** Interval sets of disjoint elements: CIDRs, ranges, any peer. */
+export type IntervalSetSuffix = 'pp4' | 'pp6' | 'pa4' | 'pa6' | 'ap';
+export type GroupSetSuffix = ExactSetSuffix | IntervalSetSuffix;
+export const INTERVAL_SET_SUFFIXES: readonly IntervalSetSuffix[] = ['pp4', 'pp6', 'pa4', 'pa6', 'ap'];
 
-const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields: (d: Direction) => Parameters<typeof matchSet>[0]; pick: (f: FlatAllowSet) => KeyParts[] }[] = [
-  { suffix: 'pp4', type: ['ipv4_addr', 'inet_proto', 'inet_service'], fields: (d) => [d === 'ingress' ? 'ip saddr' : 'ip daddr', 'meta l4proto', 'th dport'], pick: (f) => f.peerPorts[4] },
-  { suffix: 'pp6', type: ['ipv6_addr', 'inet_proto', 'inet_service'], fields: (d) => [d === 'ingress' ? 'ip6 saddr' : 'ip6 daddr', 'meta l4proto', 'th dport'], pick: (f) => f.peerPorts[6] },
-  { suffix: 'pa4', type: ['ipv4_addr'], fields: (d) => [d === 'ingress' ? 'ip saddr' : 'ip daddr'], pick: (f) => f.peersAllPorts[4] },
-  { suffix: 'pa6', type: ['ipv6_addr'], fields: (d) => [d === 'ingress' ? 'ip6 saddr' : 'ip6 daddr'], pick: (f) => f.peersAllPorts[6] },
-  { suffix: 'ap', type: ['inet_proto', 'inet_service'], fields: () => ['meta l4proto', 'th dport'], pick: (f) => f.anyPeerPorts },
+/** What a group allows, as the elements of each of its sets (element id -> key parts). */
+export interface GroupContent {
+  readonly allowAll: boolean;
+  readonly sets: Readonly<Record<GroupSetSuffix, ReadonlyMap<string, { readonly key: KeyParts }>>>;
+}
+
+type LookupFields = Parameters<typeof matchSet>[0];
+const peerPortFields = (family: IpFamily) => (d: Direction): LookupFields => [peerField(family, d), 'meta l4proto', 'th dport'];
+const peerFields = (family: IpFamily) => (d: Direction): LookupFields => [peerField(family, d)];
+
+function peerField(family: IpFamily, d: Direction): LookupFields[number] {
+  if (family === 4) return d === 'ingress' ? 'ip saddr' : 'ip daddr';
+  return d === 'ingress' ? 'ip6 saddr' : 'ip6 daddr';
+}
+
+const PEER_PORT_V4: SetDatatype[] = ['ipv4_addr', 'inet_proto', 'inet_service'];
+const PEER_PORT_V6: SetDatatype[] = ['ipv6_addr', 'inet_proto', 'inet_service'];
+
+/** In lookup order: the hash sets first (one hash lookup), then the interval sets. */
+const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields: (d: Direction) => LookupFields }[] = [
+  { suffix: 'px4', type: PEER_PORT_V4, fields: peerPortFields(4) },
+  { suffix: 'px6', type: PEER_PORT_V6, fields: peerPortFields(6) },
+  { suffix: 'ax4', type: ['ipv4_addr'], fields: peerFields(4) },
+  { suffix: 'ax6', type: ['ipv6_addr'], fields: peerFields(6) },
+  { suffix: 'pp4', type: PEER_PORT_V4, fields: peerPortFields(4) },
+  { suffix: 'pp6', type: PEER_PORT_V6, fields: peerPortFields(6) },
+  { suffix: 'pa4', type: ['ipv4_addr'], fields: peerFields(4) },
+  { suffix: 'pa6', type: ['ipv6_addr'], fields: peerFields(6) },
+  { suffix: 'ap', type: ['inet_proto', 'inet_service'], fields: () => ['meta l4proto', 'th dport'] },
 ];
 
-/** The chain and sets of one group, into `view`. */
-export function addGroupView(view: DesiredView, name: string, direction: Direction, flat: FlatAllowSet): void {
+export const GROUP_SET_SUFFIXES: readonly GroupSetSuffix[] = GROUP_SETS.map((s) => s.suffix);
+
+export function groupSetName(group: string, suffix: GroupSetSuffix): string {
+  return `${group}_${suffix}`;
+}
+
+/**
+ * The chain and sets of one group, into `view`. Every set exists, but only a non-empty one has a
+ * lookup rule: a set turning (non-)empty rewrites the chain in the same transaction as its elements.
+ */
+export function addGroupView(view: DesiredView, name: string, direction: Direction, content: GroupContent): void {
   const allow = (): RuleToken => (direction === 'ingress' ? accept() : ret());
   const rules: RuleBody[] = [];
-  if (flat.allowAll) rules.push(rule(allow()));
+  if (content.allowAll) rules.push(rule(allow()));
   for (const s of GROUP_SETS) {
-    const setName = `${name}_${s.suffix}`;
-    const elements = new Map<string, { key: KeyParts }>();
-    for (const key of s.pick(flat)) elements.set(elementId(key), { key });
-    view.sets.set(setName, { type: s.type, flags: ['interval'], elements, map: false });
-    rules.push(rule(matchSet(s.fields(direction), setName), allow()));
+    const setName = groupSetName(name, s.suffix);
+    const elements = content.sets[s.suffix];
+    const interval = (INTERVAL_SET_SUFFIXES as readonly string[]).includes(s.suffix);
+    view.sets.set(setName, { type: s.type, flags: interval ? ['interval'] : [], elements, map: false });
+    if (elements.size > 0) rules.push(rule(matchSet(s.fields(direction), setName), allow()));
   }
   rules.push(rule(counter(), drop()));
   view.chains.set(name, { rules });
@@ -125,5 +166,5 @@ export function addGroupView(view: DesiredView, name: string, direction: Directi
 
 /** Names of the sets that belong to a group chain. */
 export function groupSetNames(name: string): string[] {
-  return GROUP_SETS.map((s) => `${name}_${s.suffix}`);
+  return GROUP_SETS.map((s) => groupSetName(name, s.suffix));
 }

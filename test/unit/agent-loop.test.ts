@@ -63,7 +63,7 @@ function client(n: number): ClusterEvent {
   return { type: 'upsert', kind: 'Pod', object: state };
 }
 
-function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: number } = {}) {
+function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: number; resyncPeriodMs?: number } = {}) {
   const backend = new ScriptedBackend();
   const compiler = new NodeCompiler(NODE);
   const commits: CommitInfo[] = [];
@@ -76,6 +76,7 @@ function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: num
     retryMs: options.retryMs ?? 10,
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
     ...(options.maxBatchMs !== undefined ? { maxBatchMs: options.maxBatchMs } : {}),
+    ...(options.resyncPeriodMs !== undefined ? { resyncPeriodMs: options.resyncPeriodMs } : {}),
     onCommitted: (c) => commits.push(c),
   });
   return { backend, compiler, loop, commits, metrics };
@@ -275,4 +276,25 @@ test('/readyz, /rules (JSON, text, filtered) and /metrics answer with the loop s
     await server.close();
     await loop.stop();
   }
+});
+
+test('the periodic resync (--resync-period) is a full reconcile that repairs drift made behind the agent\'s back', async () => {
+  const { backend, compiler, loop, commits } = setup({ resyncPeriodMs: 50 });
+  loop.events(initialEvents());
+  loop.synced();
+  await loop.idle();
+  const programmed = backend.fake.dump();
+  // Drift: someone flushes the rules of a group chain the agent owns.
+  const chain = /add chain inet \S+ (in_[0-9a-f]{16})/.exec(programmed)?.[1];
+  assert.ok(chain !== undefined, programmed);
+  const drift = new Transaction(TABLE);
+  drift.flush({ kind: 'chain', name: chain });
+  await backend.fake.run(drift);
+  assert.notEqual(backend.fake.dump(), programmed);
+  const deadline = Date.now() + 5_000;
+  while (commits.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await loop.idle();
+  assert.equal(commits[1]?.report.kind, 'full', 'the resync is a full reconcile');
+  assert.equal(backend.fake.dump(), await freshDump(compiler.elements()));
+  await loop.stop();
 });

@@ -87,6 +87,38 @@ test('drift is detected and repaired: a deleted element, a deleted chain, a dele
   await tamper((tx) => tx.delete({ kind: 'table' }));
 });
 
+test('a peer pod coming or going is one element operation; only non-empty sets have a lookup rule, rewritten atomically as they fill or empty', async () => {
+  const rule = 'ns/allow-web/ingress/0';
+  const peer = (ip: string): RuleTableElement => ({ kind: 'peer', rule, direction: 'ingress', peer: ip, port: null });
+  const fake = new FakeNft(TABLE);
+  const dataplane = new Dataplane(fake);
+  await dataplane.sync([
+    { kind: 'address', pod: 'ns/web', ip: '10.0.0.2' },
+    { kind: 'isolation', pod: 'ns/web', direction: 'ingress', policy: 'ns/allow-web' },
+    { kind: 'bind', pod: 'ns/web', direction: 'ingress', rule, port: null },
+    { kind: 'bind', pod: 'ns/web', direction: 'ingress', rule, port: { protocol: 'TCP', from: 80, to: 80 } },
+    peer('10.1.0.7'),
+  ]);
+  const lookups = async (): Promise<string[]> => {
+    const chain = (await fake.list())?.chains.find((c) => c.name.startsWith('in_'));
+    return (chain?.rules ?? []).flatMap((r) => /@\S+_(\w+)/.exec(r)?.[1] ?? []);
+  };
+  assert.deepEqual(await lookups(), ['px4']);
+  for (const ip of ['10.1.0.8', '10.1.0.6']) {
+    const report = await dataplane.apply({ added: [peer(ip)], removed: [] });
+    assert.equal(report.operations, 1, `peer ${ip} in: one element, its neighbours untouched`);
+  }
+  assert.equal((await dataplane.apply({ added: [], removed: [peer('10.1.0.7')] })).operations, 1, 'peer out: one element');
+  // A CIDR fills the interval set: its element and its lookup rule, in one transaction.
+  await dataplane.apply({ added: [peer('10.2.0.0/16')], removed: [] });
+  assert.deepEqual(await lookups(), ['px4', 'pp4']);
+  await dataplane.apply({ added: [], removed: [peer('10.1.0.8'), peer('10.1.0.6')] });
+  assert.deepEqual(await lookups(), ['pp4']);
+  const rebuilt = [...(await fake.list())?.sets.filter((x) => x.name.endsWith('_pp4')) ?? []];
+  assert.deepEqual(rebuilt.map((x) => x.elements.map((e) => e.key.join(' . '))), [['10.2.0.0/16 . tcp . 80']]);
+  assert.equal((await dataplane.reconcile()).operations, 0);
+});
+
 /** The dataplane calls a case makes on one node: a full sync of the first state, then one apply per event. */
 function* caseCalls(c: ConformanceCase, node: string, dualStack: boolean): Generator<{ call: (d: Dataplane) => Promise<unknown>; compiler: NodeCompiler; step: number }> {
   const cluster = baseCluster({ dualStack });

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterEvent, ObjectKind, ObjectRef } from '../../api';
-import { AgentError, InvalidObjectError, errorMessage, formatRef } from '../../errors';
+import { AgentError, InvalidObjectError, errorMessage } from '../../errors';
 import { ApiRequestError, asStatus } from './api-client';
 import type { ApiClient, Json, WatchEvent } from './api-client';
 import { Backoff } from './backoff';
@@ -168,7 +168,7 @@ export class Reflector {
           if (watching) this.out.metrics?.watchRestarted(this.spec.kind, silent ? 'silent' : 'error');
           const verb = this.needList && !this.streamingList ? 'list' : 'watch';
           const message = `Kubernetes source: ${this.describe(err, verb)}; retrying in ${(delayMs / 1000).toFixed(1)} s, the last known state stays enforced`;
-          this.out.logger?.warn({ kind: this.spec.kind, err: errorMessage(err), retryInMs: delayMs }, message);
+          // Logged once, by the sink (the agent logs every problem with its cause).
           this.out.problem(message, err);
         }
       }
@@ -367,7 +367,6 @@ export class Reflector {
       event = this.spec.upsert(raw);
     } catch (err) {
       const ref = err instanceof InvalidObjectError ? err.ref : id.ref;
-      this.out.logger?.warn({ kind: this.spec.kind, object: formatRef(ref), err: errorMessage(err) }, 'object rejected');
       return {
         known: { resourceVersion: id.resourceVersion, digest: `!${id.resourceVersion}` },
         event: null,
