@@ -99,6 +99,15 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /service\/nginx exposed/);
     record(['get', 'svc,pod'], await cluster.kubectl(['get', 'svc,pod']));
+    // kube-proxy programs the new Service a moment later (seconds on a loaded machine); a wget before
+    // that times out, with no policy anywhere. Wait until its table has the Service address and the
+    // nginx pod as its endpoint.
+    const clusterIp = (await cluster.kubectlOk(['get', 'service', 'nginx', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const endpoint = await podIp(cluster, 'default', '-l app=nginx');
+    await waitFor(async () => {
+      const table = (await cluster.inNetns('nft', ['list', 'table', 'ip', 'kube-proxy'])).stdout;
+      return table.includes(clusterIp) && table.includes(`${endpoint}:80`);
+    }, 60_000, `kube-proxy never programmed the Service ${clusterIp} -> ${endpoint}:80`);
   });
 
   test('busybox reaches the nginx Service by name (CoreDNS, kube-proxy): "remote file exists"', async () => {
