@@ -4,8 +4,8 @@
 //   API_TIER=1 node --test build/test/e2e/api/faults.api-test.js   (root; `npm run test:api`)
 // Bounds: NORMAL_BOUND_MS for a change made while everything runs; OUTAGE_BOUND_MS for a change made
 // while an agent's watches are down or failing (the source's restart backoff is capped at 30 s, times a
-// jitter of up to 1.5); STALL_BOUND_MS for a change made while the watch is stalled (the watchdog's
-// 150 s silence timeout, which `run` does not expose, plus the outage bound).
+// jitter of up to 1.5); STALL_BOUND_MS for a change made while the watch is stalled (the agents'
+// --watch-silence-timeout, above the API server's bookmark period of about a minute, plus the outage bound).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,8 @@ const SKIP = process.env['API_TIER'] !== '1' ? 'set API_TIER=1 (npm run test:api
 const NORMAL_BOUND_MS = 5_000;
 const OUTAGE_BOUND_MS = 45_000;
 const RESYNC_MS = 5_000;
-const STALL_BOUND_MS = 150_000 + OUTAGE_BOUND_MS;
+const WATCH_SILENCE_TIMEOUT_S = 75;
+const STALL_BOUND_MS = WATCH_SILENCE_TIMEOUT_S * 1000 + OUTAGE_BOUND_MS;
 const PROBE_TIMEOUT_MS = 500;
 const NS = 'fault';
 const STALL_PORT = 16443;
@@ -104,7 +105,7 @@ function startStallRelay(): Promise<ChildProcess> {
 describe('faults through the real API server (2 sandbox nodes, 2 agents, a probe loop throughout)', { skip: SKIP, concurrency: 1 }, () => {
   let stallRelay: ChildProcess | null = null;
   before(async () => {
-    tier = await Tier.start({ nodes: ['node-1', 'node-2'], resyncPeriod: `${RESYNC_MS / 1000}s`, onLog: (l) => console.log(`# ${l}`) });
+    tier = await Tier.start({ nodes: ['node-1', 'node-2'], resyncPeriod: `${RESYNC_MS / 1000}s`, watchSilenceTimeout: `${WATCH_SILENCE_TIMEOUT_S}s`, onLog: (l) => console.log(`# ${l}`) });
     await tier.kube.create(pathOf('Namespace'), { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     for (const p of pods) {
       await tier.kube.create(pathOf('Pod', NS), {
@@ -262,7 +263,7 @@ describe('faults through the real API server (2 sandbox nodes, 2 agents, a probe
     return `reported: "${report.reason.slice(0, 160)}"`;
   });
 
-  fault('the ClusterRoleBinding removed: a clear error in the logs and /rules, the last state stays enforced, recovery once it is back', async () => {
+  fault('the ClusterRoleBinding removed: a clear error in the logs, /rules and /readyz, the last state stays enforced, recovery once it is back', async () => {
     const binding = tier.rbacObject('ClusterRoleBinding');
     await tier.kube.delete(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${binding.metadata.name}`);
     // Open watches outlive the permission; closing node-2's connections makes its agent list again.
@@ -274,13 +275,18 @@ describe('faults through the real API server (2 sandbox nodes, 2 agents, a probe
     }, OUTAGE_BOUND_MS);
     assert.match(message, /Grant the agent's ServiceAccount/);
     assert.match(tier.agent('node-2').log, /403 Forbidden/);
-    const readyz = await tier.agentGet('node-2', '/readyz');
-    await new Promise((r) => setTimeout(r, 3000)); // a few more probe rounds without permission
+    // Past the agent's grace period (10 s) for a failing source, /readyz says why it is not ready.
+    const readyz = await waitUntil('node-2 not ready', async () => {
+      const r = await tier.agentGet('node-2', '/readyz');
+      return r.status === 503 ? r : null;
+    }, 30_000);
+    assert.match(readyz.body, /^not ready: the cluster source fails since \S+: Kubernetes source: cannot (list|watch) \S+ .*403 Forbidden/);
     // The permission back: the source's retries succeed and a change is enforced again.
     await tier.kube.create('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', binding);
     await tier.kube.replace(`${pathOf('NetworkPolicy', NS)}/s2-in`, { ...policy('s2-in', 'server-2', ['a', 'c']), metadata: { name: 's2-in', namespace: NS, resourceVersion: (await tier.kube.get(`${pathOf('NetworkPolicy', NS)}/s2-in`)).metadata.resourceVersion } });
     expect(OUTAGE_BOUND_MS, ['client-a', 'server-2', true]);
     const ms = await loop.waitSeen('client-a->server-2', true, OUTAGE_BOUND_MS);
+    await waitUntil('node-2 ready again', async () => ((await tier.agentGet('node-2', '/readyz')).status === 200 ? true : null), OUTAGE_BOUND_MS);
     return `/rules lastError: "${message.slice(0, 200)}"; /readyz answered ${readyz.status} "${readyz.body.trim()}"; with the binding back, a change was enforced ${ms} ms after the write`;
   });
 });

@@ -29,6 +29,8 @@ export interface TierOptions {
   nodes: string[];
   /** The agents' --resync-period. */
   resyncPeriod: string;
+  /** The agents' --watch-silence-timeout (default: the agent's). */
+  watchSilenceTimeout?: string;
   onLog?: (line: string) => void;
 }
 
@@ -168,7 +170,7 @@ export class Tier {
   }
 
   startAgent(node: string, kubeconfig = this.saKubeconfig): AgentProcess {
-    const args = ['netns', 'exec', this.sandbox.nodeNetnsName(node), process.execPath, MAIN, 'run', '--kubeconfig', kubeconfig, '--node-name', node, '--listen', AGENT_LISTEN, '--resync-period', this.options.resyncPeriod];
+    const args = ['netns', 'exec', this.sandbox.nodeNetnsName(node), process.execPath, MAIN, 'run', '--kubeconfig', kubeconfig, '--node-name', node, '--listen', AGENT_LISTEN, '--resync-period', this.options.resyncPeriod, ...(this.options.watchSilenceTimeout !== undefined ? ['--watch-silence-timeout', this.options.watchSilenceTimeout] : [])];
     const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     if (child.pid !== undefined) emergency.pids.add(child.pid);
     const agent: AgentProcess = {
