@@ -8,8 +8,8 @@
 //    reference cluster (100,000 pods), routed sandbox, with (a) no nftables table, (b) that node's
 //    table with no policy selecting the server ("conntrack only": established accept + vmap dispatch,
 //    server not isolated), (c) the same table plus 50 policies that select the server (every new
-//    connection walks its group chain), and alternative layouts of the server's group chain made by
-//    editing table (c). Every round measures every other configuration once (order rotated), each
+//    connection walks its group chain), and an alternative layout (the conntrack check in the group
+//    chains) made by editing table (c). Every round measures every other configuration once (order rotated), each
 //    between two measurements of (b); its ratio to the mean of those two, median and spread over the
 //    rounds, is the result. Consecutive (b)/(b) ratios give the method's noise floor.
 //    Load: bench/tools/connrate.c (compiled at run time) as client, and as an accept-and-close
@@ -28,13 +28,9 @@ import type { ClusterEvent, NamespaceState, PodState, PolicyPeer, PolicyRule, Po
 import { NodeCompiler } from '../src/compiler';
 import { Dataplane, DEFAULT_TABLE } from '../src/dataplane';
 import type { SyncReport } from '../src/dataplane';
-import { flattenAllowSpans } from '../src/dataplane/flatten';
-import type { FlatAllowSet } from '../src/dataplane/flatten';
-import { addGroupView, staticChains } from '../src/dataplane/layout';
-import type { DesiredView } from '../src/dataplane/layout';
+import { staticChains } from '../src/dataplane/layout';
 import { KernelNftBackend } from '../src/dataplane/nft';
 import type { NftBackend, TableSnapshot, Transaction } from '../src/dataplane/nft';
-import { RuleState } from '../src/ruletable';
 import { Sandbox } from '../src/sandbox';
 import { NftContext } from 'nftables-napi';
 import { singleElementLatency } from './addon-apply';
@@ -50,7 +46,7 @@ const env = (name: string, dflt: number): number => {
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
-function isRoot(): boolean {
+export function isRoot(): boolean {
   return typeof process.getuid !== 'function' || process.getuid() === 0;
 }
 
@@ -60,7 +56,7 @@ const CONNRATE_SRC = resolve(__dirname, '../../bench/tools/connrate.c');
 const CONNRATE_BIN = resolve(__dirname, 'tools/connrate');
 
 /** Compiles connrate.c into build/bench/tools/ when missing or stale; null (with the reason printed) if it cannot. */
-function buildConnrate(): string | null {
+export function buildConnrate(): string | null {
   try {
     if (existsSync(CONNRATE_BIN) && statSync(CONNRATE_BIN).mtimeMs >= statSync(CONNRATE_SRC).mtimeMs) return CONNRATE_BIN;
     mkdirSync(dirname(CONNRATE_BIN), { recursive: true });
@@ -147,10 +143,10 @@ function snapshotCounts(s: TableSnapshot | null): { chains: number; rules: numbe
 
 // ------------------------------------------------------------------------------------------ 1. packets
 
-const SERVER = { namespace: 'bench', name: 'server', ip: '10.250.0.10' };
-const CLIENT = { namespace: 'bench-client', name: 'client', ip: '10.250.0.20' };
+export const SERVER = { namespace: 'bench', name: 'server', ip: '10.250.0.10' };
+export const CLIENT = { namespace: 'bench-client', name: 'client', ip: '10.250.0.20' };
 /** The C accept-and-close server's port: declared by the server pod (container port "bench"). */
-const BENCH_PORT = 7000;
+export const BENCH_PORT = 7000;
 /** The sandbox helper's port (Node): the fallback server. */
 const HELPER_PORT = 8080;
 /** Declared by the server but allowed to nobody the client is: the isolation check. */
@@ -201,7 +197,7 @@ function serverPolicies(): PolicyState[] {
   });
 }
 
-interface PacketCluster {
+export interface PacketCluster {
   readonly node: string;
   readonly events: ClusterEvent[];
   readonly serverPolicies: PolicyState[];
@@ -211,7 +207,7 @@ interface PacketCluster {
 }
 
 /** The reference cluster (100,000 pods) plus the bench's server and client on its busiest node. */
-function packetCluster(): PacketCluster {
+export function packetCluster(): PacketCluster {
   const { cluster: c, node } = referenceCluster();
   const others = c.nodes.filter((n) => n !== node);
   const ns = (name: string, extra: Record<string, string>): NamespaceState => ({ name, labels: { 'kubernetes.io/metadata.name': name, env: 'prod', ...extra } });
@@ -246,7 +242,7 @@ function packetCluster(): PacketCluster {
   };
 }
 
-function compile(node: string, events: readonly ClusterEvent[]): { compiler: NodeCompiler; ms: number } {
+export function compile(node: string, events: readonly ClusterEvent[]): { compiler: NodeCompiler; ms: number } {
   const compiler = new NodeCompiler(node);
   const t0 = nowMs();
   for (const e of events) compiler.apply(e);
@@ -257,57 +253,18 @@ function compile(node: string, events: readonly ClusterEvent[]): { compiler: Nod
  * What is measured: (a), (b), (c) as the product programs them, and alternative layouts of the
  * server's group chain, made by editing table (c) in place (the rest of the table stays as is).
  */
-type Config = 'a' | 'b' | 'c' | 'c-nonempty' | 'c-exact-hash' | 'c-ct-in-group';
+type Config = 'a' | 'b' | 'c' | 'c-ct-in-group';
 const CONFIG_NAMES: Record<Config, string> = {
   a: '(a) no nftables table',
   b: '(b) our table, server not isolated (conntrack only)',
-  c: '(c) our table, 50 policies select the server (product layout)',
-  'c-nonempty': '(c) alt: lookups only of non-empty sets',
-  'c-exact-hash': '(c) alt: exact addr.proto.port in a hash set, looked up first; ranges/CIDRs in an interval set',
+  c: '(c) our table, 50 policies select the server (product layout: exact keys in hash sets, lookups of non-empty sets only)',
   'c-ct-in-group': '(c) alt: ct state check at the top of group chains, not of the forward chain',
 };
 const PRODUCT_CONFIGS: readonly Config[] = ['a', 'b', 'c'];
-const LAYOUT_ALTERNATIVES: readonly Config[] = ['c-nonempty', 'c-exact-hash', 'c-ct-in-group'];
-
-/** One address, one protocol, one port: an element a plain hash set can hold. */
-function isExactKey(key: readonly string[]): boolean {
-  return key.every((part) => !part.includes('/') && !part.includes('-'));
-}
-
-/** `add element` lines, 1000 elements each. */
-function elementLines(table: string, set: string, keys: readonly (readonly string[])[]): string[] {
-  const lines: string[] = [];
-  for (let i = 0; i < keys.length; i += 1000) lines.push(`add element inet ${table} ${set} { ${keys.slice(i, i + 1000).map((k) => k.join(' . ')).join(', ')} }`);
-  return lines;
-}
+const LAYOUT_ALTERNATIVES: readonly Config[] = ['c-ct-in-group'];
 
 /** nft batches that turn table (c) into each alternative layout, for the server's group chain `group`. */
-function layoutEdits(table: string, group: string, flat: FlatAllowSet): Record<Exclude<Config, 'a' | 'b' | 'c'>, string> {
-  const view: DesiredView = { chains: new Map(), sets: new Map() };
-  addGroupView(view, group, 'ingress', flat);
-  const productRules = view.chains.get(group)?.rules.map((r) => r.text) ?? [];
-  const setOf = (rule: string): string | null => /@(\S+)/.exec(rule)?.[1] ?? null;
-  const nonEmpty = (rule: string): boolean => {
-    const set = setOf(rule);
-    return set === null || (view.sets.get(set)?.elements.size ?? 0) > 0;
-  };
-  const chain = (rules: readonly string[]): string[] => [`flush chain inet ${table} ${group}`, ...rules.map((r) => `add rule inet ${table} ${group} ${r}`)];
-  const exact = flat.peerPorts[4].filter(isExactKey);
-  const ranged = flat.peerPorts[4].filter((k) => !isExactKey(k));
-  const pp4 = `${group}_pp4`;
-  const type = 'ipv4_addr . inet_proto . inet_service';
-  const match = 'ip saddr . meta l4proto . th dport';
-  const exactHash = [
-    `add set inet ${table} ${group}_x4 { type ${type}; }`,
-    ...elementLines(table, `${group}_x4`, exact),
-    `add set inet ${table} ${group}_r4 { type ${type}; flags interval; }`,
-    ...elementLines(table, `${group}_r4`, ranged),
-    ...chain([
-      `${match} @${group}_x4 accept`,
-      ...(ranged.length > 0 ? [`${match} @${group}_r4 accept`] : []),
-      ...productRules.filter((r) => setOf(r) !== pp4 && nonEmpty(r)),
-    ]),
-  ];
+function layoutEdits(table: string, group: string): Record<Exclude<Config, 'a' | 'b' | 'c'>, string> {
   const forward = staticChains().get('forward')?.rules.map((r) => r.text) ?? [];
   const ct = 'ct state established,related accept';
   const ctInGroup = [
@@ -315,27 +272,23 @@ function layoutEdits(table: string, group: string, flat: FlatAllowSet): Record<E
     ...forward.filter((r) => r !== ct).map((r) => `add rule inet ${table} forward ${r}`),
     `insert rule inet ${table} ${group} ${ct}`,
   ];
-  return {
-    'c-nonempty': `${chain(productRules.filter(nonEmpty)).join('\n')}\n`,
-    'c-exact-hash': `${exactHash.join('\n')}\n`,
-    'c-ct-in-group': `${ctInGroup.join('\n')}\n`,
-  };
+  return { 'c-ct-in-group': `${ctInGroup.join('\n')}\n` };
 }
 
-interface RunResult {
+export interface RunResult {
   connections: number;
   errors: number;
   seconds: number;
   firstError: string;
 }
 
-function parseClient(out: string): RunResult | null {
+export function parseClient(out: string): RunResult | null {
   const m = /connections=(\d+) errors=(\d+) seconds=([\d.]+) first_error=(.*)/.exec(out);
   return m === null ? null : { connections: Number(m[1]), errors: Number(m[2]), seconds: Number(m[3]), firstError: (m[4] ?? '').trim() };
 }
 
 /** Starts the C server in the server pod's netns; resolves once it listens. */
-function startServer(sandbox: Sandbox, bin: string): Promise<ChildProcess> {
+export function startServer(sandbox: Sandbox, bin: string): Promise<ChildProcess> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn('ip', ['netns', 'exec', sandbox.podNetnsName(`${SERVER.namespace}/${SERVER.name}`), bin, 'server', String(BENCH_PORT), '3600'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -377,7 +330,6 @@ export async function runPacketBenchmark(): Promise<void> {
   const genMs = nowMs() - t0;
   const serverKey = `${SERVER.namespace}/${SERVER.name}`;
   const clientKey = `${CLIENT.namespace}/${CLIENT.name}`;
-  const serverFlat = flattenAllowSpans(RuleState.of(elementsC).spans(serverKey, 'ingress'));
 
   const bin = buildConnrate();
   // The sandbox holds only the two pods; the compiler saw the whole cluster. The helper serves 8080;
@@ -460,11 +412,9 @@ export async function runPacketBenchmark(): Promise<void> {
     if (group === null) throw new Error(`server ${SERVER.ip} is not in ingress_v4: not isolated in (c)`);
     const sets = snap?.sets.filter((x) => x.name.startsWith(`${group}_`)).map((x) => `${x.name.slice(group.length)} ${x.elements.length}`);
     console.log(`  (c) server -> ${group}: ${snap?.chains.find((ch) => ch.name === group)?.rules.length ?? 0} rules; set elements ${sets?.join(', ')}`);
-    const exactCount = serverFlat.peerPorts[4].filter(isExactKey).length;
-    console.log(`  (c) pp4: ${fmt(exactCount)} exact (address . protocol . port) elements, ${fmt(serverFlat.peerPorts[4].length - exactCount)} with a CIDR or a port range`);
     const chainText = await sandbox.exec(`node:${BENCH_NODE}`, ['nft', 'list', 'chain', 'inet', DEFAULT_TABLE, group], 10_000);
     console.log(`  (c) nft list chain inet ${DEFAULT_TABLE} ${group}:\n${chainText.stdout.split('\n').filter((l) => /^\t\t/.test(l)).map((l) => `      ${l.trim()}`).join('\n')}`);
-    edits = layoutEdits(DEFAULT_TABLE, group, serverFlat);
+    edits = layoutEdits(DEFAULT_TABLE, group);
 
     // Every configuration must let the client in on `port`; (c) and its alternatives must drop DENIED_PORT.
     const isolation = new Map<Config, string>();
@@ -691,17 +641,20 @@ export async function runProgrammingBenchmark(): Promise<void> {
         fmtMs(median(xs.map((x) => x.nftMs))),
         fmtMs(median(xs.map((x) => x.applyMs - x.nftMs))),
         fmtMs(median(xs.map((x) => x.compileMs))),
-        `${median(xs.map((x) => x.deltaSize))} / ${median(xs.map((x) => x.ops))}`,
+        `${median(xs.map((x) => x.deltaSize))} / ${median(xs.map((x) => x.ops))} (max ${Math.max(...xs.map((x) => x.deltaSize))} / ${Math.max(...xs.map((x) => x.ops))})`,
       ];
     });
     for (const [via, r] of [['runSync', rawSync], ['run()', rawAsync]] as const) {
       const a = summarize(r.add);
       rows.push([`raw addon: one element add, one-field hash set, empty table (${via})`, String(a.n), fmtMs(a.median), fmtMs(a.p99), spread(r.add), '', '', '', '1 / 1']);
     }
-    // The same one-element operation in the kind of set the product writes: the largest concatenated
-    // interval set (address . protocol . port) of the populated table, with an element no rule uses.
-    const largest = (await rec.list())?.sets.filter((x) => x.name.endsWith('_pp4')).sort((x, y) => y.elements.length - x.elements.length)[0];
-    if (largest !== undefined) {
+    // The same one-element operation in the kinds of set the product writes, in the populated table:
+    // the largest hash set of exact keys and the largest interval set (address . protocol . port),
+    // with an element no rule uses.
+    const listed = (await rec.list())?.sets ?? [];
+    for (const [suffix, kind] of [['_px4', 'hash'], ['_pp4', 'interval']] as const) {
+      const largest = listed.filter((x) => x.name.endsWith(suffix)).sort((x, y) => y.elements.length - x.elements.length)[0];
+      if (largest === undefined) continue;
       const inSet = new NftContext({ netns: `/run/netns/${netns}` });
       const add: number[] = [];
       const del: number[] = [];
@@ -720,11 +673,11 @@ export async function runProgrammingBenchmark(): Promise<void> {
       }
       for (const [what, xs] of [['add', add], ['delete', del]] as const) {
         const a = summarize(xs);
-        rows.push([`raw addon: one element ${what}, largest addr.proto.port interval set (${fmt(largest.elements.length)} elements), populated table (runSync)`, String(a.n), fmtMs(a.median), fmtMs(a.p99), spread(xs), '', '', '', '1 / 1']);
+        rows.push([`raw addon: one element ${what}, largest addr.proto.port ${kind} set (${fmt(largest.elements.length)} elements), populated table (runSync)`, String(a.n), fmtMs(a.median), fmtMs(a.p99), spread(xs), '', '', '', '1 / 1']);
       }
     }
     console.log(`single update on the product path: compiler delta -> Dataplane.apply -> nft run() (async), table of ${fmt(elements.length)} rule-table elements on ${node}; ${emptyDeltas} events gave an empty delta (not timed)`);
-    printTable(['update', 'samples', 'apply median', 'apply p99', 'apply min..max', 'nft run median', 'JS median', 'compile median', 'delta elements / nft ops median'], rows);
+    printTable(['update', 'samples', 'apply median', 'apply p99', 'apply min..max', 'nft run median', 'JS median', 'compile median', 'delta elements / nft ops median (max)'], rows);
     const after = await timed(rec, () => new Dataplane(rec).sync(compiler.elements()));
     console.log(`after the updates, a fresh sync of the compiler's elements writes ${after.report.operations} operations (0: the incremental path left the kernel exactly as a full sync would)\n`);
   } finally {

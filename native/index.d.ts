@@ -81,3 +81,36 @@ export function liveContexts(): number;
  * queueings fail as if Node-API had refused them (for tests of those failure paths).
  */
 export function injectFailures(create: number, queue: number): void;
+
+/** One packet of an nfnetlink_log group, as NflogReader parses it (nflog.c). */
+export interface NflogRecord {
+  /** The log statement's prefix. */
+  readonly prefix: string;
+  /** 4 or 6; 0 when the payload was not IP (no addresses then). */
+  readonly family: 0 | 4 | 6;
+  /** IP protocol number (6 TCP, 17 UDP, 132 SCTP, ...). */
+  readonly protocol: number;
+  readonly saddr?: string;
+  readonly daddr?: string;
+  /** -1 when the protocol has no ports or the packet is a later fragment. */
+  readonly sport: number;
+  readonly dport: number;
+  /** Interface indexes (0: none). */
+  readonly indev: number;
+  readonly outdev: number;
+  /** IP total length. */
+  readonly length: number;
+}
+
+/**
+ * Reads an nfnetlink_log group on a native thread, in the network namespace `netns`
+ * (default: the process's), and calls `onRecords` on the JS thread with each batch and
+ * the number of packets lost since the previous call (socket overrun, JS behind).
+ * @throws Error with code 'NFLOG' and errno (EPERM: another socket of that namespace reads the group).
+ */
+export class NflogReader {
+  constructor(options: { group: number; netns?: string }, onRecords: (records: NflogRecord[], lost: number) => void);
+  readonly group: number;
+  /** Stops the thread and closes the socket. Idempotent. */
+  close(): void;
+}

@@ -90,6 +90,8 @@ export interface PolicyState {
   readonly egressIsolation: boolean;
   readonly ingress: readonly PolicyRule[];
   readonly egress: readonly PolicyRule[];
+  /** 'audit' (annotation netpol-agent.io/enforcement: audit): evaluated and logged, not enforced. Absent: enforced. */
+  readonly enforcement?: 'audit';
 }
 
 export type ClusterEvent =
@@ -215,6 +217,11 @@ export interface SourceSink {
   synced(): void;
   /** A problem with the source itself (a watch failed, a file does not parse). The last state stays. */
   problem(message: string, cause?: unknown): void;
+  /**
+   * The source reads again after problems: every read that failed has since succeeded (a list
+   * completed, a watch delivered). Sources whose problems do not persist need not call it.
+   */
+  recovered?(): void;
 }
 
 export interface ClusterSource {

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "nftctx.h"
+#include "nflog.h"
 
 typedef struct job job;
 
@@ -537,6 +538,8 @@ static napi_value init(napi_env env, napi_value exports)
 	CHECK(env, napi_set_named_property(env, exports, "liveContexts", fn));
 	CHECK(env, napi_create_function(env, "injectFailures", NAPI_AUTO_LENGTH, inject_failures, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "injectFailures", fn));
+	if (nflog_register(env, exports) != 0)
+		return NULL;
 	return exports;
 }
 

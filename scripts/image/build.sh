@@ -45,6 +45,10 @@ fi
 if [ -z "$state" ]; then
   state="$(bash "$here/dockerd.sh" start)"
   trap 'bash "$here/dockerd.sh" stop "$state"' EXIT
+  # A Ctrl-C (or SIGTERM) exits through the EXIT trap: without a trap of its own, bash dies of the signal
+  # its foreground child died of, and the daemon would outlive the build.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 fi
 docker=(/usr/bin/docker -H "unix://$state/docker.sock")
 

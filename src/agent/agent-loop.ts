@@ -43,6 +43,11 @@ export interface AgentLoopOptions {
   readonly maxBatchMs?: number;
   /** First delay before a full reconcile after a failed transaction (default 1,000 ms). */
   readonly retryMs?: number;
+  /**
+   * How long the source may fail before readiness says so (default 10 s): a reset connection or a
+   * restarted API server is retried within seconds, and readiness should not flap for those.
+   */
+  readonly sourceFailureGraceMs?: number;
   /** Called after each committed transaction (benchmarks and tests observe the loop through it). */
   readonly onCommitted?: (commit: CommitInfo) => void;
 }
@@ -79,6 +84,8 @@ export interface SyncStatus {
   readonly generation: number;
   readonly pendingEvents: number;
   readonly lastError: { readonly message: string; readonly at: string } | null;
+  /** The source fails to read the cluster (API server unreachable, RBAC), since `since`; null when it reads. */
+  readonly sourceProblem: { readonly message: string; readonly since: string } | null;
 }
 
 interface Received {
@@ -137,6 +144,7 @@ export class AgentLoop implements SourceSink {
   private lastFullSync: Date | null = null;
   private lastChange: Date | null = null;
   private lastError: { message: string; at: Date } | null = null;
+  private sourceProblem: { message: string; since: Date } | null = null;
   private lastTransactionOk = false;
 
   constructor(private readonly options: AgentLoopOptions) {
@@ -202,8 +210,18 @@ export class AgentLoop implements SourceSink {
 
   problem(message: string, cause?: unknown): void {
     this.metrics.error('source');
-    this.lastError = { message, at: new Date() };
-    this.log.error({ err: cause }, message);
+    const now = new Date();
+    this.lastError = { message, at: now };
+    this.sourceProblem = { message, since: this.sourceProblem?.since ?? now };
+    // The message names the object and what to do; the cause's stack helps only a developer.
+    this.log.error(message);
+    if (cause !== undefined) this.log.debug({ err: cause }, `cause: ${errorMessage(cause)}`);
+  }
+
+  recovered(): void {
+    if (this.sourceProblem === null) return;
+    this.log.info({ failingSinceMs: Date.now() - this.sourceProblem.since.getTime() }, 'the source reads the cluster again');
+    this.sourceProblem = null;
   }
 
   // --- control ----------------------------------------------------------------------------------
@@ -248,12 +266,21 @@ export class AgentLoop implements SourceSink {
       generation: this.generation,
       pendingEvents: this.pendingEvents(),
       lastError: this.lastError === null ? null : { message: this.lastError.message, at: this.lastError.at.toISOString() },
+      sourceProblem: this.sourceProblem === null ? null : { message: this.sourceProblem.message, since: this.sourceProblem.since.toISOString() },
     };
   }
 
-  /** Synced, reconciled at least once, and the last transaction succeeded. */
+  /**
+   * Synced, reconciled at least once, the last transaction succeeded, and the source has not been
+   * failing for longer than the grace period (the kernel keeps enforcing the last state either way).
+   */
   ready(): boolean {
-    return this.isSynced && this.lastFullSync !== null && this.lastTransactionOk;
+    return this.isSynced && this.lastFullSync !== null && this.lastTransactionOk && !this.sourceFailing();
+  }
+
+  /** The source has failed for longer than the grace period. */
+  sourceFailing(): boolean {
+    return this.sourceProblem !== null && Date.now() - this.sourceProblem.since.getTime() >= (this.options.sourceFailureGraceMs ?? 10_000);
   }
 
   policy(key: string): PolicyState | undefined {

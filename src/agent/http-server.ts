@@ -7,11 +7,14 @@ import { errorMessage } from '../errors';
 import type { AgentMetrics } from './metrics';
 import { buildRulesReport, formatRulesText } from './rules-report';
 import type { RulesQuery, RulesSource } from './rules-report';
+import type { Observability } from './observability';
 
 export interface AgentServerOptions {
-  readonly rules: RulesSource & { ready(): boolean };
+  readonly rules: RulesSource & { ready(): boolean; sourceFailing(): boolean };
   readonly metrics: AgentMetrics;
   readonly logger: Logger;
+  /** Kernel counters in /rules, and the endpoints it serves (/drops, /explain). */
+  readonly observability?: Observability;
 }
 
 /** "host:port"; a bare port means loopback. IPv6 hosts in brackets ("[::1]:9977"). */
@@ -76,7 +79,12 @@ export class AgentServer {
       case '/readyz': {
         const s = rules.status();
         if (rules.ready()) return send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
-        const why = !s.synced ? 'waiting for the first complete listing of the cluster' : s.lastError !== null ? `last transaction failed: ${s.lastError.message}` : 'first reconcile of the kernel table in progress';
+        // Before the first listing, the last error is why it is late (an unreachable API server, RBAC).
+        const why = !s.synced
+          ? `waiting for the first complete listing of the cluster${s.lastError !== null ? `; last error: ${s.lastError.message}` : ''}`
+          : s.sourceProblem !== null && rules.sourceFailing()
+            ? `the cluster source fails since ${s.sourceProblem.since}: ${s.sourceProblem.message}`
+            : s.lastError !== null ? `last transaction failed: ${s.lastError.message}` : 'first reconcile of the kernel table in progress';
         return send(res, 503, 'text/plain; charset=utf-8', `not ready: ${why}\n`);
       }
       case '/metrics':
@@ -87,12 +95,14 @@ export class AgentServer {
           ...(url.searchParams.has('policy') ? { policy: url.searchParams.get('policy') ?? '' } : {}),
           verbose: ['1', 'true'].includes(url.searchParams.get('verbose') ?? ''),
         };
-        const report = buildRulesReport(rules, query);
+        const built = buildRulesReport(rules, query);
+        const report = this.options.observability === undefined ? built : await this.options.observability.decorateRules(built);
         if (wantsText(req, url)) return send(res, 200, 'text/plain; charset=utf-8', formatRulesText(report));
         return send(res, 200, 'application/json', `${JSON.stringify(report, null, 2)}\n`);
       }
       default:
-        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /rules, /healthz, /readyz, /metrics\n');
+        if (this.options.observability !== undefined && (await this.options.observability.handle(url, res, send))) return;
+        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /rules, /drops, /explain, /healthz, /readyz, /metrics\n');
     }
   }
 }

@@ -1,4 +1,4 @@
-export { startAgent, removeTable } from './agent';
+export { startAgent, removeTable, auditTableName, DEFAULT_DROP_LOGGING } from './agent';
 export type { AgentOptions, RunningAgent } from './agent';
 export { AgentLoop } from './agent-loop';
 export type { AgentLoopOptions, CommitInfo, LoopDataplane, NotEnforceable, RejectedObject, SyncStatus } from './agent-loop';

@@ -5,6 +5,8 @@ import type { Direction, LabelRequirement, PeerMatch, PolicyPeer, PolicyState, P
 import { DIRECTIONS } from '../api';
 import { buildRuleTable, portMatchText } from '../ruletable';
 import type { NotEnforceable, RejectedObject, SyncStatus } from './agent-loop';
+import type { DirectionCounters } from '../observe/counters';
+import { COUNTER_GRANULARITY, formatDirectionCounters } from '../observe/counters';
 
 /** What the report is built from (AgentLoop provides it). */
 export interface RulesSource {
@@ -52,6 +54,8 @@ export interface DirectionReport {
   /** The group chain and its sets; null when the pod is not isolated in this direction. */
   readonly nftables: { readonly chain: string; readonly sets: readonly string[] } | null;
   readonly rules: readonly RuleReport[];
+  /** The kernel counters of its group chain (added when the agent serves /rules). */
+  readonly counters?: DirectionCounters;
 }
 
 export interface PodReport {
@@ -72,6 +76,8 @@ export interface RulesReport {
     readonly enforcedAs: { readonly podSelector: string; readonly isolates: readonly Direction[]; readonly allows: 'nothing' };
   }[];
   readonly rejected: readonly RejectedObject[];
+  /** Policies in audit: evaluated and their would-be drops logged, not enforced (added by the agent). */
+  readonly audit?: readonly string[];
 }
 
 export function selectorText(s: Selector): string {
@@ -194,6 +200,7 @@ export function formatRulesText(r: RulesReport): string {
   out.push(`node ${r.node}  table inet ${r.table}`);
   out.push(`sync: ${s.ready ? 'ready' : s.synced ? 'synced, not ready' : 'waiting for the source'}  generation ${s.generation}  pending events ${s.pendingEvents}`);
   out.push(`      last full sync ${s.lastFullSync ?? 'never'}  last change ${s.lastChange ?? 'never'}`);
+  if (s.sourceProblem !== null) out.push(`      source failing since ${s.sourceProblem.since}: ${s.sourceProblem.message}`);
   if (s.lastError !== null) out.push(`      last error at ${s.lastError.at}: ${s.lastError.message}`);
   if (r.notEnforceable.length > 0) {
     out.push('', 'NOT ENFORCEABLE AS WRITTEN (enforced fail-closed):');
@@ -206,7 +213,9 @@ export function formatRulesText(r: RulesReport): string {
     out.push('', 'INVALID UPDATES (last good version kept):');
     for (const o of r.rejected) out.push(`  ${o.kind} ${o.object}: ${o.reason}`);
   }
+  if (r.audit !== undefined && r.audit.length > 0) out.push('', `IN AUDIT (evaluated and logged as "would drop", not enforced): ${r.audit.join(', ')}`);
   out.push('', `LOCAL PODS (${r.pods.length})`);
+  if (r.pods.some((p) => DIRECTIONS.some((d) => p[d].counters !== undefined))) out.push(`  counters: ${COUNTER_GRANULARITY}`);
   for (const p of r.pods) {
     out.push(`  ${p.pod}  ${p.ips.join(' ') || '(no address)'}`);
     for (const d of DIRECTIONS) {
@@ -217,6 +226,7 @@ export function formatRulesText(r: RulesReport): string {
       }
       const nft = dr.nftables === null ? 'not programmed (no address)' : `chain ${dr.nftables.chain}, sets ${dr.nftables.sets.join(' ')}`;
       out.push(`    ${d}: isolated by ${dr.isolatedBy.join(', ')}; ${nft}`);
+      if (dr.counters !== undefined) out.push(...formatDirectionCounters(dr.counters));
       if (dr.rules.length === 0) out.push('      no rule allows anything');
       for (const rule of dr.rules) {
         out.push(`      rule ${rule.rule}`);

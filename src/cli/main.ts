@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_TABLE } from '../dataplane';
-import { DEFAULT_CNI_SOCKET, removeTable, startAgent } from '../agent';
+import { DEFAULT_CNI_SOCKET, DEFAULT_DROP_LOGGING, auditTableName, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
 import { PLUGIN_TYPE, installPlugin, uninstallPlugin, waitForConf } from '../cni/install';
 import type { FailurePolicy } from '../cni/install';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
+import { ExplainError, compiledTables, explainConnection, formatExplanation } from '../observe/explain';
 import type { Topology } from '../sandbox';
 import { loadManifests } from '../source';
 
@@ -54,6 +55,9 @@ interface ProbeCliOptions {
   dataplane?: boolean;
   topology: Topology;
   timeout: number;
+  explain?: boolean;
+  from?: string;
+  to?: string;
 }
 
 function parseTimeout(text: string): number {
@@ -91,8 +95,26 @@ interface RunCliOptions {
   listen: string;
   logLevel: string;
   resyncPeriod: number;
+  watchSilenceTimeout: number;
   table: string;
   cniSocket?: string;
+  dropLog: boolean;
+  dropLogGroup: number;
+  dropLogRate: number;
+  dropLogWindow: number;
+  audit?: boolean;
+}
+
+function parseNflogGroup(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('an nflog group is an integer from 0 to 65535');
+  return n;
+}
+
+function parseRate(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new InvalidArgumentError('a rate is an integer from 1 to 100000 per second');
+  return n;
 }
 
 interface RulesCliOptions {
@@ -112,9 +134,15 @@ function addAgentCommands(program: Command): void {
     .option('--datastore-file <path>', 'read Namespaces, Pods and NetworkPolicies from this YAML file or directory (watched) instead of the API server')
     .option('--listen <host:port>', 'address of the HTTP endpoint (loopback by default)', DEFAULT_LISTEN)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
-    .option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)', parseDuration, parseDuration('5m'))
+    .addOption(new Option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)').argParser(parseDuration).default(parseDuration('5m'), '5m'))
+    .addOption(new Option('--watch-silence-timeout <duration>', 'restart a watch that delivered no event and no bookmark for this long (the API server sends a bookmark about every minute)').argParser(parseDuration).default(parseDuration('150s'), '150s'))
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
     .option('--cni-socket <path>', `unix socket of the chained CNI plugin netpol-agent-cni, which holds each pod's start until its rules are committed (off by default; the plugin's default is ${DEFAULT_CNI_SOCKET})`)
+    .option('--no-drop-log', 'do not log denied connections (no log rule in the group chains, no nflog reader)')
+    .option('--drop-log-group <n>', 'nfnetlink_log group the denied connections are sent to', parseNflogGroup, DEFAULT_DROP_LOGGING.group)
+    .option('--drop-log-rate <n>', 'most denied connections logged per second and group chain (the kernel drops the rest unlogged)', parseRate, DEFAULT_DROP_LOGGING.rate)
+    .option('--drop-log-window <duration>', 'identical denied connections within this window are logged as one line with a count', parseDuration, parseDuration('5s'))
+    .option('--audit', 'audit only: evaluate every policy and log what it would drop, enforce none (per policy: annotation netpol-agent.io/enforcement: audit)')
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
       const logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } });
@@ -123,7 +151,11 @@ function addAgentCommands(program: Command): void {
         table: opts.table,
         listen: opts.listen,
         resyncPeriodMs: opts.resyncPeriod,
+        watchSilenceTimeoutMs: opts.watchSilenceTimeout,
         logger,
+        dropLog: opts.dropLog ? { group: opts.dropLogGroup, rate: opts.dropLogRate, burst: 2 * opts.dropLogRate } : null,
+        dropWindowMs: opts.dropLogWindow,
+        audit: opts.audit === true,
         ...(opts.datastoreFile !== undefined ? { datastoreFile: opts.datastoreFile } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
         ...(opts.cniSocket !== undefined ? { cniSocket: opts.cniSocket } : {}),
@@ -164,8 +196,10 @@ function addAgentCommands(program: Command): void {
     .description('uninstall: delete the agent\'s nftables table and every rule it programmed (root)')
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
     .action(async (opts: { table: string }) => {
-      const existed = await removeTable(opts.table);
-      process.stdout.write(existed ? `deleted table inet ${opts.table}\n` : `no table inet ${opts.table}: nothing to delete\n`);
+      for (const table of [opts.table, auditTableName(opts.table)]) {
+        const existed = await removeTable(table);
+        if (existed || table === opts.table) process.stdout.write(existed ? `deleted table inet ${table}\n` : `no table inet ${table}: nothing to delete\n`);
+      }
     });
 }
 
@@ -232,8 +266,24 @@ export function buildProgram(): Command {
     .option('--dataplane', 'observe instead of compute: build the pods as network namespaces, program real nftables, send real packets (root)')
     .addOption(new Option('--topology <shape>', 'with --dataplane: how pods attach to their node').choices(['routed', 'bridged']).default('routed'))
     .option('--timeout <ms>', 'with --dataplane: how long a connection attempt waits before it counts as dropped', parseTimeout, 1000)
+    .option('--explain', 'one connection (--from, --to, --port, --protocol): allowed or denied, which policies and rules decide, and for a denial what the closest rules would need')
+    .option('--from <pod|ip>', 'with --explain: the source, namespace/name or an address')
+    .option('--to <pod|ip>', 'with --explain: the destination, namespace/name or an address')
     .action(async (opts: ProbeCliOptions) => {
       const objects = loadManifests(opts.file);
+      if (opts.explain === true) {
+        if (opts.from === undefined || opts.to === undefined || opts.port === undefined) throw new InvalidInputError('--explain', 'needs --from, --to and --port (and --protocol, default TCP)');
+        let explanation;
+        try {
+          const query = { from: opts.from, to: opts.to, port: opts.port, protocol: opts.protocol ?? 'TCP', ...(opts.family !== undefined ? { family: Number(opts.family) as IpFamily } : {}) };
+          explanation = explainConnection(objects, query, compiledTables(objects));
+        } catch (err) {
+          if (err instanceof ExplainError) throw new InvalidInputError('--explain', err.message);
+          throw err;
+        }
+        process.stdout.write(opts.output === 'json' ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
+        return;
+      }
       const filter = {
         ...(opts.port !== undefined ? { port: opts.port } : {}),
         ...(opts.protocol !== undefined ? { protocol: opts.protocol } : {}),
@@ -246,11 +296,12 @@ export function buildProgram(): Command {
     });
   program
     .command('demo')
-    .description('the Kubernetes docs walkthrough with real packets: nginx, busybox wget, and a policy that lets only access="true" pods in (root)')
+    .description('the Kubernetes docs walkthrough on the real agent (one `run` per node, in network namespaces) with real packets: nginx, busybox wget, and a policy that lets only access="true" pods in (root)')
     .option('-f, --file <path>', 'scenario manifests (default: the embedded access-nginx scenario)', collect)
     .addOption(new Option('--topology <shape>', 'how pods attach to their node').choices(['routed', 'bridged']).default('routed'))
-    .action(async (opts: { file?: string[]; topology: Topology }) => {
-      await runDemo({ files: opts.file ?? [DEFAULT_SCENARIO], topology: opts.topology, write: (line) => process.stdout.write(`${line}\n`) });
+    .option('--keep', 'leave the namespaces and the agents running after the walkthrough, to explore, until Ctrl-C')
+    .action(async (opts: { file?: string[]; topology: Topology; keep?: boolean }) => {
+      await runDemo({ files: opts.file ?? [DEFAULT_SCENARIO], topology: opts.topology, keep: opts.keep === true, write: (line) => process.stdout.write(`${line}\n`) });
     });
   return program;
 }

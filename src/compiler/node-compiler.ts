@@ -25,6 +25,7 @@ import type { ClusterView, PeerDefinition, PeerSetStats } from './peer-sets';
 import { PeerSetIndex, peerDefinition } from './peer-sets';
 import { resolvePorts } from './ports';
 import { sameLabels, selectorMatches } from './selector';
+import { addToIndex, removeFromIndex } from './multimap';
 
 interface ActiveRule {
   readonly id: string;
@@ -59,18 +60,6 @@ function isPolicyPod(p: PodState): boolean {
   return !p.hostNetwork && !hasFinished(p);
 }
 
-function addToIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
-  let set = index.get(key);
-  if (set === undefined) index.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFromIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
-  const set = index.get(key);
-  if (set === undefined) return;
-  set.delete(value);
-  if (set.size === 0) index.delete(key);
-}
 
 function samePorts(a: PodState, b: PodState): boolean {
   return a.ports.length === b.ports.length && a.ports.every((p, i) => {

@@ -25,6 +25,7 @@ import { portMatchText } from '../ruletable';
 import { addressBucket, cidrBucket } from './address-index';
 import { resolvePorts } from './ports';
 import { selectorMatches } from './selector';
+import { addToIndex, removeFromIndex } from './multimap';
 
 type PodPeer = Extract<PolicyPeer, { kind: 'pods' }>;
 
@@ -276,18 +277,6 @@ function peerElement(rule: BoundRule, port: PortKey, peer: string): RuleTableEle
   return { kind: 'peer', rule: rule.id, direction: rule.direction, peer, port };
 }
 
-function addToIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
-  let set = index.get(key);
-  if (set === undefined) index.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFromIndex<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
-  const set = index.get(key);
-  if (set === undefined) return;
-  set.delete(value);
-  if (set.size === 0) index.delete(key);
-}
 
 export interface PeerSetStats {
   /** Sets attached to at least one active rule or pinned by a policy. */

@@ -9,10 +9,14 @@ import { elementId } from './layout';
 import type { ForeignKind, TableSnapshot } from './nft';
 import { FOREIGN_KINDS, Transaction, isValidName } from './nft';
 
-/** Names an incremental diff may touch; null scope: everything (a full reconcile). */
+/**
+ * Names an incremental diff may touch; null scope: everything (a full reconcile). A set in scope is
+ * compared whole (null) or, when only some elements can have changed, on those element ids alone,
+ * so an update costs what it changes rather than the size of the set.
+ */
 export interface Scope {
   readonly chains: ReadonlySet<string>;
-  readonly sets: ReadonlySet<string>;
+  readonly sets: ReadonlyMap<string, ReadonlySet<string> | null>;
 }
 
 export function viewFromSnapshot(snapshot: TableSnapshot): KernelView {
@@ -58,7 +62,7 @@ function setReferences(ruleText: string): string[] {
   return [...ruleText.matchAll(/@([A-Za-z0-9_.-]+)/g)].map((m) => m[1] as string);
 }
 
-function inScope(names: ReadonlySet<string> | undefined, name: string): boolean {
+function inScope(names: { has(name: string): boolean } | undefined, name: string): boolean {
   return names === undefined || names.has(name);
 }
 
@@ -119,14 +123,17 @@ export function diffViews(table: string, listed: KernelView | null, desired: Des
   for (const [name, want] of desired.sets) {
     if (!inScope(setNames, name)) continue;
     const have = recreateSets.has(name) ? undefined : cur.sets.get(name);
-    const before = have?.elements ?? new Map<string, { key: readonly string[]; jump?: string }>();
-    for (const [id, e] of before) {
+    const before: ReadonlyMap<string, { key: readonly string[]; jump?: string }> = have?.elements ?? new Map();
+    const only = have === undefined ? null : (setNames?.get(name) ?? null);
+    for (const id of only ?? before.keys()) {
+      const e = before.get(id);
       const w = want.elements.get(id);
-      if (w === undefined || w.jump !== e.jump) tx.delete({ kind: 'element', set: name, key: e.key });
+      if (e !== undefined && (w === undefined || w.jump !== e.jump)) tx.delete({ kind: 'element', set: name, key: e.key });
     }
-    for (const [id, e] of want.elements) {
+    for (const id of only ?? want.elements.keys()) {
+      const e = want.elements.get(id);
       const h = before.get(id);
-      if (h === undefined || h.jump !== e.jump) tx.add({ kind: 'element', set: name, key: e.key, ...(e.jump === undefined ? {} : { value: { jump: e.jump } }) });
+      if (e !== undefined && (h === undefined || h.jump !== e.jump)) tx.add({ kind: 'element', set: name, key: e.key, ...(e.jump === undefined ? {} : { value: { jump: e.jump } }) });
     }
   }
   for (const name of rewrite) {

@@ -125,6 +125,18 @@ function portText(iv: Interval<number>): string {
   return iv.lo === iv.hi ? String(iv.lo) : `${iv.lo}-${iv.hi}`;
 }
 
+/**
+ * The hash-set element of a span with one address and one port (or every port): such keys are
+ * independent of each other, so they need no flattening. Null for any other span.
+ */
+export function exactElement(span: AllowSpan): { family: IpFamily; key: KeyParts } | null {
+  if (span.peer === 'any' || (span.port !== 'any' && span.port.from !== span.port.to)) return null;
+  const iv = peerInterval(span.peer);
+  if (iv === null || iv.lo !== iv.hi) return null;
+  const address = formatIp(iv.family, iv.lo);
+  return { family: iv.family, key: span.port === 'any' ? [address] : [address, PROTOCOL_NAMES[span.port.protocol], String(span.port.from)] };
+}
+
 export function flattenAllowSpans(spans: Iterable<AllowSpan>): FlatAllowSet {
   let allowAll = false;
   const anyPeer = new Map<Protocol, Interval<number>[]>();

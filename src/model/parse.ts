@@ -354,8 +354,11 @@ function parseRules(r: Reader, v: unknown, field: string, peersField: 'from' | '
   });
 }
 
+/** The annotation that puts a policy in audit: evaluated and its would-be drops logged, not enforced. */
+export const ENFORCEMENT_ANNOTATION = 'netpol-agent.io/enforcement';
+
 export function parseNetworkPolicy(obj: Json): PolicyState {
-  const { ref } = metadata('NetworkPolicy', obj, true);
+  const { ref, meta } = metadata('NetworkPolicy', obj, true);
   const r: Reader = new Reader('NetworkPolicy', ref);
   const spec = r.record(obj['spec'], 'spec');
   const ingress = parseRules(r, spec['ingress'], 'spec.ingress', 'from');
@@ -379,5 +382,14 @@ export function parseNetworkPolicy(obj: Json): PolicyState {
     egressIsolation,
     ingress: ingressIsolation ? ingress : [],
     egress: egressIsolation ? egress : [],
+    ...(enforcementOf(r, meta) === 'audit' ? { enforcement: 'audit' as const } : {}),
   };
+}
+
+function enforcementOf(r: Reader, meta: Json): 'audit' | 'enforce' {
+  const annotations = meta['annotations'];
+  const value = isRecord(annotations) ? annotations[ENFORCEMENT_ANNOTATION] : undefined;
+  if (value === undefined || value === 'enforce') return 'enforce';
+  if (value === 'audit') return 'audit';
+  return r.invalid(`metadata.annotations[${ENFORCEMENT_ANNOTATION}]`, String(value), 'use "audit" (evaluate and log, do not enforce) or "enforce"');
 }

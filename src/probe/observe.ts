@@ -28,7 +28,8 @@ function nodeOf(pod: PodState): string {
   return pod.nodeName === '' ? UNSCHEDULED_NODE : pod.nodeName;
 }
 
-function sandboxPods(objects: ClusterObjects): SandboxPodSpec[] {
+/** The sandbox pods of a cluster: every pod with an address that is not host-network and still running. */
+export function sandboxPods(objects: ClusterObjects): SandboxPodSpec[] {
   return objects.pods
     .filter((p) => p.ips.length > 0 && !p.hostNetwork && !hasFinished(p))
     .map((p) => ({

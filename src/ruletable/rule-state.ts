@@ -151,6 +151,12 @@ export class RuleState {
     return { text: `${direction}|${text}`, rules: names };
   }
 
+  /** The ports a rule is bound with to the pod (what its peers without ports of their own allow). */
+  boundPorts(pod: string, direction: Direction, rule: string): PortMatch[] {
+    const ports = this.binds.get(podDirectionKey(pod, direction))?.get(rule);
+    return [...(ports?.values() ?? [])].filter((p): p is PortMatch => p !== null);
+  }
+
   /** Everything a group with this pod's signature allows, as (peer, port) spans. */
   *spans(pod: string, direction: Direction): IterableIterator<AllowSpan> {
     const rules = this.binds.get(podDirectionKey(pod, direction));

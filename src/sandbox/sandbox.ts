@@ -106,6 +106,11 @@ export class Sandbox {
     return this.podEntry(pod).netns;
   }
 
+  /** The namespace whose bridge joins the nodes: where a test links other namespaces it made to them. */
+  fabricNetnsName(): string {
+    return this.names.fabric();
+  }
+
   nodeNames(): string[] {
     return [...this.nodes.keys()];
   }

@@ -4,8 +4,12 @@
 //
 // - Only files whose stat changed are read again, and only their objects are diffed, so an edit of one
 //   small file costs the same whatever the size of the rest of the datastore.
-// - fs.watch wakes the reload (debounced: an editor writes a file in several steps); a periodic stat
-//   of every file catches what fs.watch misses (network filesystems, a watched directory replaced).
+// - fs.watch wakes the reload after 10 ms of quiet. A file written in place (truncate, then write, as
+//   `>` and many editors do) notifies at each step, and a read between them sees an empty or cut file:
+//   an empty file parses as no objects, which would delete what it defined (and open or close
+//   traffic) until the next step. The quiet time lets such a write finish; it costs 10 ms of latency
+//   per change, and a burst of notifications is read once. A periodic stat of every file catches what
+//   fs.watch misses (network filesystems, a watched directory replaced).
 // - A file that does not parse keeps its last good contents: the problem is reported (file, document)
 //   and nothing it defined is deleted. An object that fails validation is reported through
 //   sink.rejected; a Pod or Namespace keeps its last good version, a NetworkPolicy is dropped from the
@@ -13,11 +17,10 @@
 import { readdirSync, readFileSync, statSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { objectKey } from '../api';
 import type { ClusterEvent, ClusterSource, ObjectKind, ObjectRef, SourceSink } from '../api';
 import { InvalidInputError, InvalidObjectError, errorMessage } from '../errors';
-import { addObject, emptyClusterObjects } from './manifests';
+import { addObject, emptyClusterObjects, parseManifestText } from './manifests';
 import type { ClusterObjects } from './manifests';
 import { eventsBetween } from './events';
 
@@ -172,6 +175,7 @@ export class FileSource implements ClusterSource {
         this.syncedSent = true;
         sink.synced();
       }
+      if (this.sink !== sink) return; // stopped from synced()
       if (this.poll === null) {
         this.poll = setInterval(() => {
           this.pendingFull = true;
@@ -303,6 +307,7 @@ export class FileSource implements ClusterSource {
    * version, or one that is gone from the files while it was rejected.
    */
   private endedRejections(now: ReadonlyMap<string, Rejection>, events: readonly ClusterEvent[]): ClusterEvent[] {
+    if (this.rejected.size === 0) return []; // the usual case: no need to index the events
     const touched = new Set(events.map((e) => (e.type === 'upsert' ? rejectionKey(e.kind, e.kind === 'Namespace' ? { namespace: '', name: e.object.name } : e.object) : rejectionKey(e.kind, e.kind === 'Namespace' ? { namespace: '', name: e.name } : e.ref))));
     const out: ClusterEvent[] = [];
     const ended = [...this.rejected].filter(([key]) => !now.has(key) && !touched.has(key));
@@ -321,7 +326,7 @@ export class FileSource implements ClusterSource {
   private readFile(file: string, stamp: string, old: FileEntry | undefined): FileEntry {
     let docs: unknown[];
     try {
-      docs = parseDocuments(file, readFileSync(file, 'utf8'));
+      docs = parseManifestText(file, readFileSync(file, 'utf8'));
     } catch (err) {
       this.report(`${errorMessage(err)}; its last good contents stay enforced`, err);
       return { stamp, objects: old?.objects ?? emptyClusterObjects(), rejected: old?.rejected ?? [] };
@@ -357,23 +362,6 @@ export class FileSource implements ClusterSource {
   private report(message: string, cause: unknown): void {
     this.sink?.problem(message, cause);
   }
-}
-
-function parseDocuments(file: string, text: string): unknown[] {
-  // JSON is YAML too, but JSON.parse reads it an order of magnitude faster (large generated datastores).
-  if (/\.json$/i.test(file)) {
-    try {
-      return [JSON.parse(text) as unknown];
-    } catch (err) {
-      throw new InvalidInputError(file, `is not valid JSON: ${errorMessage(err)}`, { cause: err });
-    }
-  }
-  const docs = parseAllDocuments(text);
-  return (Array.isArray(docs) ? docs : [docs]).map((doc, i) => {
-    const first = doc.errors[0];
-    if (first !== undefined) throw new InvalidInputError(file, `document ${i + 1} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);
-    return doc.toJS() as unknown;
-  });
 }
 
 /** Documents and the items of `kind: List` documents, each with where it is in the file. */

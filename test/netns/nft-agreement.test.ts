@@ -63,8 +63,9 @@ process.on('exit', () => {
 type Outcome = 'ok' | NftApplyErrorCode;
 
 /** A listing as the dataplane compares it (order-insensitive where the kernel and the fake order differently). */
-function viewOf(snap: TableSnapshot | null): ReturnType<typeof viewFromSnapshot> | null {
-  return snap === null ? null : viewFromSnapshot(snap);
+/** What is compared: the view the diff reads, and each chain's counters (which rules have one, and their values). */
+function viewOf(snap: TableSnapshot | null): { view: ReturnType<typeof viewFromSnapshot>; counters: Record<string, unknown> } | null {
+  return snap === null ? null : { view: viewFromSnapshot(snap), counters: Object.fromEntries(snap.chains.map((c) => [c.name, c.counters])) };
 }
 
 /** The outcome of a run/check, and the error message for assertion texts. */
@@ -104,6 +105,8 @@ const STEPS: readonly Step[] = [
       t.add({ kind: 'set', name: 'cc', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'] });
       t.add({ kind: 'set', name: 'c1', type: ['ipv4_addr', 'inet_proto', 'inet_service'], flags: ['interval'] });
       t.add({ kind: 'set', name: 'pp', type: ['inet_proto', 'inet_service'], flags: ['interval'] });
+      t.add({ kind: 'set', name: 'hx', type: ['ipv4_addr', 'inet_proto', 'inet_service'] });
+      t.add({ kind: 'set', name: 'hx6', type: ['ipv6_addr', 'inet_proto', 'inet_service'] });
       t.add({ kind: 'set', name: 'pr', type: ['inet_proto'] });
       t.add({ kind: 'map', name: 'm4', type: ['ipv4_addr'] });
       t.add({ kind: 'map', name: 'mi', type: ['ipv4_addr', 'inet_service'], flags: ['interval'] });
@@ -119,6 +122,10 @@ const STEPS: readonly Step[] = [
       t.add({ kind: 'element', set: 'cc', key: ['10.0.0.0/24', 'tcp', '80-90'] });
       t.add({ kind: 'element', set: 'cc', key: ['10.0.0.9', 'udp', 53] });
       t.add({ kind: 'element', set: 'c1', key: ['10.0.0.0/24', 'tcp', '80-90'] });
+      t.add({ kind: 'element', set: 'hx', key: ['10.0.0.9', 'udp', 53] });
+      t.add({ kind: 'element', set: 'hx', key: ['10.0.0.10', 'tcp', '80'] });
+      t.add({ kind: 'element', set: 'hx', key: ['10.0.0.11', 'sctp', '80'] });
+      t.add({ kind: 'element', set: 'hx6', key: ['fd00::1', 'tcp', '443'] });
       t.add({ kind: 'element', set: 'pp', key: ['tcp', '0-65535'] });
       t.add({ kind: 'element', set: 'pp', key: ['sctp', '1024-2047'] });
       t.add({ kind: 'element', set: 'pr', key: ['tcp'] });
@@ -131,6 +138,8 @@ const STEPS: readonly Step[] = [
       t.add({ kind: 'rule', chain: 'input', body: [ctState('related', 'established'), accept()] });
       t.add({ kind: 'rule', chain: 'input', body: [ctState('invalid'), drop()] });
       t.add({ kind: 'rule', chain: 'input', body: [matchSet(['ip saddr'], 's4'), counter(), jump('a')] });
+      t.add({ kind: 'rule', chain: 'input', body: [matchSet(['ip saddr', 'meta l4proto', 'th dport'], 'hx'), accept()] });
+      t.add({ kind: 'rule', chain: 'input', body: [matchSet(['ip6 saddr', 'meta l4proto', 'th dport'], 'hx6'), accept()] });
       t.add({ kind: 'rule', chain: 'input', body: [matchSet(['ip saddr', 'meta l4proto', 'th dport'], 'cc'), drop()] });
       t.add({ kind: 'rule', chain: 'input', body: [matchSet(['meta l4proto', 'th dport'], 'pp'), matchSet(['ip6 saddr'], 'h6'), ret()] });
       t.add({ kind: 'rule', chain: 'input', body: [vmap(['ip saddr'], 'm4')] });
@@ -157,7 +166,22 @@ const STEPS: readonly Step[] = [
       t.add({ kind: 'element', set: 's4', key: ['10.0.0.0-10.0.0.255'] });
       t.add({ kind: 'element', set: 'h4', key: ['10.9.9.9'] });
       t.add({ kind: 'element', set: 'cc', key: ['10.0.0.0/24', 'tcp', '80-90'] });
+      t.add({ kind: 'element', set: 'hx', key: ['10.0.0.10', 'tcp', '80'] });
       t.add({ kind: 'element', set: 'm4', key: ['10.0.0.1'], value: { jump: 'b' } });
+    },
+  },
+  { name: 'concat hash: a range is refused', expect: 'EINVAL', build: (t) => t.add({ kind: 'element', set: 'hx', key: ['10.0.0.10', 'tcp', '80-81'] }) },
+  { name: 'concat hash: a prefix is refused', expect: 'EINVAL', build: (t) => t.add({ kind: 'element', set: 'hx', key: ['10.0.0.0/24', 'tcp', '80'] }) },
+  { name: 'concat hash: delete a missing element', expect: 'ENOENT', build: (t) => t.delete({ kind: 'element', set: 'hx', key: ['10.0.0.10', 'udp', '80'] }) },
+  {
+    name: 'concat hash: neighbours stay independent elements, delete and re-add in one batch',
+    expect: 'ok',
+    build: (t) => {
+      t.add({ kind: 'element', set: 'hx', key: ['10.0.0.10', 'tcp', '81'] });
+      t.add({ kind: 'element', set: 'hx', key: ['10.0.0.11', 'tcp', '80'] });
+      t.delete({ kind: 'element', set: 'hx', key: ['10.0.0.9', 'udp', '53'] });
+      t.add({ kind: 'element', set: 'hx', key: ['10.0.0.9', 'udp', '53'] });
+      t.delete({ kind: 'element', set: 'hx6', key: ['fd00::1', 'tcp', '443'] });
     },
   },
   { name: 'set with another type', expect: 'EEXIST', build: (t) => t.add({ kind: 'set', name: 'h4', type: ['ipv6_addr'] }) },

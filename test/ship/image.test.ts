@@ -24,7 +24,6 @@ const opts = missing !== undefined ? { skip: missing } : {};
 let daemon = '';
 let archive = '';
 let buildError: string | undefined;
-let help = '';
 const scratch = mkdtempSync(join(tmpdir(), 'netpol-image-'));
 
 function docker(args: string[], timeoutMs = 120_000): SpawnSyncReturns<string> {
@@ -45,7 +44,6 @@ before(() => {
   process.stderr.write(built.stderr);
   if (built.status !== 0) { buildError = `build.sh failed (exit ${built.status}): ${built.stderr}`; return; }
   archive = built.stdout.trim();
-  help = docker(['run', '--rm', IMAGE, '--help']).stdout;
 });
 
 after(() => {
@@ -91,9 +89,8 @@ test('the runtime image holds Node 20 and libnftables, and no compiler, npm cach
   }
 });
 
-test('netpol-agent --version prints the package version', opts, (t) => {
+test('netpol-agent --version prints the package version', opts, () => {
   assert.equal(buildError, undefined);
-  if (!/--version/.test(help)) { t.skip('this build has no --version yet (it comes with the agent branch)'); return; }
   assert.match(ok(docker(['run', '--rm', '--network=none', IMAGE, '--version']), '--version'), new RegExp(`^${VERSION.replace(/\./g, '\\.')}\\s*$`));
 });
 
@@ -120,9 +117,8 @@ test('exactly NET_ADMIN, as root: without it nftables is refused, and a non-root
   assert.match(nonRoot.stderr, /Operation not permitted/);
 });
 
-test('run on a file datastore, with only NET_ADMIN and a read-only root, answers /readyz', opts, async (t) => {
+test('run on a file datastore, with only NET_ADMIN and a read-only root, answers /readyz', opts, async () => {
   assert.equal(buildError, undefined);
-  if (!/^\s+run\b/m.test(help)) { t.skip('this build has no `run` command yet (it comes with the agent branch)'); return; }
   const datastore = join(scratch, 'cluster.yaml');
   writeFileSync(datastore, ['cluster.yaml', 'nginx-policy.yaml'].map((f) => readFileSync(join(ROOT, 'examples/access-nginx', f), 'utf8')).join('\n---\n'));
   const name = `netpol-image-${RUN_ID}`;

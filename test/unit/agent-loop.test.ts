@@ -63,7 +63,7 @@ function client(n: number): ClusterEvent {
   return { type: 'upsert', kind: 'Pod', object: state };
 }
 
-function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: number } = {}) {
+function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: number; resyncPeriodMs?: number; sourceFailureGraceMs?: number } = {}) {
   const backend = new ScriptedBackend();
   const compiler = new NodeCompiler(NODE);
   const commits: CommitInfo[] = [];
@@ -76,6 +76,8 @@ function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: num
     retryMs: options.retryMs ?? 10,
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
     ...(options.maxBatchMs !== undefined ? { maxBatchMs: options.maxBatchMs } : {}),
+    ...(options.resyncPeriodMs !== undefined ? { resyncPeriodMs: options.resyncPeriodMs } : {}),
+    ...(options.sourceFailureGraceMs !== undefined ? { sourceFailureGraceMs: options.sourceFailureGraceMs } : {}),
     onCommitted: (c) => commits.push(c),
   });
   return { backend, compiler, loop, commits, metrics };
@@ -224,6 +226,35 @@ test('after a failed transaction the next one is a full reconcile, and readiness
   await loop.stop();
 });
 
+test('a source failing longer than the grace period makes the agent not ready, the table untouched, until it recovers', async () => {
+  const { backend, loop } = setup({ sourceFailureGraceMs: 30 });
+  loop.events(initialEvents());
+  loop.synced();
+  await loop.idle();
+  const programmed = backend.fake.dump();
+  const forbidden = 'Kubernetes source: list pods in all namespaces: 403 Forbidden; retrying in 0.8 s, the last known state stays enforced';
+  loop.problem(forbidden);
+  assert.equal(loop.ready(), true, 'within the grace period a failure does not change readiness');
+  await new Promise((r) => setTimeout(r, 40));
+  loop.problem(forbidden);
+  assert.equal(loop.ready(), false);
+  assert.equal(loop.status().sourceProblem?.message, forbidden);
+  const server = new AgentServer({ rules: loop, metrics: new AgentMetrics({ processMetrics: false }), logger: pino({ level: 'silent' }) });
+  const { port } = await server.listen('127.0.0.1', 0);
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    assert.equal(res.status, 503);
+    assert.match(await res.text(), /^not ready: the cluster source fails since \S+: Kubernetes source: list pods in all namespaces: 403 Forbidden/);
+  } finally {
+    await server.close();
+  }
+  assert.equal(backend.fake.dump(), programmed, 'the last state stays enforced');
+  loop.recovered();
+  assert.equal(loop.ready(), true);
+  assert.equal(loop.status().sourceProblem, null);
+  await loop.stop();
+});
+
 test('/readyz, /rules (JSON, text, filtered) and /metrics answer with the loop state', async () => {
   const { loop, metrics } = setup();
   const server = new AgentServer({ rules: loop, metrics, logger: pino({ level: 'silent' }) });
@@ -275,4 +306,25 @@ test('/readyz, /rules (JSON, text, filtered) and /metrics answer with the loop s
     await server.close();
     await loop.stop();
   }
+});
+
+test('the periodic resync (--resync-period) is a full reconcile that repairs drift made behind the agent\'s back', async () => {
+  const { backend, compiler, loop, commits } = setup({ resyncPeriodMs: 50 });
+  loop.events(initialEvents());
+  loop.synced();
+  await loop.idle();
+  const programmed = backend.fake.dump();
+  // Drift: someone flushes the rules of a group chain the agent owns.
+  const chain = /add chain inet \S+ (in_[0-9a-f]{16})/.exec(programmed)?.[1];
+  assert.ok(chain !== undefined, programmed);
+  const drift = new Transaction(TABLE);
+  drift.flush({ kind: 'chain', name: chain });
+  await backend.fake.run(drift);
+  assert.notEqual(backend.fake.dump(), programmed);
+  const deadline = Date.now() + 5_000;
+  while (commits.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await loop.idle();
+  assert.equal(commits[1]?.report.kind, 'full', 'the resync is a full reconcile');
+  assert.equal(backend.fake.dump(), await freshDump(compiler.elements()));
+  await loop.stop();
 });

@@ -87,6 +87,38 @@ test('drift is detected and repaired: a deleted element, a deleted chain, a dele
   await tamper((tx) => tx.delete({ kind: 'table' }));
 });
 
+test('a peer pod coming or going is one element operation; only non-empty sets have a lookup rule, rewritten atomically as they fill or empty', async () => {
+  const rule = 'ns/allow-web/ingress/0';
+  const peer = (ip: string): RuleTableElement => ({ kind: 'peer', rule, direction: 'ingress', peer: ip, port: null });
+  const fake = new FakeNft(TABLE);
+  const dataplane = new Dataplane(fake);
+  await dataplane.sync([
+    { kind: 'address', pod: 'ns/web', ip: '10.0.0.2' },
+    { kind: 'isolation', pod: 'ns/web', direction: 'ingress', policy: 'ns/allow-web' },
+    { kind: 'bind', pod: 'ns/web', direction: 'ingress', rule, port: null },
+    { kind: 'bind', pod: 'ns/web', direction: 'ingress', rule, port: { protocol: 'TCP', from: 80, to: 80 } },
+    peer('10.1.0.7'),
+  ]);
+  const lookups = async (): Promise<string[]> => {
+    const chain = (await fake.list())?.chains.find((c) => c.name.startsWith('in_'));
+    return (chain?.rules ?? []).flatMap((r) => /@\S+_(\w+)/.exec(r)?.[1] ?? []);
+  };
+  assert.deepEqual(await lookups(), ['px4']);
+  for (const ip of ['10.1.0.8', '10.1.0.6']) {
+    const report = await dataplane.apply({ added: [peer(ip)], removed: [] });
+    assert.equal(report.operations, 1, `peer ${ip} in: one element, its neighbours untouched`);
+  }
+  assert.equal((await dataplane.apply({ added: [], removed: [peer('10.1.0.7')] })).operations, 1, 'peer out: one element');
+  // A CIDR fills the interval set: its element and its lookup rule, in one transaction.
+  await dataplane.apply({ added: [peer('10.2.0.0/16')], removed: [] });
+  assert.deepEqual(await lookups(), ['px4', 'pp4']);
+  await dataplane.apply({ added: [], removed: [peer('10.1.0.8'), peer('10.1.0.6')] });
+  assert.deepEqual(await lookups(), ['pp4']);
+  const rebuilt = [...(await fake.list())?.sets.filter((x) => x.name.endsWith('_pp4')) ?? []];
+  assert.deepEqual(rebuilt.map((x) => x.elements.map((e) => e.key.join(' . '))), [['10.2.0.0/16 . tcp . 80']]);
+  assert.equal((await dataplane.reconcile()).operations, 0);
+});
+
 /** The dataplane calls a case makes on one node: a full sync of the first state, then one apply per event. */
 function* caseCalls(c: ConformanceCase, node: string, dualStack: boolean): Generator<{ call: (d: Dataplane) => Promise<unknown>; compiler: NodeCompiler; step: number }> {
   const cluster = baseCluster({ dualStack });
@@ -234,4 +266,43 @@ test('reconcile replaces whatever someone else left in our table, in one transac
     await new Dataplane(fake).sync(compiler.elements());
     assert.equal(fake.dump(), good, `${what}: not repaired by a restart`);
   }
+});
+
+test('counters: a dropped and an allowed packet move their group chain counters; moved counters and drop logging never make a restart rewrite anything', async () => {
+  const cluster = baseCluster({ dualStack: false });
+  const c = upstreamCases.find((k) => k.name.includes('enforce policy based on Ports'));
+  assert.ok(c);
+  const compiler = new NodeCompiler('node-1');
+  for (const e of eventsBetween(null, decodeObjects(replay(c, cluster).at(-1)?.objects ?? [], c.name))) compiler.apply(e);
+  const logging = { group: 7, rate: 10, burst: 5 };
+  const fake = new FakeNft(TABLE);
+  const dataplane = new Dataplane(fake, { logging });
+  await dataplane.sync(compiler.elements());
+  const [group] = (await dataplane.counters()).filter((g) => g.direction === 'ingress');
+  assert.ok(group, 'some pod is isolated for ingress');
+  assert.equal(group.counters.drop?.packets, 0);
+  const listedChain = (await fake.list())?.chains.find((ch) => ch.name === group.chain);
+  assert.ok(listedChain?.rules.includes(`ct state new limit rate 10/second burst 5 packets log prefix "${group.chain}" group 7`), 'the log rule is in the group chain');
+  const pod = group.pods[0] ?? '';
+  const addresses = [...compiler.elements()].flatMap((e) => (e.kind === 'address' && !e.ip.includes(':') ? [{ pod: e.pod, ip: e.ip }] : []));
+  const own = addresses.find((a) => a.pod === pod);
+  assert.ok(own);
+  const allowedPeer = addresses
+    .filter((a) => a.pod !== pod)
+    .flatMap((a) => [80, 81].map((port) => ({ ...a, port })))
+    .find((a) => dataplane.decide(pod, 'ingress', parseIp(a.ip) ?? assert.fail(a.ip), 'TCP', a.port).allowed);
+  assert.ok(allowedPeer, 'some pod is allowed on port 80 or 81');
+  const packet = { hook: 'forward' as const, saddr: '192.0.2.77', daddr: own.ip, protocol: 'tcp' as const, dport: allowedPeer.port, ct: 'new' as const, length: 60 };
+  assert.equal(fake.evaluate(packet), 'drop', 'an outside address is not allowed');
+  assert.equal(fake.evaluate({ ...packet, saddr: allowedPeer.ip }), 'accept');
+  const after = (await dataplane.counters()).find((g) => g.chain === group.chain);
+  assert.deepEqual(after?.counters.drop, { packets: 1, bytes: 60 });
+  const allowed = Object.entries(after?.counters ?? {}).filter(([role, v]) => role !== 'drop' && v.packets > 0);
+  assert.equal(allowed.length, 1, 'exactly one allowing lookup counted the allowed packet');
+  assert.deepEqual(allowed[0]?.[1], { packets: 1, bytes: 60 });
+  const restart = await new Dataplane(fake, { logging }).sync(compiler.elements());
+  assert.equal(restart.operations, 0, 'moved counters do not count as a change');
+  assert.deepEqual((await dataplane.counters()).find((g) => g.chain === group.chain)?.counters.drop, { packets: 1, bytes: 60 }, 'and they survive the restart');
+  const withoutLogging = await new Dataplane(fake).sync(compiler.elements());
+  assert.ok(withoutLogging.operations > 0, 'turning logging off rewrites the group chains');
 });

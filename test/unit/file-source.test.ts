@@ -170,3 +170,22 @@ test('a single-file datastore replaced by rename (as editors save) is still watc
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('JSON under a YAML name (the JSON.parse path) and YAML flow style that looks like JSON (the fallback to YAML) are both read', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'file-source-json-'));
+  const source = new FileSource({ path: dir, pollMs: 60_000 });
+  const sink = new RecordingSink();
+  try {
+    writeFileSync(join(dir, 'generated.yaml'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [makeNamespace('json-ns'), makePod('json-ns', 'p', { ips: ['10.9.0.1'] })] }));
+    writeFileSync(join(dir, 'flow.yaml'), '{kind: Namespace, apiVersion: v1, metadata: {name: flow-ns}}\n');
+    const first = sink.next();
+    source.start(sink);
+    const calls = await first;
+    assert.deepEqual(calls.map((c) => c.call), ['events', 'synced']);
+    const events = calls[0]?.call === 'events' ? calls[0].events : [];
+    assert.deepEqual(describe(events).sort(), ['upsert Namespace flow-ns', 'upsert Namespace json-ns', 'upsert Pod json-ns/p']);
+  } finally {
+    await source.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

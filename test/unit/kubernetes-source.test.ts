@@ -24,6 +24,9 @@ class RecordingSink implements SourceSink {
   rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void { this.calls.push({ type: 'rejected', kind, ref, reason, raw }); }
   synced(): void { this.calls.push({ type: 'synced' }); }
   problem(message: string): void { this.calls.push({ type: 'problem', message }); }
+  /** recovered() is counted apart, so the call sequences the tests compare stay about the data. */
+  recoveries = 0;
+  recovered(): void { this.recoveries++; }
   /** The calls since the last take(). */
   take(): Call[] {
     const c = this.calls;
@@ -201,6 +204,7 @@ test('a 500 on list is reported and retried with backoff; synced waits for that 
     assert.deepEqual(notProblems(calls), [{ type: 'events', batch: [upsertPod(pod)] }, { type: 'synced' }]);
     assert.ok(Date.now() - started >= 20 + 40, 'waited 20 ms then 40 ms');
     assert.equal(server.count('pods', 'list'), 3);
+    assert.equal(sink.recoveries, 1, 'the list that succeeded ends the failure, once');
   } finally {
     await source.stop();
     await server.close();
@@ -358,6 +362,7 @@ test('403 Forbidden names the resource and the verbs to grant; that kind emits n
       { type: 'events', batch: [{ type: 'upsert', kind: 'NetworkPolicy', object: parseNetworkPolicy(policy) }] },
       { type: 'synced' },
     ]);
+    assert.equal(sink.recoveries, 1, 'the list after the 403 succeeded');
 
     await until('pods watch', () => server.openWatches('pods') === 1);
     server.failNext('pods', 'watch', { kind: 'status', code: 403, message: forbiddenMessage('watch', 'pods') });
@@ -365,6 +370,7 @@ test('403 Forbidden names the resource and the verbs to grant; that kind emits n
     await until('watch refused', () => problems(sink.calls).length === 2);
     assert.match(problems(sink.calls)[1] ?? '', /^Kubernetes source: cannot watch pods in all namespaces: 403 Forbidden \(pods is forbidden: .* cannot watch resource "pods" in API group "" at the cluster scope\)\. Grant the agent's ServiceAccount the verbs "list" and "watch" on "pods" in the core API group ""/);
     assert.deepEqual(notProblems(sink.take()), []);
+    assert.equal(sink.recoveries, 1, 'the pods watch is still refused: no recovery yet');
   } finally {
     await source.stop();
     await server.close();

@@ -356,9 +356,9 @@ describe('FakeNft views', () => {
       family: 'inet',
       name: 'np',
       chains: [
-        { name: 'in', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' }, rules: ['jump a'] },
-        { name: 'a', rules: ['ip saddr @s4 counter accept'] },
-        { name: 'b', rules: [] },
+        { name: 'in', base: { type: 'filter', hook: 'input', priority: 0, policy: 'accept' }, rules: ['jump a'], counters: [null] },
+        { name: 'a', rules: ['ip saddr @s4 counter accept'], counters: [{ packets: 0, bytes: 0 }] },
+        { name: 'b', rules: [], counters: [] },
       ],
       sets: [
         { name: 's4', type: ['ipv4_addr'], flags: ['interval'], elements: [{ key: ['10.0.0.0/24'] }] },
@@ -440,5 +440,34 @@ describe('FakeNft packet evaluator', () => {
     assert.equal(fake.evaluate({ ...p, hook: 'input' }), 'accept', 'no base chain on input');
     await fake.run(tx((t) => t.flush({ kind: 'chain', name: 'late' })));
     assert.equal(fake.evaluate(p), 'drop', 'a later base chain with policy drop still sees an accepted packet');
+  });
+
+  it('moves a rule counter only when the packet reaches it, keeps it across transactions that leave the rule, restarts it with the rule', async () => {
+    const fake = new FakeNft(T);
+    await fake.run(
+      tx((t) => {
+        t.add({ kind: 'table' });
+        t.add({ kind: 'chain', name: 'forward', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' } });
+        t.add({ kind: 'set', name: 's4', type: ['ipv4_addr'], flags: ['interval'] });
+        t.add({ kind: 'element', set: 's4', key: ['10.0.0.0/24'] });
+        t.add({ kind: 'rule', chain: 'forward', body: [matchSet(['ip saddr'], 's4'), counter(), accept()] });
+        t.add({ kind: 'rule', chain: 'forward', body: [counter(), drop()] });
+      }),
+    );
+    const p = { hook: 'forward' as const, saddr: '10.0.0.7', daddr: '10.1.0.1', protocol: 'tcp' as const, dport: 80, ct: 'new' as const, length: 60 };
+    fake.evaluate(p);
+    fake.evaluate(p);
+    fake.evaluate({ ...p, saddr: '10.9.0.1', length: 40 });
+    const counters = async (): Promise<unknown> => (await fake.list())?.chains.find((c) => c.name === 'forward')?.counters;
+    assert.deepEqual(await counters(), [{ packets: 2, bytes: 120 }, { packets: 1, bytes: 40 }]);
+    await fake.run(tx((t) => t.add({ kind: 'element', set: 's4', key: ['10.2.0.0/24'] })));
+    assert.deepEqual(await counters(), [{ packets: 2, bytes: 120 }, { packets: 1, bytes: 40 }], 'an element change leaves the rules and their counters');
+    await fake.run(
+      tx((t) => {
+        t.flush({ kind: 'chain', name: 'forward' });
+        t.add({ kind: 'rule', chain: 'forward', body: [counter(), drop()] });
+      }),
+    );
+    assert.deepEqual(await counters(), [{ packets: 0, bytes: 0 }], 'a rewritten rule starts at 0');
   });
 });

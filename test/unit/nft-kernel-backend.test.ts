@@ -123,8 +123,9 @@ describe('parse-json', () => {
           'ip saddr . meta l4proto . th dport @cc drop',
           'ip saddr vmap @vmp',
         ],
+        counters: [null, null, { packets: 0, bytes: 0 }, null, null],
       },
-      { name: 'pod-x', rules: ['limit rate 10/second burst 5 packets log prefix "np drop: " group 2 counter drop'] },
+      { name: 'pod-x', rules: ['limit rate 10/second burst 5 packets log prefix "np drop: " group 2 counter drop'], counters: [{ packets: 0, bytes: 0 }] },
     ]);
     assert.deepEqual(parsed.sets[0], { name: 's4', type: ['ipv4_addr'], flags: ['interval'], elements: [{ key: ['10.0.0.0/24'] }] });
     assert.deepEqual(parsed.maps[0]?.elements, [{ key: ['10.0.0.1'], value: { jump: 'pod-x' } }]);

@@ -37,6 +37,18 @@ export interface ChainSnapshot {
   readonly base?: ListedBase;
   /** Each rule's statements as the objects.ts helpers print them; an expression with no helper prints as `<foreign ...>`. */
   readonly rules: readonly string[];
+  /**
+   * Per rule (same index as `rules`): what its anonymous `counter` statement has counted, null for a
+   * rule without one. Kept apart from the rule text, so a counter that moves never makes a rule
+   * compare different from the one the agent wants.
+   */
+  readonly counters?: readonly (RuleCounter | null)[];
+}
+
+/** The values of a rule's anonymous counter. */
+export interface RuleCounter {
+  readonly packets: number;
+  readonly bytes: number;
 }
 
 export interface ElementSnapshot {

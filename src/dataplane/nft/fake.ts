@@ -41,6 +41,8 @@ interface FakeRule {
   /** null for a rule someone else wrote with statements the helpers do not write (planted). */
   readonly body: readonly RuleToken[] | null;
   readonly text: string;
+  /** The rule's anonymous counter (null: it has none); the evaluator moves it, a rewrite of the rule starts it at 0. */
+  readonly counter: { packets: number; bytes: number } | null;
 }
 
 interface FakeChain {
@@ -85,6 +87,8 @@ export interface Packet {
   readonly dport?: number;
   readonly icmpv6Type?: Icmpv6Type;
   readonly ct: 'new' | 'established' | 'related';
+  /** Bytes the counters add for this packet (default 0). */
+  readonly length?: number;
 }
 
 /**
@@ -293,7 +297,7 @@ class Simulator {
         const chain = t.chains.get(obj.chain) ?? fail('ENOENT', `No such file or directory; chain ${obj.chain} does not exist`);
         this.#checkRefs(t, obj.body);
         if (obj.body.some((tok) => tok.jumpTarget !== null || tok.setRef?.verdictMap === true)) this.lastLinkOp = op.index;
-        chain.rules.push({ body: obj.body, text: obj.body.map((tok) => tok.text).join(' ') });
+        chain.rules.push({ body: obj.body, text: obj.body.map((tok) => tok.text).join(' '), counter: obj.body.some((tok) => tok.expr?.kind === 'counter') ? { packets: 0, bytes: 0 } : null });
         return;
       }
       case 'set':
@@ -510,14 +514,14 @@ class Evaluator {
     if (depth > 16) throw new Error(`evaluate: jumps nested too deep at chain ${c.name}`);
     for (const r of c.rules) {
       if (r.body === null) throw new Error(`evaluate: chain ${c.name} holds a rule the helpers do not write: ${r.text}`);
-      const out = this.#rule(r.body, depth);
+      const out = this.#rule(r, r.body, depth);
       if (out !== 'next') return out;
     }
     return 'continue';
   }
 
   /** 'next': the rule did not match, or a jump returned. */
-  #rule(body: readonly RuleToken[], depth: number): ChainOutcome | 'return' | 'next' {
+  #rule(r: FakeRule, body: readonly RuleToken[], depth: number): ChainOutcome | 'return' | 'next' {
     for (const tok of body) {
       const e = tok.expr;
       if (e === null) throw new Error(`evaluate: token without meaning: ${tok.text}`);
@@ -544,6 +548,11 @@ class Evaluator {
           return this.#verdict(found.value, depth);
         }
         case 'counter':
+          if (r.counter !== null) {
+            r.counter.packets++;
+            r.counter.bytes += this.p.length ?? 0;
+          }
+          break;
         case 'log':
         case 'limit':
           break;
@@ -662,7 +671,7 @@ export class FakeNft implements NftBackend {
         case 'rule': {
           const c = t.chains.get(o.chain);
           if (c === undefined) throw new Error(`plant: no chain ${o.chain}`);
-          c.rules.push({ body: null, text: o.text });
+          c.rules.push({ body: null, text: o.text, counter: /(^|\s)counter(\s|$)/.test(o.text) ? { packets: 0, bytes: 0 } : null });
           break;
         }
         case 'object':
@@ -755,6 +764,7 @@ export class FakeNft implements NftBackend {
       name: c.name,
       ...(c.base === undefined ? {} : { base: { ...c.base } }),
       rules: c.rules.map((r) => (r.body === null ? `<foreign ${r.text}>` : r.text)),
+      counters: c.rules.map((r) => (r.counter === null ? null : { ...r.counter })),
     }));
     const setSnap = (s: FakeSet): SetSnapshot => ({
       name: s.name,

@@ -14,7 +14,7 @@
 // - parse-json.ts: `nft -j` listing -> TableSnapshot, whatever the table holds.
 // - values.ts: addresses, CIDRs, ranges, ports, protocols in nft's canonical text.
 
-export type { NftBackend, TableSnapshot, ChainSnapshot, SetSnapshot, MapSnapshot, ElementSnapshot, ListedBase } from './backend';
+export type { NftBackend, TableSnapshot, ChainSnapshot, RuleCounter, SetSnapshot, MapSnapshot, ElementSnapshot, ListedBase } from './backend';
 export { NftValidationError, NftApplyError, NftClosedError, NftListError, type NftApplyErrorCode, type OpSummary } from './errors';
 export {
   FOREIGN_KINDS,

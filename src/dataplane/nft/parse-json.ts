@@ -5,7 +5,7 @@
 // read its table whatever it holds, in order to replace what it does not recognise.
 
 import { NftListError } from './errors';
-import type { ChainSnapshot, ElementSnapshot, ListedBase, MapSnapshot, SetSnapshot, TableSnapshot } from './backend';
+import type { ChainSnapshot, ElementSnapshot, ListedBase, MapSnapshot, RuleCounter, SetSnapshot, TableSnapshot } from './backend';
 import {
   CT_STATES,
   ICMPV6_TYPES,
@@ -223,6 +223,19 @@ export function ruleTextFromJson(expr: readonly unknown[]): string {
     .join(' ');
 }
 
+/** The values of the rule's first anonymous counter, or null when it has none. */
+export function ruleCounterFromJson(expr: readonly unknown[]): RuleCounter | null {
+  for (const x of expr) {
+    const t = tagged(x);
+    if (t === null || t[0] !== 'counter') continue;
+    const body = t[1];
+    if (body === null) return { packets: 0, bytes: 0 };
+    if (!isRecord(body)) continue; // a named counter's reference: not the rule's own
+    return { packets: num(body, 'packets') ?? 0, bytes: num(body, 'bytes') ?? 0 };
+  }
+  return null;
+}
+
 // ---------------------------------------------------------------------------
 // Table
 // ---------------------------------------------------------------------------
@@ -264,11 +277,11 @@ export function parseTableJson(doc: unknown, name: string): TableSnapshot | null
   const items = isRecord(doc) ? doc['nftables'] : undefined;
   if (!Array.isArray(items)) throw new NftListError('no "nftables" array', doc);
   let found = false;
-  const chains = new Map<string, { name: string; base?: ListedBase; rules: string[] }>();
+  const chains = new Map<string, { name: string; base?: ListedBase; rules: string[]; counters: (RuleCounter | null)[] }>();
   const sets: SetSnapshot[] = [];
   const maps: MapSnapshot[] = [];
   const foreign: { type: string; name: string }[] = [];
-  const rules: { chain: string; text: string }[] = [];
+  const rules: { chain: string; text: string; counter: RuleCounter | null }[] = [];
   for (const item of items) {
     const t = tagged(item);
     if (t === null || !isRecord(t[1])) continue;
@@ -283,13 +296,15 @@ export function parseTableJson(doc: unknown, name: string): TableSnapshot | null
         const cname = str(o, 'name');
         if (cname === undefined) break;
         const base = baseOf(o);
-        chains.set(cname, { name: cname, ...(base === undefined ? {} : { base }), rules: [] });
+        chains.set(cname, { name: cname, ...(base === undefined ? {} : { base }), rules: [], counters: [] });
         break;
       }
       case 'rule': {
         const chain = str(o, 'chain');
         const expr = o['expr'];
-        if (chain !== undefined) rules.push({ chain, text: Array.isArray(expr) ? ruleTextFromJson(expr) : `<foreign ${shown(o)}>` });
+        if (chain !== undefined) {
+          rules.push(Array.isArray(expr) ? { chain, text: ruleTextFromJson(expr), counter: ruleCounterFromJson(expr) } : { chain, text: `<foreign ${shown(o)}>`, counter: null });
+        }
         break;
       }
       case 'set': {
@@ -310,7 +325,11 @@ export function parseTableJson(doc: unknown, name: string): TableSnapshot | null
     }
   }
   if (!found) return null;
-  for (const { chain, text } of rules) chains.get(chain)?.rules.push(text);
+  for (const { chain, text, counter: c } of rules) {
+    const listed = chains.get(chain);
+    listed?.rules.push(text);
+    listed?.counters.push(c);
+  }
   const chainList: ChainSnapshot[] = [...chains.values()];
   return { family: 'inet', name, chains: chainList, sets, maps, foreign };
 }

@@ -88,10 +88,18 @@ export class KubernetesSource implements ClusterSource {
     this.controller = controller;
     const live = (): boolean => !controller.signal.aborted;
     const listed = new Set<ObjectKind>();
+    const failing = new Set<ObjectKind>();
     const out: ReflectorOutput = {
       events: (batch: readonly ClusterEvent[]) => { if (live()) sink.events(batch); },
       rejected: (kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown) => { if (live()) sink.rejected(kind, ref, reason, raw); },
-      problem: (message: string, cause?: unknown) => { if (live()) sink.problem(message, cause); },
+      problem: (kind: ObjectKind, message: string, cause?: unknown) => {
+        failing.add(kind);
+        if (live()) sink.problem(message, cause);
+      },
+      recovered: (kind: ObjectKind) => {
+        failing.delete(kind);
+        if (failing.size === 0 && live()) sink.recovered?.();
+      },
       listed: (kind: ObjectKind, first: boolean) => {
         if (!first || !live()) return;
         listed.add(kind);

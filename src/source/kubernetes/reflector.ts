@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterEvent, ObjectKind, ObjectRef } from '../../api';
-import { AgentError, InvalidObjectError, errorMessage, formatRef } from '../../errors';
+import { AgentError, InvalidObjectError, errorMessage } from '../../errors';
 import { ApiRequestError, asStatus } from './api-client';
 import type { ApiClient, Json, WatchEvent } from './api-client';
 import { Backoff } from './backoff';
@@ -57,7 +57,9 @@ export interface ReflectorTiming {
 export interface ReflectorOutput {
   events(batch: readonly ClusterEvent[]): void;
   rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void;
-  problem(message: string, cause?: unknown): void;
+  problem(kind: ObjectKind, message: string, cause?: unknown): void;
+  /** Reads of this kind succeed again after a problem(). */
+  recovered(kind: ObjectKind): void;
   /** A list of this kind completed and its events were delivered. */
   listed(kind: ObjectKind, first: boolean): void;
   readonly metrics: SourceMetrics | undefined;
@@ -119,6 +121,8 @@ export class Reflector {
   private known = new Map<string, KnownObject>();
   private resourceVersion = '';
   private listedOnce = false;
+  /** The last read failed (reported through problem()) and none has succeeded since. */
+  private failing = false;
   /** The state must be read in full (at start, and after the resourceVersion expired). */
   private needList = true;
   private streamingList: boolean;
@@ -168,8 +172,9 @@ export class Reflector {
           if (watching) this.out.metrics?.watchRestarted(this.spec.kind, silent ? 'silent' : 'error');
           const verb = this.needList && !this.streamingList ? 'list' : 'watch';
           const message = `Kubernetes source: ${this.describe(err, verb)}; retrying in ${(delayMs / 1000).toFixed(1)} s, the last known state stays enforced`;
-          this.out.logger?.warn({ kind: this.spec.kind, err: errorMessage(err), retryInMs: delayMs }, message);
-          this.out.problem(message, err);
+          // Logged once, by the sink (the agent logs every problem with its cause).
+          this.failing = true;
+          this.out.problem(this.spec.kind, message, err);
         }
       }
       if (delayMs > 0) {
@@ -233,6 +238,13 @@ export class Reflector {
     if (this.known.has(key) || snapshot.upserted.has(key)) snapshot.batch.push(this.spec.delete(refOfKey(this.spec, key)));
   }
 
+  /** Ends a run of failed reads: the source tells the sink once every kind reads again. */
+  private readsAgain(): void {
+    if (!this.failing) return;
+    this.failing = false;
+    this.out.recovered(this.spec.kind);
+  }
+
   /** Makes a complete snapshot our state: deletes what it lacks, delivers its changes as one batch. */
   private commit(snapshot: Snapshot, resourceVersion: string, stats: Record<string, number>): void {
     for (const key of this.known.keys()) {
@@ -242,6 +254,7 @@ export class Reflector {
     this.resourceVersion = resourceVersion;
     this.needList = false;
     this.backoff.reset();
+    this.readsAgain();
     this.out.logger?.info(
       { kind: this.spec.kind, objects: this.known.size, changes: snapshot.batch.length, rejected: snapshot.rejections.length, ...stats, ms: Date.now() - snapshot.started, resourceVersion },
       this.listedOnce ? 'relisted' : 'listed',
@@ -285,6 +298,7 @@ export class Reflector {
         if (!sawEvent) {
           sawEvent = true;
           this.backoff.reset();
+          this.readsAgain();
         }
         this.apply(events);
       }, request.signal);
@@ -367,7 +381,6 @@ export class Reflector {
       event = this.spec.upsert(raw);
     } catch (err) {
       const ref = err instanceof InvalidObjectError ? err.ref : id.ref;
-      this.out.logger?.warn({ kind: this.spec.kind, object: formatRef(ref), err: errorMessage(err) }, 'object rejected');
       return {
         known: { resourceVersion: id.resourceVersion, digest: `!${id.resourceVersion}` },
         event: null,

@@ -116,6 +116,11 @@ ip -n "$ns" addr add "$node_ip/24" dev "npe2e${id}a"
 ip -n "$ns" link set "npe2e${id}a" up
 ip -n "$ns" link set "npe2e${id}b" up
 in_ns sysctl -qw net.ipv4.ip_forward=1
+# A node has a default route, and hostNetwork pods need one: a connection to a Service address (the agent's
+# to https://10.96.0.1, the in-cluster API server) is routed before kube-proxy's output hook rewrites it to
+# the endpoint, and without a route it fails with ENETUNREACH. This one points at the veth, whose peer is
+# in the same namespace, so nothing it carries leaves the node.
+[[ $mode == full ]] && ip -n "$ns" route add default dev "npe2e${id}a"
 
 make_pki "$state/pki" "$node" "$node_ip"
 p=$state/pki

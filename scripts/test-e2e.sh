@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The real-cluster tier (test/e2e: the docs' walkthrough with the agent installed from manifests/, and the
+# control-plane-only tests) on a fresh Debian 12 machine, as root, with Go installed (>= 1.26: etcd 3.6.16):
+#   1. apt: what the cluster needs (test/e2e/cluster/setup.sh) and docker.io (the image build's daemon);
+#      npm ci and the TypeScript build when scripts/setup.sh has not run yet;
+#   2. the cluster's binaries from the Go module proxy (test/e2e/cluster/build.sh) and its images
+#      (images.sh), both cached in .cache/e2e (Go's own caches in their default places);
+#   3. the agent's image from the Dockerfile (scripts/image/build.sh; base and BuildKit cache in .cache/image);
+#   4. npm run test:e2e with E2E_AGENT_IMAGE set to that image's archive.
+# Prints how long each step took. Every cluster a test starts is removed by the test (down.sh checks that
+# nothing is left), also on failure and Ctrl-C; the image build stops its private Docker daemon on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "test-e2e: run as root (network namespaces, containerd, kubelet)" >&2; exit 1; }
+command -v go >/dev/null || { echo "test-e2e: Go is missing (the cluster's binaries are built from the Go module proxy)" >&2; exit 1; }
+
+steps=()
+step() { # LABEL COMMAND...: runs it, records its duration
+  local label="$1" start=$SECONDS; shift
+  echo "test-e2e: $label" >&2
+  "$@"
+  steps+=("$(printf '%-34s %5d s' "$label" $((SECONDS - start)))")
+}
+report() {
+  local status=$?
+  [ ${#steps[@]} -eq 0 ] || { echo "test-e2e: durations"; printf '  %s\n' "${steps[@]}"; } >&2
+  [ "$status" -eq 0 ] || echo "test-e2e: failed (exit $status)" >&2
+}
+trap report EXIT
+# Through the EXIT trap on Ctrl-C too (bash would otherwise die of the signal without running it).
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+install_packages() {
+  bash test/e2e/cluster/setup.sh
+  if ! command -v dockerd >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  fi
+  [ -d node_modules ] || bash scripts/setup.sh
+}
+build_agent_image() {
+  archive="$(bash scripts/image/build.sh | tail -1)"
+}
+
+step "packages (apt, npm)" install_packages
+step "cluster binaries (Go)" bash -c 'test/e2e/cluster/build.sh >/dev/null'
+step "cluster images" bash -c 'test/e2e/cluster/images.sh "$(test/e2e/cluster/build.sh 2>/dev/null | tail -1)" >/dev/null'
+step "agent image (Dockerfile)" build_agent_image
+step "npm run test:e2e" env E2E_AGENT_IMAGE="$archive" npm run test:e2e
