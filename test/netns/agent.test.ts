@@ -4,7 +4,7 @@
 //   node --test build/test/netns/agent.test.js
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { Sandbox } from '../../src/sandbox';
 import type { ProbeOutcome } from '../../src/sandbox';
+import { AGENT_MAIN, NodeAgent } from '../support/node-agent';
 import { makeNamespace, makePod, makePolicy } from '../support/builders';
 
 const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, nftables)' : false;
-const MAIN = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TABLE = `agent_test_${process.pid}`;
 const LISTEN = '127.0.0.1:9977';
 const SERVER_IP = '10.61.1.10';
@@ -33,7 +33,7 @@ const allowAdminsOnly = makePolicy('shop', 'server-in', { podSelector: { matchLa
 let sandbox: Sandbox;
 let dir: string;
 let agent: ChildProcess | null = null;
-let agentLog = '';
+const nodeAgent = new NodeAgent(() => sandbox, () => dir, { node: 'node-1', listen: LISTEN, table: TABLE, extraArgs: ['--resync-period', '0'] });
 
 const yamlOf = (...objects: object[]): string => objects.map((o) => stringify(o)).join('---\n');
 
@@ -43,43 +43,9 @@ function writePolicy(text: string): void {
   renameSync(`${file}.tmp`, file);
 }
 
-function nodeNetns(): string {
-  return sandbox.nodeNetnsName('node-1');
-}
-
-function startAgent(): ChildProcess {
-  const child = spawn('ip', ['netns', 'exec', nodeNetns(), process.execPath, MAIN, 'run', '--node-name', 'node-1', '--datastore-file', dir, '--listen', LISTEN, '--table', TABLE, '--resync-period', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => { agentLog += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { agentLog += d.toString(); });
-  return child;
-}
-
-async function stopAgent(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  child.kill('SIGTERM');
-  return exited;
-}
-
-/** An HTTP GET from inside the node's namespace (where the agent listens on loopback). */
-async function get(path: string, accept = '*/*'): Promise<{ status: number; body: string }> {
-  const script = 'fetch(process.argv[1],{headers:{accept:process.argv[2]}}).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:String(e)})))';
-  const res = await sandbox.exec('node:node-1', [process.execPath, '-e', script, `http://${LISTEN}${path}`, accept], 10_000);
-  return JSON.parse(res.stdout) as { status: number; body: string };
-}
-
-async function waitFor<T>(what: () => string, fn: () => Promise<T | null>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v !== null) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what()}\nagent log:\n${agentLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function waitReady(): Promise<void> {
-  await waitFor(() => '/readyz', async () => ((await get('/readyz')).status === 200 ? true : null));
+  await nodeAgent.waitFor(() => '/readyz', async () => ((await nodeAgent.get('/readyz')).status === 200 ? true : null));
 }
 
 async function probe(from: string): Promise<ProbeOutcome> {
@@ -93,14 +59,14 @@ async function verdicts(): Promise<string> {
 
 async function waitVerdicts(expected: string): Promise<void> {
   let last = '';
-  await waitFor(() => `verdicts "${expected}" (last: ${last})`, async () => {
+  await nodeAgent.waitFor(() => `verdicts "${expected}" (last: ${last})`, async () => {
     last = await verdicts();
     return last === expected ? true : null;
   });
 }
 
 async function rulesJson(query = ''): Promise<{ sync: { generation: number; lastError: { message: string } | null; ready: boolean }; pods: { pod: string; ingress: { isolatedBy: string[]; nftables: { chain: string } | null; rules: { rule: string; peers: string[] }[] } }[]; notEnforceable: { policy: string; reason: string }[] }> {
-  return JSON.parse((await get(`/rules${query}`)).body);
+  return JSON.parse((await nodeAgent.get(`/rules${query}`)).body);
 }
 
 before(async () => {
@@ -118,12 +84,12 @@ before(async () => {
       { key: 'shop/client-no', node: 'node-2', ips: ['10.61.2.12'], ports: [] },
     ],
   });
-  agent = startAgent();
+  agent = nodeAgent.start();
   await waitReady();
 });
 
 after(async () => {
-  if (agent !== null) await stopAgent(agent);
+  if (agent !== null) await nodeAgent.stop(agent);
   await sandbox?.destroy();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
@@ -138,7 +104,7 @@ test('the policy in the datastore is enforced, and an edit of its file is enforc
 
 test('a broken edit is reported and the last good state stays enforced; an invalid policy is enforced fail-closed', { skip: SKIP }, async () => {
   writePolicy('kind: NetworkPolicy\nspec: [\n');
-  const report = await waitFor(() => 'the parse error in /rules', async () => {
+  const report = await nodeAgent.waitFor(() => 'the parse error in /rules', async () => {
     const r = await rulesJson();
     return /policy\.yaml: document 1 is not valid YAML/.test(r.sync.lastError?.message ?? '') ? r : null;
   });
@@ -164,13 +130,13 @@ test('/rules (JSON and text, through `netpol-agent rules`), /readyz and /metrics
   assert.deepEqual(server?.ingress.isolatedBy, ['shop/server-in']);
   assert.match(server?.ingress.nftables?.chain ?? '', /^in_[0-9a-f]{16}$/);
   // The chain /rules names is the one the kernel holds.
-  const kernel = execFileSync('ip', ['netns', 'exec', nodeNetns(), 'nft', 'list', 'chain', 'inet', TABLE, server?.ingress.nftables?.chain ?? ''], { encoding: 'utf8' });
+  const kernel = execFileSync('ip', ['netns', 'exec', nodeAgent.netns(), 'nft', 'list', 'chain', 'inet', TABLE, server?.ingress.nftables?.chain ?? ''], { encoding: 'utf8' });
   assert.match(kernel, /counter packets \d+ bytes \d+ drop/);
-  const text = await sandbox.exec('node:node-1', [process.execPath, MAIN, 'rules', '--server', `http://${LISTEN}`, '--pod', 'shop/server', '--verbose'], 10_000);
+  const text = await sandbox.exec('node:node-1', [process.execPath, AGENT_MAIN, 'rules', '--server', `http://${LISTEN}`, '--pod', 'shop/server', '--verbose'], 10_000);
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /^node node-1 {2}table inet agent_test_\d+\nsync: ready/);
   assert.match(text.stdout, /rule shop\/server-in\/ingress\/0\n {8}peers: podSelector access=true\n {8}ports: TCP\/http {2}\(resolved: TCP\/80\)\n {8}1 resolved address\(es\) on those ports: 10\.61\.2\.11/);
-  const metrics = (await get('/metrics')).body;
+  const metrics = (await nodeAgent.get('/metrics')).body;
   assert.match(metrics, /netpol_agent_programming_latency_seconds_count\{kind="NetworkPolicy"\} [1-9]/);
   assert.match(metrics, /netpol_agent_transactions_total\{type="full",result="ok"\} 1/);
   assert.match(metrics, /netpol_agent_errors_total\{stage="source"\} [1-9]/);
@@ -191,10 +157,10 @@ test('a restart (SIGTERM, start again) keeps enforcing throughout, then the tabl
   try {
     for (let restart = 0; restart < 2; restart++) {
       assert.ok(agent !== null);
-      assert.equal(await stopAgent(agent), 0, 'a clean exit on SIGTERM');
+      assert.equal(await nodeAgent.stop(agent), 0, 'a clean exit on SIGTERM');
       agent = null;
       await new Promise((r) => setTimeout(r, 1500)); // no agent at all for a while: the kernel keeps enforcing
-      agent = startAgent();
+      agent = nodeAgent.start();
       await waitReady();
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -204,12 +170,12 @@ test('a restart (SIGTERM, start again) keeps enforcing throughout, then the tabl
   }
   assert.ok(rounds >= 4, `the probe loop ran (${rounds} rounds)`);
   assert.deepEqual(wrong, []);
-  assert.match(agentLog, /"type":"full","events":5,"elements":\d+,"operations":0,/, 'the restarted agent adopted the table as it was: nothing to write');
+  assert.match(nodeAgent.log, /"type":"full","events":5,"elements":\d+,"operations":0,/, 'the restarted agent adopted the table as it was: nothing to write');
 
   assert.ok(agent !== null);
-  await stopAgent(agent);
+  await nodeAgent.stop(agent);
   agent = null;
-  const cleanup = await sandbox.exec('node:node-1', [process.execPath, MAIN, 'cleanup', '--table', TABLE], 10_000);
+  const cleanup = await sandbox.exec('node:node-1', [process.execPath, AGENT_MAIN, 'cleanup', '--table', TABLE], 10_000);
   assert.equal(cleanup.stdout, `deleted table inet ${TABLE}\n`, cleanup.stderr);
   assert.equal(await probe('shop/client-no'), 'connected', 'no table, no policy');
 });

@@ -5,17 +5,16 @@
 //   node --test build/test/netns/drops.test.js
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { Sandbox } from '../../src/sandbox';
+import { NodeAgent } from '../support/node-agent';
 import { makeNamespace, makePod, makePolicy } from '../support/builders';
 
 const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, nftables)' : false;
-const MAIN = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TABLE = `drops_test_${process.pid}`;
 const LISTEN = '127.0.0.1:9977';
 const SERVER_IP = '10.62.1.10';
@@ -39,7 +38,7 @@ const allowAccess = makePolicy('shop', 'server-in', { podSelector: { matchLabels
 let sandbox: Sandbox;
 let dir: string;
 let agent: ChildProcess | null = null;
-let agentLog = '';
+const nodeAgent = new NodeAgent(() => sandbox, () => dir, { node: 'node-1', listen: LISTEN, table: TABLE, extraArgs: ['--resync-period', '0', '--drop-log-window', '3s'] });
 
 const yamlOf = (...objects: object[]): string => objects.map((o) => stringify(o)).join('---\n');
 
@@ -49,40 +48,6 @@ function writePolicy(text: string): void {
   renameSync(`${file}.tmp`, file);
 }
 
-function nodeNetns(): string {
-  return sandbox.nodeNetnsName('node-1');
-}
-
-function startAgent(): ChildProcess {
-  const child = spawn('ip', ['netns', 'exec', nodeNetns(), process.execPath, MAIN, 'run', '--node-name', 'node-1', '--datastore-file', dir, '--listen', LISTEN, '--table', TABLE, '--resync-period', '0', '--drop-log-window', '3s'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => { agentLog += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { agentLog += d.toString(); });
-  return child;
-}
-
-async function stopAgent(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  child.kill('SIGTERM');
-  return exited;
-}
-
-/** An HTTP GET from inside the node's namespace (where the agent listens on loopback). */
-async function get(path: string, accept = '*/*'): Promise<{ status: number; body: string }> {
-  const script = 'fetch(process.argv[1],{headers:{accept:process.argv[2]}}).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:String(e)})))';
-  const res = await sandbox.exec('node:node-1', [process.execPath, '-e', script, `http://${LISTEN}${path}`, accept], 10_000);
-  return JSON.parse(res.stdout) as { status: number; body: string };
-}
-
-async function waitFor<T>(what: () => string, fn: () => Promise<T | null>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v !== null) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what()}\nagent log:\n${agentLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface LoggedDrop {
   drop: { verdict: string; direction: string; src: { ip: string; pod?: string }; dst: { ip: string; pod?: string }; protocol: string; port: number; count: number; isolatedBy: string[]; rules: string[]; reason: string; firstSeen: string; lastSeen: string };
@@ -90,7 +55,7 @@ interface LoggedDrop {
 }
 
 function loggedDrops(): LoggedDrop[] {
-  return agentLog
+  return nodeAgent.log
     .split('\n')
     .filter((l) => l.includes('"drop":'))
     .map((l) => JSON.parse(l) as LoggedDrop);
@@ -105,7 +70,7 @@ interface Counters {
 }
 
 async function serverCounters(): Promise<Counters> {
-  const r = JSON.parse((await get('/rules?pod=shop/server')).body) as { pods: { ingress: { counters?: Counters } }[] };
+  const r = JSON.parse((await nodeAgent.get('/rules?pod=shop/server')).body) as { pods: { ingress: { counters?: Counters } }[] };
   const c = r.pods[0]?.ingress.counters;
   assert.ok(c, 'the server is isolated for ingress and its counters are shown');
   return c;
@@ -127,12 +92,12 @@ before(async () => {
       { key: 'shop/web', node: 'node-1', ips: [WEB_IP], ports: [{ port: 80, protocol: 'TCP' }] },
     ],
   });
-  agent = startAgent();
-  await waitFor(() => '/readyz', async () => ((await get('/readyz')).status === 200 ? true : null));
+  agent = nodeAgent.start();
+  await nodeAgent.waitFor(() => '/readyz', async () => ((await nodeAgent.get('/readyz')).status === 200 ? true : null));
 });
 
 after(async () => {
-  if (agent !== null) await stopAgent(agent);
+  if (agent !== null) await nodeAgent.stop(agent);
   await sandbox?.destroy();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
@@ -149,7 +114,7 @@ test('a denied connection attempt is one aggregated log line with the pods, the 
   // 1.5 s: the SYN and its retransmission after 1 s, both dropped.
   const [denied] = await sandbox.probe([{ from: 'shop/client-no', toIp: SERVER_IP, port: 80, protocol: 'TCP', timeoutMs: 1_500 }]);
   assert.equal(denied?.outcome, 'timeout');
-  const lines = await waitFor(() => 'the aggregated drop line', async () => (loggedDrops().length > 0 ? loggedDrops() : null), 10_000);
+  const lines = await nodeAgent.waitFor(() => 'the aggregated drop line', async () => (loggedDrops().length > 0 ? loggedDrops() : null), 10_000);
   await new Promise((r) => setTimeout(r, 3_500)); // another window: nothing else may come
   assert.equal(loggedDrops().length, 1, `exactly one line:\n${loggedDrops().map((l) => l.msg).join('\n')}`);
   const d = lines[0]?.drop;
@@ -168,26 +133,26 @@ test('a denied connection attempt is one aggregated log line with the pods, the 
   assert.equal(afterDenied.dropped.packets, afterAllowed.dropped.packets + 2, 'the drop counter counted both SYNs');
   assert.equal(afterDenied.allowedTotal.packets, afterAllowed.allowedTotal.packets);
 
-  const drops = JSON.parse((await get('/drops?pod=shop/server')).body) as { drops: { src: { pod?: string }; count: number }[] };
+  const drops = JSON.parse((await nodeAgent.get('/drops?pod=shop/server')).body) as { drops: { src: { pod?: string }; count: number }[] };
   assert.deepEqual(drops.drops.map((x) => [x.src.pod, x.count]), [['shop/client-no', 2]]);
-  assert.deepEqual((JSON.parse((await get('/drops?pod=shop/nobody')).body) as { drops: unknown[] }).drops, []);
+  assert.deepEqual((JSON.parse((await nodeAgent.get('/drops?pod=shop/nobody')).body) as { drops: unknown[] }).drops, []);
 
-  const metrics = (await get('/metrics')).body;
+  const metrics = (await nodeAgent.get('/metrics')).body;
   assert.match(metrics, /netpol_agent_denied_connections_total\{namespace="shop",direction="ingress",verdict="drop"\} 2/);
   assert.match(metrics, /netpol_agent_policy_packets_total\{namespace="shop",direction="ingress",verdict="dropped"\} [1-9]/);
   assert.doesNotMatch(metrics, /client-no|10\.62\./, 'no pod or address in metric labels');
 });
 
 test('GET /explain answers on the cluster the agent heard, as probe --explain does offline', { skip: SKIP }, async () => {
-  const res = await get('/explain?from=shop/client-no&to=shop/server&port=80&protocol=TCP');
+  const res = await nodeAgent.get('/explain?from=shop/client-no&to=shop/server&port=80&protocol=TCP');
   assert.equal(res.status, 200, res.body);
   const e = JSON.parse(res.body) as { allowed: boolean; ingress: { isolatedBy: string[]; closest: { rule: string; needs: string[] }[] } };
   assert.equal(e.allowed, false);
   assert.deepEqual(e.ingress.closest[0], { rule: 'shop/server-in/ingress/0', needs: ['label access=true on pod shop/client-no'] });
-  const ok = JSON.parse((await get('/explain?from=shop/client-ok&to=10.62.1.10&port=80')).body) as { allowed: boolean; ingress: { rule: string } };
+  const ok = JSON.parse((await nodeAgent.get('/explain?from=shop/client-ok&to=10.62.1.10&port=80')).body) as { allowed: boolean; ingress: { rule: string } };
   assert.equal(ok.allowed, true);
   assert.equal(ok.ingress.rule, 'shop/server-in/ingress/0');
-  assert.equal((await get('/explain?from=shop/nobody&to=shop/server&port=80')).status, 400);
+  assert.equal((await nodeAgent.get('/explain?from=shop/nobody&to=shop/server&port=80')).status, 400);
 });
 
 test('a policy in audit lets traffic through and logs it as "would drop"; /rules lists it', { skip: SKIP }, async () => {
@@ -196,7 +161,7 @@ test('a policy in audit lets traffic through and logs it as "would drop"; /rules
   assert.equal(no?.outcome, 'connected', 'the audited policy does not drop');
   const [ok] = await sandbox.probe([{ from: 'shop/client-ok', toIp: WEB_IP, port: 80, protocol: 'TCP', timeoutMs: PROBE_MS }]);
   assert.equal(ok?.outcome, 'connected');
-  const lines = await waitFor(() => 'the "would drop" line', async () => (wouldDrop().length > 0 ? wouldDrop() : null), 10_000);
+  const lines = await nodeAgent.waitFor(() => 'the "would drop" line', async () => (wouldDrop().length > 0 ? wouldDrop() : null), 10_000);
   await new Promise((r) => setTimeout(r, 3_500));
   assert.equal(wouldDrop().length, 1, `one line, for client-no only:\n${wouldDrop().map((l) => l.msg).join('\n')}`);
   const d = lines[0]?.drop;
@@ -204,7 +169,7 @@ test('a policy in audit lets traffic through and logs it as "would drop"; /rules
   assert.deepEqual([d.src.pod, d.dst.pod, d.port, d.direction], ['shop/client-no', 'shop/web', 80, 'ingress']);
   assert.deepEqual(d.isolatedBy, ['shop/web-in']);
   assert.match(d.reason, /ingress of shop\/web is isolated by shop\/web-in \(in audit: not enforced, the connection went through\) and none of their rules \(shop\/web-in\/ingress\/0\) allows shop\/client-no/);
-  const rules = JSON.parse((await get('/rules')).body) as { audit?: string[]; pods: { pod: string; ingress: { isolated: boolean } }[] };
+  const rules = JSON.parse((await nodeAgent.get('/rules')).body) as { audit?: string[]; pods: { pod: string; ingress: { isolated: boolean } }[] };
   assert.deepEqual(rules.audit, ['shop/web-in']);
   assert.equal(rules.pods.find((p) => p.pod === 'shop/web')?.ingress.isolated, false, 'not isolated by what is enforced');
 });
@@ -212,15 +177,15 @@ test('a policy in audit lets traffic through and logs it as "would drop"; /rules
 test('a restart over moved counters writes nothing to either table, and the counters survive it', { skip: SKIP }, async () => {
   const before = await serverCounters();
   assert.ok(before.dropped.packets >= 2, 'counters moved in the tests above');
-  if (agent !== null) assert.equal(await stopAgent(agent), 0);
-  agentLog = '';
-  agent = startAgent();
-  await waitFor(() => '/readyz', async () => ((await get('/readyz')).status === 200 ? true : null));
-  const syncs = await waitFor(() => 'two full syncs (enforcing and audit tables)', async () => {
-    const lines = agentLog.split('\n').filter((l) => l.includes('full sync committed')).map((l) => JSON.parse(l) as { operations: number; table?: string });
+  if (agent !== null) assert.equal(await nodeAgent.stop(agent), 0);
+  nodeAgent.log = '';
+  agent = nodeAgent.start();
+  await nodeAgent.waitFor(() => '/readyz', async () => ((await nodeAgent.get('/readyz')).status === 200 ? true : null));
+  const syncs = await nodeAgent.waitFor(() => 'two full syncs (enforcing and audit tables)', async () => {
+    const lines = nodeAgent.log.split('\n').filter((l) => l.includes('full sync committed')).map((l) => JSON.parse(l) as { operations: number; table?: string });
     return lines.length >= 2 ? lines : null;
   });
-  assert.deepEqual(syncs.map((l) => l.operations), [0, 0], `nothing rewritten:\n${agentLog}`);
+  assert.deepEqual(syncs.map((l) => l.operations), [0, 0], `nothing rewritten:\n${nodeAgent.log}`);
   const after = await serverCounters();
   assert.deepEqual(after.dropped, before.dropped);
   assert.deepEqual(after.allowedTotal, before.allowedTotal);
