@@ -11,7 +11,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PodState, PolicyPeer, PolicyRule, PolicyState, PortSpec, Selector } from '../src/api';
+import type { PodState, PolicyState } from '../src/api';
+import { policyJson } from './manifests';
 import { pathOf, type KubeObject } from '../test/e2e/api/kube';
 import { Tier } from '../test/e2e/api/tier';
 import { percentile, printTable } from './report';
@@ -23,29 +24,8 @@ const GIVE_UP_MS = 10_000;
 const COST_PORT = 16443;
 const RELAY = join(__dirname, '../test/e2e/api/relay.js');
 
-function selectorJson(s: Selector): object {
-  return { matchExpressions: s.requirements.map((r) => (r.operator === 'Exists' || r.operator === 'DoesNotExist' ? { key: r.key, operator: r.operator } : { key: r.key, operator: r.operator, values: r.values })) };
-}
-function peerJson(p: PolicyPeer): object {
-  if (p.kind === 'ipBlock') return { ipBlock: { cidr: p.cidr, except: p.except } };
-  return { podSelector: selectorJson(p.podSelector), ...(p.namespaceSelector === null ? {} : { namespaceSelector: selectorJson(p.namespaceSelector) }) };
-}
-function portJson(p: PortSpec): object {
-  if (p.kind === 'named') return { protocol: p.protocol, port: p.name };
-  if (p.kind === 'allPorts') return { protocol: p.protocol };
-  return { protocol: p.protocol, port: p.port, ...(p.endPort !== p.port ? { endPort: p.endPort } : {}) };
-}
-function ruleJson(r: PolicyRule, peers: 'from' | 'to'): object {
-  return { ...(r.peers === null ? {} : { [peers]: r.peers.map(peerJson) }), ...(r.ports === null ? {} : { ports: r.ports.map(portJson) }) };
-}
 export function policyObject(p: PolicyState): KubeObject {
-  const policyTypes = [...(p.ingressIsolation ? ['Ingress'] : []), ...(p.egressIsolation ? ['Egress'] : [])];
-  return {
-    apiVersion: 'networking.k8s.io/v1',
-    kind: 'NetworkPolicy',
-    metadata: { name: p.name, namespace: p.namespace },
-    spec: { podSelector: selectorJson(p.podSelector), policyTypes, ingress: p.ingress.map((r) => ruleJson(r, 'from')), egress: p.egress.map((r) => ruleJson(r, 'to')) },
-  };
+  return policyJson(p) as KubeObject;
 }
 function podObject(p: PodState, node: string): KubeObject {
   return {

@@ -45,3 +45,19 @@ export const extraCases: ConformanceCase[] = [
     }],
   },
 ];
+
+/**
+ * The IPv6 subset the real-packet tiers run: one case of each kind of selector, port and update
+ * (the ipBlock cases are IPv4-only, as upstream's are).
+ */
+export const IPV6_SUBSET: readonly string[] = [
+  "should support a 'default-deny-all' policy",
+  'should enforce policy based on PodSelector and NamespaceSelector',
+  'should enforce policy based on Ports',
+  'should allow ingress access on one named port',
+  'should allow egress access on one named port',
+  'should allow ingress access from updated namespace',
+  'should deny egress from pods based on PodSelector',
+  'should work with Ingress, Egress specified together',
+  'a policy added, then updated, then a namespace relabelled, then the label removed',
+];

@@ -19,22 +19,10 @@ import { baseCluster } from '../conformance/cluster';
 import { compareTruthTables, formatReachabilityReport, pairKey } from '../conformance/reachability';
 import { replay } from '../conformance/scenario';
 import { caseFullName, upstreamCases } from '../conformance/upstream-cases';
-import { extraCases } from '../conformance/extra-cases';
+import { IPV6_SUBSET, extraCases } from '../conformance/extra-cases';
 import type { ConformanceCase } from '../conformance/upstream-cases';
 
 const TIMEOUT_MS = 1000;
-/** The IPv6 subset: one case of each kind of selector, port and update. */
-const IPV6_SUBSET = [
-  "should support a 'default-deny-all' policy",
-  'should enforce policy based on PodSelector and NamespaceSelector',
-  'should enforce policy based on Ports',
-  'should allow ingress access on one named port',
-  'should allow egress access on one named port',
-  'should allow ingress access from updated namespace',
-  'should deny egress from pods based on PodSelector',
-  'should work with Ingress, Egress specified together',
-  'a policy added, then updated, then a namespace relabelled, then the label removed',
-];
 
 const tally = { probes: 0, observed: 0, sctpRuleLevel: 0 };
 

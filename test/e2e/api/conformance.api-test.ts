@@ -13,7 +13,7 @@ import type { Protocol } from '../../../src/api';
 import { baseCluster, type KubeObject as CaseObject } from '../../conformance/cluster';
 import { compareTruthTables, formatReachabilityReport, pairKey } from '../../conformance/reachability';
 import { caseFullName, upstreamCases, type ConformanceCase, type ProbeSpec } from '../../conformance/upstream-cases';
-import { extraCases } from '../../conformance/extra-cases';
+import { IPV6_SUBSET, extraCases } from '../../conformance/extra-cases';
 import { IP_ADDRS_ANNOTATION } from './sandbox-kubelet';
 import { pathOf, type KubeObject } from './kube';
 import { Tier } from './tier';
@@ -21,18 +21,6 @@ import { Tier } from './tier';
 const SKIP = process.env['API_TIER'] !== '1' ? 'set API_TIER=1 (npm run test:api): starts a real control plane' : process.getuid?.() !== 0 ? 'needs root' : false;
 const CONVERGENCE_BOUND_MS = 10_000;
 const PROBE_TIMEOUT_MS = 700;
-/** The IPv6 subset: one case of each kind of selector, port and update (as the dataplane tier's). */
-const IPV6_SUBSET = [
-  "should support a 'default-deny-all' policy",
-  'should enforce policy based on PodSelector and NamespaceSelector',
-  'should enforce policy based on Ports',
-  'should allow ingress access on one named port',
-  'should allow egress access on one named port',
-  'should allow ingress access from updated namespace',
-  'should deny egress from pods based on PodSelector',
-  'should work with Ingress, Egress specified together',
-  'a policy added, then updated, then a namespace relabelled, then the label removed',
-];
 
 const cluster = baseCluster({ dualStack: true });
 const tally = { cases: 0, steps: 0, probes: 0, sctpSpecsSkipped: 0, retries: 0, maxConvergenceMs: 0 };
