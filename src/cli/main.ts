@@ -141,7 +141,7 @@ function addAgentCommands(program: Command): void {
     .option('--no-drop-log', 'do not log denied connections (no log rule in the group chains, no nflog reader)')
     .option('--drop-log-group <n>', 'nfnetlink_log group the denied connections are sent to', parseNflogGroup, DEFAULT_DROP_LOGGING.group)
     .option('--drop-log-rate <n>', 'most denied connections logged per second and group chain (the kernel drops the rest unlogged)', parseRate, DEFAULT_DROP_LOGGING.rate)
-    .option('--drop-log-window <duration>', 'identical denied connections within this window are logged as one line with a count', parseDuration, parseDuration('5s'))
+    .addOption(new Option('--drop-log-window <duration>', 'identical denied connections within this window are logged as one line with a count').argParser(parseDuration).default(parseDuration('5s'), '5s'))
     .option('--audit', 'audit only: evaluate every policy and log what it would drop, enforce none (per policy: annotation netpol-agent.io/enforcement: audit)')
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
