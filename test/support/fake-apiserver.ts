@@ -267,7 +267,9 @@ export class FakeApiServer {
   private watch(req: http.IncomingMessage, res: http.ServerResponse, resource: Resource, query: Record<string, string>): void {
     if (query['sendInitialEvents'] === 'true') return this.streamingList(req, res, resource, query);
     const from = query['resourceVersion'] === undefined || query['resourceVersion'] === '' ? this.rv : Number(query['resourceVersion']);
+    // kube-apiserver flushes a watch's headers at once, before any event.
     res.writeHead(200, { 'content-type': 'application/json' });
+    res.flushHeaders();
     if (from < this.compactedRv) {
       this.write(res, JSON.stringify({ type: 'ERROR', object: statusObject(410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`) }) + '\n');
       res.end();

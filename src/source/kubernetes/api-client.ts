@@ -115,8 +115,10 @@ export class ApiClient {
    * writes several at once), and may throw to end the watch with that error. Resolves when the server
    * ends the stream cleanly; rejects on any other end.
    */
-  async watch(path: string, query: Record<string, string>, onEvents: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void> {
+  /** `onOpen`: the server accepted the watch (a quiet resource may send nothing for a minute). */
+  async watch(path: string, query: Record<string, string>, onEvents: (events: WatchEvent[]) => void, signal: AbortSignal, onOpen?: () => void): Promise<void> {
     const res = await this.request(path, { ...query, watch: 'true' }, {}, signal);
+    onOpen?.();
     await new Promise<void>((resolve, reject) => {
       const decoder = new StringDecoder('utf8');
       let pending = '';

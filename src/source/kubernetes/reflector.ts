@@ -298,10 +298,9 @@ export class Reflector {
         if (!sawEvent) {
           sawEvent = true;
           this.backoff.reset();
-          this.readsAgain();
         }
         this.apply(events);
-      }, request.signal);
+      }, request.signal, () => this.readsAgain());
     } catch (err) {
       if (silent && !this.signal.aborted) throw new WatchSilentError(this.spec, this.timing.silenceTimeoutMs);
       throw err;
