@@ -13,8 +13,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PodState, PolicyState } from '../src/api';
 import { policyJson } from './manifests';
-import { pathOf, type KubeObject } from '../test/e2e/api/kube';
-import { Tier } from '../test/e2e/api/tier';
+import { pathOf, type KubeObject } from '../test/support/api-tier/kube';
+import { Tier } from '../test/support/api-tier/tier';
 import { percentile, printTable } from './report';
 import { SyntheticGenerator } from './synthetic-cluster';
 
@@ -22,7 +22,7 @@ const PROBE_EVERY_MS = 5;
 const PROBE_TIMEOUT_MS = 300;
 const GIVE_UP_MS = 10_000;
 const COST_PORT = 16443;
-const RELAY = join(__dirname, '../test/e2e/api/relay.js');
+const RELAY = join(__dirname, '../test/support/api-tier/relay.js');
 
 export function policyObject(p: PolicyState): KubeObject {
   return policyJson(p) as KubeObject;

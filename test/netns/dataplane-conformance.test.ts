@@ -6,7 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Dataplane } from '../../src/dataplane';
-import { FakeNft } from '../../src/dataplane/nft';
+import { FakeNft } from '../support/fake-nft';
 import { viewFromSnapshot } from '../../src/dataplane/diff';
 import { DataplaneLab } from '../../src/probe';
 import { probeCases } from '../../src/probe';

@@ -9,7 +9,6 @@ import { execFileSync } from 'node:child_process';
 
 import { viewFromSnapshot } from '../../src/dataplane/diff';
 import {
-  FakeNft,
   KernelNftBackend,
   NftApplyError,
   Transaction,
@@ -30,6 +29,7 @@ import {
   type NftBackend,
   type TableSnapshot,
 } from '../../src/dataplane/nft';
+import { FakeNft } from '../support/fake-nft';
 
 const T = 'netpol-test';
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

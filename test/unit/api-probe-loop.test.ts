@@ -1,9 +1,9 @@
-// The judge of the API tier's fault probe loop (test/e2e/api/probe-loop.ts), against a scripted sandbox:
+// The judge of the API tier's fault probe loop (test/support/api-tier/probe-loop.ts), against a scripted sandbox:
 // the faults pass only if it reports nothing wrong, so it must report what is wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ProbeRequest, ProbeResult, Sandbox } from '../../src/sandbox';
-import { ProbeLoop, type Pair } from '../e2e/api/probe-loop';
+import { ProbeLoop, type Pair } from '../support/api-tier/probe-loop';
 
 const pair: Pair = { from: 'ns/client', toIp: '10.0.0.1', port: 80, label: 'client->server' };
 

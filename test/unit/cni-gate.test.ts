@@ -13,7 +13,8 @@ import { AgentLoop, AgentMetrics, CniPodGate, CniServer, CommitTracker } from '.
 import type { CniAnswer } from '../../src/agent';
 import { NodeCompiler } from '../../src/compiler';
 import { Dataplane } from '../../src/dataplane';
-import { FakeNft, Transaction } from '../../src/dataplane/nft';
+import { Transaction } from '../../src/dataplane/nft';
+import { FakeNft } from '../support/fake-nft';
 import type { NftBackend, TableSnapshot } from '../../src/dataplane/nft';
 import { decodeObjects, eventsBetween } from '../../src/source';
 import { makeNamespace, makePolicy } from '../support/builders';

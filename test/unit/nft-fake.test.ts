@@ -2,7 +2,6 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  FakeNft,
   NftApplyError,
   NftClosedError,
   NftValidationError,
@@ -19,6 +18,7 @@ import {
   vmap,
   type NftApplyErrorCode,
 } from '../../src/dataplane/nft';
+import { FakeNft } from '../support/fake-nft';
 
 const T = 'np';
 

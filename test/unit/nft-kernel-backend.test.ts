@@ -4,7 +4,6 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  FakeNft,
   KernelNftBackend,
   NftApplyError,
   NftClosedError,
@@ -25,6 +24,7 @@ import {
   parseTableJson,
   type NftContextLike,
 } from '../../src/dataplane/nft';
+import { FakeNft } from '../support/fake-nft';
 import { viewFromSnapshot } from '../../src/dataplane/diff';
 
 /** `nft -j list table inet np` as nft 1.0.6 printed it for the table buildSample writes. */

@@ -1,6 +1,6 @@
 // The contract between the dataplane and nftables: run a transaction atomically, check one, list the
-// agent's table. KernelNftBackend (kernel-backend.ts) and FakeNft (fake.ts) implement it and fail the
-// same way (NftApplyError codes, see errors.ts).
+// agent's table. KernelNftBackend (kernel-backend.ts) and the tests' FakeNft (test/support/fake-nft.ts)
+// implement it and fail the same way (NftApplyError codes, see errors.ts).
 //
 // A listing describes whatever is in the table, including what the agent never writes (another
 // hook, set flags, map value types, statements, object kinds): those are kept as text, so that they

@@ -9,8 +9,9 @@
 //
 // - objects.ts: object types, name/value validation, rule-token helpers, rendering.
 // - transaction.ts: Transaction (first error kept; toString() is the batch sent).
-// - backend.ts: NftBackend, TableSnapshot; kernel-backend.ts (nftables-napi) and fake.ts (FakeNft,
-//   with a packet evaluator) implement it and fail with the same NftApplyError codes.
+// - backend.ts: NftBackend, TableSnapshot; kernel-backend.ts (nftables-napi) implements it. The tests'
+//   FakeNft (test/support/fake-nft.ts, with a packet evaluator) implements it too and fails with the
+//   same NftApplyError codes.
 // - parse-json.ts: `nft -j` listing -> TableSnapshot, whatever the table holds.
 // - values.ts: addresses, CIDRs, ranges, ports, protocols in nft's canonical text.
 
@@ -53,6 +54,5 @@ export {
   type SetDatatype,
 } from './objects';
 export { Transaction, type Operation } from './transaction';
-export { FakeNft, type ForeignPlant, type Packet } from './fake';
 export { KernelNftBackend, openNftContext, mapNftError, classifyNftMessage, type KernelBackendOptions, type NftContextLike } from './kernel-backend';
 export { parseTableJson } from './parse-json';

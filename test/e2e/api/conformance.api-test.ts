@@ -14,9 +14,9 @@ import { baseCluster, type KubeObject as CaseObject } from '../../conformance/cl
 import { compareTruthTables, formatReachabilityReport, pairKey } from '../../conformance/reachability';
 import { caseFullName, upstreamCases, type ConformanceCase, type ProbeSpec } from '../../conformance/upstream-cases';
 import { IPV6_SUBSET, extraCases } from '../../conformance/extra-cases';
-import { IP_ADDRS_ANNOTATION } from './sandbox-kubelet';
-import { pathOf, type KubeObject } from './kube';
-import { Tier } from './tier';
+import { IP_ADDRS_ANNOTATION } from '../../support/api-tier/sandbox-kubelet';
+import { pathOf, type KubeObject } from '../../support/api-tier/kube';
+import { Tier } from '../../support/api-tier/tier';
 
 const SKIP = process.env['API_TIER'] !== '1' ? 'set API_TIER=1 (npm run test:api): starts a real control plane' : process.getuid?.() !== 0 ? 'needs root' : false;
 const CONVERGENCE_BOUND_MS = 10_000;

@@ -11,9 +11,9 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { pathOf, type KubeObject } from './kube';
-import { ProbeLoop, type Pair } from './probe-loop';
-import { Tier } from './tier';
+import { pathOf, type KubeObject } from '../../support/api-tier/kube';
+import { ProbeLoop, type Pair } from '../../support/api-tier/probe-loop';
+import { Tier } from '../../support/api-tier/tier';
 
 const SKIP = process.env['API_TIER'] !== '1' ? 'set API_TIER=1 (npm run test:api): starts a real control plane' : process.getuid?.() !== 0 ? 'needs root' : false;
 const NORMAL_BOUND_MS = 5_000;
@@ -24,7 +24,7 @@ const STALL_BOUND_MS = WATCH_SILENCE_TIMEOUT_S * 1000 + OUTAGE_BOUND_MS;
 const PROBE_TIMEOUT_MS = 500;
 const NS = 'fault';
 const STALL_PORT = 16443;
-const RELAY = join(__dirname, 'relay.js');
+const RELAY = join(__dirname, '../../support/api-tier/relay.js');
 
 let tier: Tier;
 let loop: ProbeLoop;

@@ -30,12 +30,12 @@
 // can be deleted, which is what reconcile needs of them.
 // Not reproduced: the 16-level jump depth limit.
 
-import { parseIp } from '../../net/ip';
-import { ERRNO, NftApplyError, NftClosedError, NftValidationError, type NftApplyErrorCode, type OpSummary } from './errors';
-import type { ChainSnapshot, ElementSnapshot, ListedBase, MapSnapshot, NftBackend, SetSnapshot, TableSnapshot } from './backend';
-import { MATCH_FIELD_TYPE, parseKey, type Chain, type Element, type Icmpv6Type, type MatchField, type NftSet, type RuleToken, type Verb, type Verdict } from './objects';
-import { Transaction, type Operation } from './transaction';
-import { DATATYPE_KIND, L4_PROTOCOLS, SET_DATATYPES, compareParsed, type ParsedValue, type SetDatatype } from './values';
+import { parseIp } from '../../src/net/ip';
+import { ERRNO, NftApplyError, NftClosedError, NftValidationError, type NftApplyErrorCode, type OpSummary } from '../../src/dataplane/nft/errors';
+import type { ChainSnapshot, ElementSnapshot, ListedBase, MapSnapshot, NftBackend, SetSnapshot, TableSnapshot } from '../../src/dataplane/nft/backend';
+import { MATCH_FIELD_TYPE, parseKey, type Chain, type Element, type Icmpv6Type, type MatchField, type NftSet, type RuleToken, type Verb, type Verdict } from '../../src/dataplane/nft/objects';
+import { Transaction, type Operation } from '../../src/dataplane/nft/transaction';
+import { DATATYPE_KIND, L4_PROTOCOLS, SET_DATATYPES, compareParsed, type ParsedValue, type SetDatatype } from '../../src/dataplane/nft/values';
 
 interface FakeRule {
   /** null for a rule someone else wrote with statements the helpers do not write (planted). */

@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { Sandbox } from '../../../src/sandbox';
 import { FABRIC_BRIDGE, NODE_FABRIC_IF } from '../../../src/sandbox/naming';
-import { Cluster, REPO_ROOT } from '../cluster';
+import { Cluster, REPO_ROOT } from '../../e2e/cluster';
 import { KubeClient, type KubeObject } from './kube';
 import { SandboxKubelet, type SandboxNode } from './sandbox-kubelet';
 
