@@ -18,7 +18,7 @@ export interface ObjectRef {
 
 /**
  * "namespace/name": the key of a pod or a policy in every map and rule-table element. It cannot be
- * ambiguous because src/model admits only names the API server admits: a namespace is a DNS-1123 label
+ * ambiguous because src/parse admits only names the API server admits: a namespace is a DNS-1123 label
  * and a pod or policy name a DNS-1123 subdomain, so neither part contains '/'.
  */
 export function objectKey(ref: ObjectRef): string {

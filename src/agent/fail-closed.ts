@@ -3,13 +3,10 @@
 // When even its podSelector is unusable it selects every pod of its namespace; when its policyTypes
 // cannot be read it isolates both directions.
 import type { ObjectRef, PolicyState, Selector } from '../api';
-import { parseNetworkPolicy } from '../model';
+import { parseNetworkPolicy } from '../parse';
+import { isRecord } from '../json';
 
 const EVERY_POD: Selector = { requirements: [] };
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function usableSelector(ref: ObjectRef, podSelector: unknown): Selector | null {
   try {

@@ -19,13 +19,13 @@
 import { objectKey } from '../api';
 import type { ClusterEvent, Direction, Labels, NamespaceState, PodState, PolicyRule, PolicyState, RuleTableDelta, RuleTableElement } from '../api';
 import { ElementStore, elementKey } from '../ruletable';
-import { NAMESPACE_NAME_LABEL, hasFinished } from '../model';
+import { NAMESPACE_NAME_LABEL, hasFinished } from '../parse';
 import { PodAddressIndex } from './address-index';
 import type { ClusterView, PeerDefinition, PeerSetStats } from './peer-sets';
 import { PeerSetIndex, peerDefinition } from './peer-sets';
 import { resolvePorts } from './ports';
 import { sameLabels, selectorMatches } from './selector';
-import { addToIndex, removeFromIndex } from './multimap';
+import { addToIndex, removeFromIndex } from '../multimap';
 
 interface ActiveRule {
   readonly id: string;

@@ -18,14 +18,14 @@
 // pod of a 100,000-pod cluster costs a few MB (bench/engine-compile.ts measures it).
 import { LRUCache } from 'lru-cache';
 import type { Direction, Labels, PeerMatch, PodState, PolicyPeer, PolicyRule, PortMatch, PortSpec, RuleTableElement } from '../api';
-import { hasFinished } from '../model';
+import { hasFinished } from '../parse';
 import type { Cidr } from '../net/ip';
 import { cidrContainsIp, formatCidr, parseCidr, parseIp, subtractCidrs } from '../net/ip';
 import { portMatchText } from '../ruletable';
 import { addressBucket, cidrBucket } from './address-index';
 import { resolvePorts } from './ports';
 import { selectorMatches } from './selector';
-import { addToIndex, removeFromIndex } from './multimap';
+import { addToIndex, removeFromIndex } from '../multimap';
 
 type PodPeer = Extract<PolicyPeer, { kind: 'pods' }>;
 

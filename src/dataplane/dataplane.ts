@@ -5,6 +5,7 @@
 import type { Direction, RuleTableDelta, RuleTableElement } from '../api';
 import { DIRECTIONS } from '../api';
 import { AgentError, errorMessage } from '../errors';
+import { addToIndex, removeFromIndex } from '../multimap';
 import type { KeyParts } from './flatten';
 import { GroupAllow } from './group-allow';
 import type { ChainView, DesiredView, DropLogging, GroupCounters, SetView } from './layout';
@@ -286,7 +287,7 @@ export class Dataplane {
     const name = groupName(direction, sig.text);
     if (!this.groupRules.has(name)) {
       this.groupRules.set(name, sig.rules);
-      for (const r of sig.rules) addTo(this.ruleGroups, r, name);
+      for (const r of sig.rules) addToIndex(this.ruleGroups, r, name);
     }
     return name;
   }
@@ -356,14 +357,14 @@ export class Dataplane {
       m?.delete(pd);
       if (m !== undefined && m.size === 0) {
         this.members.delete(before);
-        for (const r of this.groupRules.get(before) ?? []) removeFrom(this.ruleGroups, r, before);
+        for (const r of this.groupRules.get(before) ?? []) removeFromIndex(this.ruleGroups, r, before);
         this.groupRules.delete(before);
       }
       this.groupOf.delete(pd);
     }
     if (group !== null) {
       this.groupOf.set(pd, group);
-      addTo(this.members, group, pd);
+      addToIndex(this.members, group, pd);
     }
   }
 
@@ -383,18 +384,6 @@ export class Dataplane {
 function splitPodDirection(pd: string): [string, Direction] {
   const bar = pd.lastIndexOf('|');
   return [pd.slice(0, bar), pd.slice(bar + 1) as Direction];
-}
-
-function addTo(index: Map<string, Set<string>>, key: string, value: string): void {
-  let set = index.get(key);
-  if (set === undefined) index.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFrom(index: Map<string, Set<string>>, key: string, value: string): void {
-  const set = index.get(key);
-  set?.delete(value);
-  if (set !== undefined && set.size === 0) index.delete(key);
 }
 
 function copySet(set: SetView<SetDatatype, SetFlag>): ProgrammedSet {

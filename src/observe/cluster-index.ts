@@ -3,7 +3,7 @@
 // loop (teeSink), so it never lags behind what is enforced by more than the loop's own queue.
 import type { ClusterEvent, NamespaceState, ObjectKind, ObjectRef, PodState, PolicyState, SourceSink } from '../api';
 import { objectKey } from '../api';
-import { hasFinished } from '../model';
+import { hasFinished } from '../parse';
 import type { ClusterObjects } from '../source';
 import type { ExplainCluster } from './explain';
 

@@ -7,7 +7,7 @@
 // the dataplane programs; the tests check that both ways agree with probe on every conformance case.
 import type { Direction, IpFamily, LabelRequirement, PodState, PolicyPeer, PolicyRule, PolicyState, PortSpec, Protocol } from '../api';
 import { NodeCompiler, objectKey, selectorMatches } from '../compiler';
-import { hasFinished } from '../model';
+import { hasFinished } from '../parse';
 import { parseIp, peerContainsIp } from '../net/ip';
 import { RuleState } from '../ruletable';
 import { eventsBetween } from '../source';

@@ -6,7 +6,7 @@ import { NodeCompiler, objectKey } from '../compiler';
 import { parseIp } from '../net/ip';
 import { RuleState } from '../ruletable';
 import type { Verdict } from '../ruletable';
-import { hasFinished } from '../model';
+import { hasFinished } from '../parse';
 import { eventsBetween } from '../source';
 import type { ClusterObjects } from '../source';
 

@@ -9,7 +9,7 @@ import type { SyncReport } from '../dataplane';
 import { KernelNftBackend } from '../dataplane/nft';
 import { Sandbox } from '../sandbox';
 import type { ProbeOutcome, SandboxPodSpec, Topology } from '../sandbox';
-import { hasFinished } from '../model';
+import { hasFinished } from '../parse';
 import { eventsBetween } from '../source';
 import type { ClusterObjects } from '../source';
 import { decideCases, probeCases } from './compute';

@@ -23,6 +23,7 @@ import { InvalidInputError, InvalidObjectError, errorMessage } from '../errors';
 import { addObject, emptyClusterObjects, parseManifestText } from './manifests';
 import type { ClusterObjects } from './manifests';
 import { eventsBetween } from './events';
+import { isRecord } from '../json';
 
 export interface FileSourceOptions {
   /** A manifest file, or a directory read recursively (*.yaml, *.yml, *.json). */
@@ -51,10 +52,6 @@ interface FileEntry {
   readonly stamp: string;
   readonly objects: ClusterObjects;
   readonly rejected: readonly Rejection[];
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Identity of a file's contents without reading it (nanosecond mtime, size, inode). */

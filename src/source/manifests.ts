@@ -6,7 +6,8 @@ import { Composer, Parser, type ScalarTag, type Tags } from 'yaml';
 import { objectKey } from '../api';
 import type { NamespaceState, PodState, PolicyState } from '../api';
 import { InvalidInputError, InvalidObjectError, errorMessage } from '../errors';
-import { parseNamespace, parseNetworkPolicy, parsePod } from '../model';
+import { parseNamespace, parseNetworkPolicy, parsePod } from '../parse';
+import { isRecord } from '../json';
 
 export interface ClusterObjects {
   readonly namespaces: NamespaceState[];
@@ -86,10 +87,6 @@ function listFiles(path: string, seen: Set<string>): string[] {
     const full = join(path, entry);
     return statOf(full).isDirectory() || MANIFEST_FILE.test(entry) ? listFiles(full, seen) : [];
   });
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** One substitution, insertion, deletion or swap of neighbours turns `a` into `b`. */

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClusterEvent, SourceSink } from '../../src/api';
-import { parseNetworkPolicy } from '../../src/model';
+import { parseNetworkPolicy } from '../../src/parse';
 import { AuditRunner, enforcedOnly } from '../../src/observe/audit';
 import { ClusterIndex } from '../../src/observe/cluster-index';
 import { decodeObjects, eventsBetween } from '../../src/source';

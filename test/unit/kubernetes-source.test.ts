@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import type { ClusterEvent, ObjectKind, ObjectRef, SourceSink } from '../../src/api';
 import { errorMessage } from '../../src/errors';
-import { parseNamespace, parseNetworkPolicy, parsePod } from '../../src/model';
+import { parseNamespace, parseNetworkPolicy, parsePod } from '../../src/parse';
 import { KubernetesSource } from '../../src/source/kubernetes';
 import type { KubernetesSourceOptions, SourceLogger, SourceMetrics, WatchRestartReason } from '../../src/source/kubernetes';
 import { Backoff } from '../../src/source/kubernetes/backoff';

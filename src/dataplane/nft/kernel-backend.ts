@@ -24,6 +24,7 @@ import type { NftBackend, TableSnapshot } from './backend';
 import { listTableCommand } from './objects';
 import { parseTableJson } from './parse-json';
 import { Transaction } from './transaction';
+import { isRecord } from '../../json';
 
 /** What this backend needs of nftables-napi's NftContext. */
 export interface NftContextLike {
@@ -46,10 +47,6 @@ export interface KernelBackendOptions {
    * checks use that context, cache caveat included.
    */
   readonly openCheckContext?: () => NftContextLike;
-}
-
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null;
 }
 
 function isContext(x: unknown): x is NftContextLike {

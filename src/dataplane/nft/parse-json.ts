@@ -28,12 +28,9 @@ import {
   type RuleToken,
   type Verdict,
 } from './objects';
+import { isRecord } from '../../json';
 
 type Json = Record<string, unknown>;
-
-function isRecord(x: unknown): x is Json {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
 
 function str(o: Json, k: string): string | undefined {
   const v = o[k];

@@ -9,6 +9,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { createGunzip } from 'node:zlib';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../../errors';
+import { isRecord } from '../../json';
 
 export type Json = Record<string, unknown>;
 
@@ -50,10 +51,6 @@ export class ApiRequestError extends AgentError {
   get expired(): boolean {
     return this.statusCode === 410;
   }
-}
-
-function isRecord(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 export function asStatus(v: unknown): KubeStatus | null {

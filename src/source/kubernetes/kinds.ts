@@ -1,7 +1,7 @@
 // The three kinds the agent watches: where the API serves them, how a raw object becomes the engine's
 // record, and the events that carry it.
 import type { ClusterEvent, ObjectKind, ObjectRef } from '../../api';
-import { parseNamespace, parseNetworkPolicy, parsePod } from '../../model';
+import { parseNamespace, parseNetworkPolicy, parsePod } from '../../parse';
 import type { Json } from './api-client';
 
 export interface KindSpec {

@@ -8,6 +8,7 @@ import type {
 import { PROTOCOLS } from '../api';
 import { InvalidObjectError } from '../errors';
 import { canonicalIp, cidrContainsCidr, parseCidr } from '../net/ip';
+import { isRecord } from '../json';
 
 type Json = Record<string, unknown>;
 
@@ -18,10 +19,6 @@ const FINISHED_PHASES = new Set(['Succeeded', 'Failed']);
 /** A finished pod has no traffic and its address may already belong to another pod. */
 export function hasFinished(pod: PodState): boolean {
   return FINISHED_PHASES.has(pod.phase);
-}
-
-function isRecord(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** How a value that has the wrong JSON type is shown: its type and, for scalars, the value. */

@@ -1,1 +1,0 @@
-export { hasFinished, parseNamespace, parsePod, parseNetworkPolicy, isIanaServiceName, NAMESPACE_NAME_LABEL, ENFORCEMENT_ANNOTATION } from './parse';
