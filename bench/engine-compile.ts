@@ -15,6 +15,9 @@ const EVERY_POD_SAMPLES = 40;
 // Distinct definitions built cold (by a scan of the cluster) per every-pod case.
 const COLD_SAMPLES = 4;
 const LOCAL_TARGET_MS = 20;
+// The resident-memory budget of an agent, in the unit the figures are printed in.
+const RSS_TARGET_MIB = 300;
+const RSS_TARGET_BYTES = RSS_TARGET_MIB * 1024 * 1024;
 
 /** Wall time and CPU time of the process (ms): on a shared machine, wall time includes waiting for a core. */
 interface Sample {
@@ -121,7 +124,9 @@ export function runEngineBenchmark(): void {
     const build: Sample[] = [];
     const add: Sample[] = [];
     const remove: Sample[] = [];
-    let deltaElements = 0;
+    // The largest delta of each: an add's and a delete's are the same size only when nothing else moved.
+    let addDeltaElements = 0;
+    let removeDeltaElements = 0;
     const namespace = (local[0] as PodState).namespace;
     for (let i = 0; i < COLD_SAMPLES + EVERY_POD_SAMPLES; i++) {
       const coldSample = i < COLD_SAMPLES;
@@ -139,14 +144,15 @@ export function runEngineBenchmark(): void {
       const pod0 = g.pod(namespace, node);
       const pod: PodState = { ...pod0, labels: { ...pod0.labels, bench: `${label}-${i}` } };
       const podAdd = time(() => apply({ type: 'upsert', kind: 'Pod', object: pod }));
-      deltaElements = Math.max(deltaElements, lastDelta.added.length);
+      addDeltaElements = Math.max(addDeltaElements, lastDelta.added.length + lastDelta.removed.length);
       const podRemove = time(() => apply({ type: 'delete', kind: 'Pod', ref: { namespace, name: pod.name } }));
+      removeDeltaElements = Math.max(removeDeltaElements, lastDelta.added.length + lastDelta.removed.length);
       apply({ type: 'delete', kind: 'NetworkPolicy', ref: { namespace, name: policy.name } });
       if (coldSample) build.push(policyAdd);
       add.push(podAdd);
       remove.push(podRemove);
     }
-    return { build, add, remove, deltaElements };
+    return { build, add, remove, addDeltaElements, removeDeltaElements };
   };
   // Distinct port lists make distinct definitions, so each cold sample builds its set from a scan.
   const namedPortLists = [['http'], ['http', 'metrics'], ['metrics', 'http'], ['metrics']];
@@ -165,8 +171,8 @@ export function runEngineBenchmark(): void {
   console.log('(wall times include waiting for a core on a busy machine; CPU times are the compute of this process, GC threads included)');
   printTable(['measure', 'value', 'target', 'ratio to target'], [
     ['full compile, one node', `${full.wall.toFixed(0)} ms (CPU ${full.cpu.toFixed(0)} ms)`, '< 2000 ms', (full.wall / 2000).toFixed(2)],
-    ['RSS after full compile', `${mib(after.rss)} MiB (+${mib(after.rss - before.rss)} MiB over the generated cluster; heap ${mib(after.heap)} MiB used of ${mib(after.committed)})`, '< 300 MB', (after.rss / 300e6).toFixed(2)],
-    ['RSS at the end of the benchmark', `${mib(end.rss)} MiB (heap ${mib(end.heap)} MiB used of ${mib(end.committed)}; after the event rows ${mib(afterRows.rss)} MiB)`, '< 300 MB', (end.rss / 300e6).toFixed(2)],
+    ['RSS after full compile', `${mib(after.rss)} MiB (+${mib(after.rss - before.rss)} MiB over the generated cluster; heap ${mib(after.heap)} MiB used of ${mib(after.committed)})`, `< ${RSS_TARGET_MIB} MiB`, (after.rss / RSS_TARGET_BYTES).toFixed(2)],
+    ['RSS at the end of the benchmark', `${mib(end.rss)} MiB (heap ${mib(end.heap)} MiB used of ${mib(end.committed)}; after the event rows ${mib(afterRows.rss)} MiB)`, `< ${RSS_TARGET_MIB} MiB`, (end.rss / RSS_TARGET_BYTES).toFixed(2)],
     ['rule-table elements on that node', String(elementsAfterCompile), '', ''],
     ['peer sets after compile: live / cached (members); built / reused', setText(setsAfterCompile), '', ''],
     ['peer sets at the end', setText(setsEnd), '', ''],
@@ -175,11 +181,11 @@ export function runEngineBenchmark(): void {
   printTable(['incremental event', 'median ms', 'p99 ms', 'max ms', 'median CPU ms', 'p99 CPU ms', 'target p99'],
     rows.map(([name, samples]) => [name, ...summary(samples), target(name)]));
   const everyRows = (name: string, r: ReturnType<typeof everyPodCase>): string[][] => [
-    [`${name}: local pod add, first binding`, ...summary(r.add), `< ${LOCAL_TARGET_MS} ms`, String(r.deltaElements)],
-    [`${name}: local pod delete, last unbinding`, ...summary(r.remove), `< ${LOCAL_TARGET_MS} ms`, String(r.deltaElements)],
+    [`${name}: local pod add, first binding`, ...summary(r.add), `< ${LOCAL_TARGET_MS} ms`, String(r.addDeltaElements)],
+    [`${name}: local pod delete, last unbinding`, ...summary(r.remove), `< ${LOCAL_TARGET_MS} ms`, String(r.removeDeltaElements)],
     [`${name}: policy add building the set (expansion)`, ...summary(r.build), '', ''],
   ];
-  printTable(['rule whose peers are every pod', 'median ms', 'p99 ms', 'max ms', 'median CPU ms', 'p99 CPU ms', 'target p99', 'delta elements'], [
+  printTable(['rule whose peers are every pod', 'median ms', 'p99 ms', 'max ms', 'median CPU ms', 'p99 CPU ms', 'target p99', 'largest delta (elements added + removed)'], [
     ...everyRows('egress named port, no peers', namedPort),
     ...everyRows('ingress from every namespace', everyNamespace),
   ]);

@@ -110,9 +110,9 @@ export class ApiClient {
   /**
    * Streams a watch: `onEvents` gets the events of each chunk as they arrive (several when the server
    * writes several at once), and may throw to end the watch with that error. Resolves when the server
-   * ends the stream cleanly; rejects on any other end.
+   * ends the stream cleanly; rejects on any other end. `onOpen` is called once the server has accepted
+   * the watch (a quiet resource may then send nothing for a minute).
    */
-  /** `onOpen`: the server accepted the watch (a quiet resource may send nothing for a minute). */
   async watch(path: string, query: Record<string, string>, onEvents: (events: WatchEvent[]) => void, signal: AbortSignal, onOpen?: () => void): Promise<void> {
     const res = await this.request(path, { ...query, watch: 'true' }, {}, signal);
     onOpen?.();
