@@ -25,8 +25,7 @@ rm -rf "$work" "$dir.tmp"
 mkdir -p "$work" "$dir.tmp"
 (
   cd "$work"
-  # A throwaway main module: `go build pkg@version` would ignore the replace directives helm needs none of,
-  # but a module keeps the download and build reproducible with the pinned version in go.mod.
+  # A throwaway main module that requires the pinned version: the build uses helm's own dependency versions.
   go mod init build.local/helm >/dev/null 2>&1
   go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >/dev/null 2>&1 || go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   go build -trimpath -ldflags "$ldflags" -o "$dir.tmp/helm" helm.sh/helm/v3/cmd/helm
