@@ -120,9 +120,9 @@ describe('each option changes what it names', () => {
     }
   });
 
-  test('resources replace the defaults', () => {
-    const resources = { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '2Gi' } };
-    assert.deepEqual(agent(chart(['--set-json', `resources=${JSON.stringify(resources)}`])).resources, resources);
+  test('resources override the defaults field by field (helm merges values; null removes one)', () => {
+    const resources = { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '2Gi', cpu: null } };
+    assert.deepEqual(agent(chart(['--set-json', `resources=${JSON.stringify(resources)}`])).resources, { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '2Gi' } });
   });
 
   test('metrics.host and metrics.port: the listener, the named port and both probes', () => {
