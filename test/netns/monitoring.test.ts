@@ -18,6 +18,8 @@ const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, nftable
 const MONITORING = resolve(__dirname, '../../../manifests/monitoring');
 const TABLE = `monitoring_test_${process.pid}`;
 const LISTEN = '127.0.0.1:9977';
+// The CNI socket is served so that the CNI metrics are registered as in a DaemonSet with the plugin.
+const CNI_SOCKET = join(tmpdir(), `netpol-monitoring-${process.pid}.sock`);
 
 // PromQL words that are neither metrics nor functions.
 const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset', 'and', 'or', 'unless', 'inf', 'nan']);
@@ -95,7 +97,7 @@ describe('manifests/monitoring/ reads only metrics a running agent exports', { s
     node: 'node-1',
     listen: LISTEN,
     table: TABLE,
-    extraArgs: ['--resync-period', '0', '--cni-socket', join(tmpdir(), `netpol-monitoring-${process.pid}.sock`)],
+    extraArgs: ['--resync-period', '0', '--cni-socket', CNI_SOCKET],
   });
 
   before(async () => {
@@ -103,14 +105,13 @@ describe('manifests/monitoring/ reads only metrics a running agent exports', { s
     writeFileSync(join(dir, 'cluster.yaml'), stringify(makeNamespace('shop')));
     sandbox = await Sandbox.create({ prefix: 'montest', topology: 'routed', nodes: ['node-1'], pods: [] });
     agent = nodeAgent.start();
-    await nodeAgent.waitFor(() => '/readyz', async () => ((await nodeAgent.get('/readyz')).status === 200 ? true : null));
+    await nodeAgent.waitReady();
   });
 
   after(async () => {
     if (agent !== null) await nodeAgent.stop(agent);
     await sandbox?.destroy();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-    rmSync(join(tmpdir(), `netpol-monitoring-${process.pid}.sock`), { force: true });
+    for (const path of [dir, CNI_SOCKET]) if (path !== undefined) rmSync(path, { recursive: true, force: true });
   });
 
   test('every metric of the dashboard and the alerts is on /metrics', async () => {

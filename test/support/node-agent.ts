@@ -50,6 +50,11 @@ export class NodeAgent {
     return JSON.parse(res.stdout) as { status: number; body: string };
   }
 
+  /** Resolves once /readyz answers 200 (the first sync is committed). */
+  async waitReady(): Promise<void> {
+    await this.waitFor(() => '/readyz', async () => ((await this.get('/readyz')).status === 200 ? true : null));
+  }
+
   async waitFor<T>(what: () => string, fn: () => Promise<T | null>, ms = 15_000): Promise<T> {
     const end = Date.now() + ms;
     for (;;) {
