@@ -106,6 +106,14 @@ describe('the chart renders the objects of manifests/', () => {
     kustomize(join(REPO_ROOT, 'manifests', 'cni'));
   });
 
+  test('the port named metrics (what the PodMonitor scrapes) is the listener the probes reach', () => {
+    const c = agent(kustomize(join(REPO_ROOT, 'manifests')));
+    const metrics = c.ports?.find((p) => p.name === 'metrics');
+    assert.ok(metrics !== undefined, 'the agent container names a port metrics');
+    assert.equal(metrics.containerPort, c.readinessProbe.httpGet.port);
+    assert.equal(metrics.containerPort, c.livenessProbe.httpGet.port);
+  });
+
   test('helm lint finds nothing wrong', () => {
     execFileSync(helm, ['lint', '--strict', CHART], { encoding: 'utf8', timeout: 120_000 });
   });
