@@ -12,7 +12,7 @@ import type { DropLog } from '../observe/drops';
 import { ExplainError, explainConnection, formatExplanation } from '../observe/explain';
 import type { ExplainCluster } from '../observe/explain';
 import { PROTOCOLS } from '../api';
-import type { Protocol } from '../api';
+import type { PolicyState, Protocol } from '../api';
 
 export interface ObservabilityOptions {
   readonly dataplane: Pick<Dataplane, 'counters'>;
@@ -30,6 +30,8 @@ export interface ObservabilityOptions {
   readonly audit?: () => readonly string[];
   /** The cluster as the agent heard it, for /explain. */
   readonly cluster?: ExplainCluster;
+  /** The most NetworkPolicies /explain reads in one namespace (default 1,000); a namespace with more is refused. */
+  readonly explainMaxPolicies?: number;
 }
 
 export interface EndpointReply {
@@ -50,6 +52,30 @@ export interface CounterListing {
 const MAX_RENDERED_REPORTS = 8;
 
 const DEFAULT_COUNTERS_MAX_AGE_MS = 1_000;
+const DEFAULT_EXPLAIN_MAX_POLICIES = 1_000;
+
+/**
+ * The cluster as /explain reads it. /explain answers for pods on any node, reading the policies of the
+ * namespaces of both ends (indexed lookups otherwise); a namespace with more than `max` policies is
+ * refused, so that one request's cost stays bounded whatever the cluster holds.
+ */
+function boundedCluster(cluster: ExplainCluster, max: number): ExplainCluster {
+  return {
+    pod: (key) => cluster.pod(key),
+    podOf: (ip) => cluster.podOf(ip),
+    namespaceLabels: (name) => cluster.namespaceLabels(name),
+    policiesIn: (namespace) => {
+      const policies: PolicyState[] = [];
+      for (const p of cluster.policiesIn(namespace)) {
+        if (policies.length === max) {
+          throw new ExplainError(`namespace ${namespace} has more than ${max} NetworkPolicies, more than /explain reads for one answer: run \`netpol-agent probe --explain\` on its manifests instead`);
+        }
+        policies.push(p);
+      }
+      return policies;
+    },
+  };
+}
 
 export class Observability {
   /** The listing in flight: every request that arrives meanwhile shares it. */
@@ -153,9 +179,9 @@ export class Observability {
    * read from the policies as written in the agent's cluster index: a few lookups, no compile.
    */
   private explain(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string | Buffer) => void): void {
-    const cluster = this.options.cluster;
     const text = (status: number, body: string): void => send(res, status, 'text/plain; charset=utf-8', body);
-    if (cluster === undefined) return text(404, 'explain is not available in this agent\n');
+    if (this.options.cluster === undefined) return text(404, 'explain is not available in this agent\n');
+    const cluster = boundedCluster(this.options.cluster, this.options.explainMaxPolicies ?? DEFAULT_EXPLAIN_MAX_POLICIES);
     const from = url.searchParams.get('from');
     const to = url.searchParams.get('to');
     const port = Number(url.searchParams.get('port'));

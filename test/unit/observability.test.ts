@@ -2,6 +2,7 @@
 // meanwhile and kept for a bounded age; a whole-table /rules report rendered once per generation and
 // shared; /rules?pod= reading only that pod's elements. A fake dataplane counts listings and a fake
 // clock ages them: nothing here depends on time passing.
+import type { ServerResponse } from 'node:http';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Direction, RuleTableElement } from '../../src/api';
@@ -11,6 +12,7 @@ import type { SyncStatus } from '../../src/agent/agent-loop';
 import { buildRulesReport } from '../../src/agent/rules-report';
 import type { RulesReport, RulesSource } from '../../src/agent/rules-report';
 import { NodeCompiler } from '../../src/compiler';
+import { clusterView } from '../../src/observe/explain';
 import type { GroupCounterReport } from '../../src/dataplane';
 import { RuleState } from '../../src/ruletable';
 import { decodeObjects, eventsBetween } from '../../src/source';
@@ -167,5 +169,26 @@ describe('/rules from memory', () => {
     dataplane.finish();
     const report = JSON.parse(String((await reply).body)) as RulesReport;
     assert.deepEqual(report.pods.map((p) => [p.pod, p.ingress.counters?.dropped]), [['shop/db', { packets: 1, bytes: 60 }]]);
+  });
+});
+
+describe('/explain: bounded in cost', () => {
+  it('reads at most the configured number of policies of a namespace, and says what to do instead', async () => {
+    const objects = decodeObjects([
+      makeNamespace('shop'),
+      makePod('shop', 'web', { labels: { app: 'web' }, ips: ['10.0.1.10'] }),
+      makePod('shop', 'client', { node: 'node-2', ips: ['10.0.2.10'] }),
+      ...['a', 'b', 'c'].map((n) => makePolicy('shop', n, { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 80 }] }] })),
+    ], 'test');
+    const ask = async (max: number): Promise<{ status: number; body: string }> => {
+      const o = new Observability({ dataplane: new ListingDataplane(), metrics: new AgentMetrics(), cluster: clusterView(objects), explainMaxPolicies: max });
+      let reply = { status: 0, body: '' };
+      await o.handle(new URL('http://agent/explain?from=shop/client&to=shop/web&port=80&format=text'), {} as ServerResponse, (_res, status, _type, body) => {
+        reply = { status, body: String(body) };
+      });
+      return reply;
+    };
+    assert.deepEqual(await ask(3), { status: 200, body: 'TCP/80 from shop/client to shop/web: ALLOWED\n  egress of shop/client: not isolated (no policy selects it for egress)\n  ingress of shop/web: isolated by shop/a, shop/b, shop/c; allowed by rule shop/a/ingress/0\n' });
+    assert.deepEqual(await ask(2), { status: 400, body: 'namespace shop has more than 2 NetworkPolicies, more than /explain reads for one answer: run `netpol-agent probe --explain` on its manifests instead\n' });
   });
 });
