@@ -135,7 +135,7 @@ const LOADS: readonly Load[] = [
       return Promise.resolve(async () => {
         stopped = true;
         await Promise.all(loops);
-        return `${requests} /rules replies of ${mib(bytes)} MiB${errors > 0 ? `, ${errors} failed` : ''}`;
+        return `${requests} /rules replies of ${(bytes / 1024).toFixed(0)} KiB${errors > 0 ? `, ${errors} failed` : ''}`;
       });
     },
   },

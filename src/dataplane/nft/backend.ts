@@ -21,7 +21,7 @@ export interface NftBackend {
   /**
    * The owned table for a debug read of its rules' counters (/rules, /metrics): it waits for every
    * write (run, check, list) queued before it starts, so reads never delay enforcement by more than one
-   * listing; set elements may be left out.
+   * listing; sets and maps come without their elements.
    */
   listCounters(): Promise<TableSnapshot | null>;
   /** Releases the backend; later calls fail. */
