@@ -81,8 +81,8 @@ export class Observability {
   /** The listing in flight: every request that arrives meanwhile shares it. */
   #listing: Promise<CounterListing> | null = null;
   #lastListing: CounterListing | null = null;
-  /** Rendered whole-table reports by query and format, with the generation and time they were rendered at. */
-  readonly #rendered = new Map<string, { readonly generation: number; readonly at: number; readonly reply: Promise<EndpointReply> }>();
+  /** Rendered whole-table reports by query and format, with the time they were rendered at. */
+  readonly #rendered = new Map<string, { readonly at: number; readonly reply: Promise<EndpointReply> }>();
   readonly #now: () => number;
   readonly #maxAgeMs: number;
 
@@ -147,20 +147,20 @@ export class Observability {
 
   /**
    * GET /rules: the report with each isolated pod's counters. A query for one pod builds that pod's
-   * report only. A whole-table report is rendered once per query and format, and served to every
-   * request until the rule table's generation changes or countersMaxAgeMs passes (its sync status and
-   * counters are that old at most), so concurrent clients share one rendering and one body.
+   * report only. A whole-table report is rendered once per query and format and served to every
+   * request for countersMaxAgeMs, commits or not (its `sync.generation` says which table it shows):
+   * rendering reads the whole table on the event loop, and rendering again after every commit would
+   * put that work between each change and the next.
    */
   rules(source: RulesSource, query: RulesQuery, asText: boolean): Promise<EndpointReply> {
     if (query.pod !== undefined) return this.#renderRules(source, query, asText);
     const key = JSON.stringify([query.policy ?? null, query.verbose === true, asText]);
-    const generation = source.status().generation;
     const now = this.#now();
     const kept = this.#rendered.get(key);
-    if (kept !== undefined && kept.generation === generation && now - kept.at <= this.#maxAgeMs) return kept.reply;
+    if (kept !== undefined && now - kept.at <= this.#maxAgeMs) return kept.reply;
     const reply = this.#renderRules(source, query, asText);
     this.#rendered.delete(key);
-    this.#rendered.set(key, { generation, at: now, reply });
+    this.#rendered.set(key, { at: now, reply });
     if (this.#rendered.size > MAX_RENDERED_REPORTS) this.#rendered.delete(this.#rendered.keys().next().value as string);
     reply.catch(() => {
       if (this.#rendered.get(key)?.reply === reply) this.#rendered.delete(key);
