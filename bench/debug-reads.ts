@@ -1,6 +1,6 @@
 // Debug reads against enforcement: the latency of a local pod's change (datastore write -> kernel commit)
-// at 20,000 pods with the agent idle, with 50 clients reading /rules back to back, and with 2,000 idle
-// connections open; the agent's peak RSS in each against the DaemonSet's 1 GiB limit; the longest
+// at 20,000 pods with the agent idle, with 50 clients reading /rules (or /rules?pod=) back to back, and
+// with 2,000 idle connections open; the agent's peak RSS in each against the DaemonSet's 1 GiB limit; the longest
 // /healthz answer meanwhile. Then a datastore file built to block the event loop (1.5 M keys, 20 MiB of
 // YAML) and the largest YAML file the datastore reads: does /healthz answer throughout, how long does
 // SIGTERM take. Needs root (network namespaces); prints figures, asserts nothing.
@@ -108,37 +108,39 @@ function resetPeak(pid: number): void {
 
 interface Load {
   readonly name: string;
-  start(rules: HttpTarget, agent: HttpTarget): Promise<() => Promise<string>>;
+  /** Starts the load; `pod` is a local pod of the node. Resolves with its stop, which says what it did. */
+  start(rules: HttpTarget, agent: HttpTarget, pod: string): Promise<() => Promise<string>>;
+}
+
+/** RULES_CLIENTS clients, each reading `path` again as soon as its last reply ended. */
+function readers(rules: HttpTarget, path: string): () => Promise<string> {
+  let stopped = false;
+  let requests = 0;
+  let bytes = 0;
+  let errors = 0;
+  const loops = Array.from({ length: RULES_CLIENTS }, async () => {
+    while (!stopped) {
+      try {
+        const r = await get(rules, path);
+        requests++;
+        bytes = r.bytes;
+      } catch {
+        errors++;
+        await sleep(100);
+      }
+    }
+  });
+  return async () => {
+    stopped = true;
+    await Promise.all(loops);
+    return `${requests} replies of ${(bytes / 1024).toFixed(1)} KiB${errors > 0 ? `, ${errors} failed` : ''}`;
+  };
 }
 
 const LOADS: readonly Load[] = [
   { name: 'idle', start: () => Promise.resolve(() => Promise.resolve('')) },
-  {
-    name: `${RULES_CLIENTS} concurrent /rules clients`,
-    start: (rules) => {
-      let stopped = false;
-      let requests = 0;
-      let bytes = 0;
-      let errors = 0;
-      const loops = Array.from({ length: RULES_CLIENTS }, async () => {
-        while (!stopped) {
-          try {
-            const r = await get(rules, '/rules');
-            requests++;
-            bytes = r.bytes;
-          } catch {
-            errors++;
-            await sleep(100);
-          }
-        }
-      });
-      return Promise.resolve(async () => {
-        stopped = true;
-        await Promise.all(loops);
-        return `${requests} /rules replies of ${(bytes / 1024).toFixed(0)} KiB${errors > 0 ? `, ${errors} failed` : ''}`;
-      });
-    },
-  },
+  { name: `${RULES_CLIENTS} concurrent /rules clients`, start: (rules) => Promise.resolve(readers(rules, '/rules')) },
+  { name: `${RULES_CLIENTS} concurrent /rules?pod= clients`, start: (rules, _agent, pod) => Promise.resolve(readers(rules, `/rules?pod=${encodeURIComponent(pod)}`)) },
   {
     name: `${IDLE_CONNECTIONS} idle connections`,
     start: async (_rules, agent) => {
@@ -252,7 +254,7 @@ async function runLatency(): Promise<void> {
     const results: LoadResult[] = [];
     for (const load of LOADS) {
       resetPeak(pid);
-      const stop = await load.start(rulesTarget, agentTarget);
+      const stop = await load.start(rulesTarget, agentTarget, `${namespace}/${store.localTemplate?.name ?? ''}`);
       const health = healthProbe(agentTarget);
       const rounds: { p50: number; p99: number }[] = [];
       for (let r = 0; r < ROUNDS; r++) {
