@@ -15,7 +15,7 @@
 // line (`netpol-agent run`) inside a network namespace, and a /healthz prober beside it.
 import { execFileSync, fork, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
@@ -99,20 +99,9 @@ function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return Number(m?.[1] ?? NaN) * 1024;
 }
 
-/** The process and its children (the agent lists counters in a child process of its own). */
-function processTree(pid: number): number[] {
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) => readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter((x) => x !== '').map(Number));
-  return [pid, ...children.flatMap(processTree)];
-}
-
-/** Starts the peak RSS (VmHWM) over from the current RSS, for the agent and its children. */
+/** Starts the peak RSS (VmHWM) over from the current RSS. */
 function resetPeak(pid: number): void {
-  for (const p of processTree(pid)) writeFileSync(`/proc/${p}/clear_refs`, '5');
-}
-
-/** The agent's peak RSS since resetPeak, with its children's (a child started since counts whole). */
-function peakRss(pid: number): number {
-  return processTree(pid).reduce((sum, p) => sum + statusField(p, 'VmHWM'), 0);
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
 }
 
 // --- loads --------------------------------------------------------------------------------------
@@ -250,7 +239,7 @@ async function runLatency(): Promise<void> {
     const agentTarget: HttpTarget = { host: '127.0.0.1', port };
     const rulesTarget = process.env['BENCH_RULES_TARGET'] === undefined ? agentTarget : parseTarget(process.env['BENCH_RULES_TARGET']);
     console.log(`${SCALE.pods} pods, ${SCALE.namespaces} namespaces, ${SCALE.policies} policies; node ${store.node} with ${store.counts.local} local pods`);
-    console.log(`agent synced in ${((performance.now() - started) / 1000).toFixed(1)} s; RSS ${mib(statusField(pid, 'VmRSS'))} MiB (peak RSS below: the agent and its counters-listing child); /rules read at ${'socketPath' in rulesTarget ? rulesTarget.socketPath : `${rulesTarget.host}:${rulesTarget.port}`}`);
+    console.log(`agent synced in ${((performance.now() - started) / 1000).toFixed(1)} s; RSS ${mib(statusField(pid, 'VmRSS'))} MiB; /rules read at ${'socketPath' in rulesTarget ? rulesTarget.socketPath : `${rulesTarget.host}:${rulesTarget.port}`}`);
     console.log(`${ROUNDS} rounds of ${SAMPLES} local pods added then deleted (${2 * SAMPLES} commits per round) per load\n`);
 
     /** A change written to the datastore -> the commit that carries it, in ms. */
@@ -279,7 +268,7 @@ async function runLatency(): Promise<void> {
       }
       const probed = health.stop();
       const note = await stop();
-      results.push({ name: load.name, rounds, peakRss: peakRss(pid), health: probed, note });
+      results.push({ name: load.name, rounds, peakRss: statusField(pid, 'VmHWM'), health: probed, note });
     }
     const spread = (xs: readonly number[]): string => `${fmtMs(percentile(xs, 0.5))} (${fmtMs(Math.min(...xs))}-${fmtMs(Math.max(...xs))})`;
     const idleP99 = percentile(results[0]?.rounds.map((r) => r.p99) ?? [], 0.5);
