@@ -35,7 +35,7 @@ const WRITE_DATASTORE = '--write-datastore';
 
 // --- the synthetic cluster as manifests ---------------------------------------------------------
 
-const list = (items: object[]): string => JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+export const list = (items: object[]): string => JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
 
 // --- the run ---------------------------------------------------------------------------------
 
@@ -49,7 +49,7 @@ interface Row {
   readonly dataplane: number[];
 }
 
-interface Datastore {
+export interface Datastore {
   readonly node: string;
   readonly localTemplate: PodState | undefined;
   readonly remoteNode: string;
@@ -61,7 +61,7 @@ interface Datastore {
  * Writes the synthetic cluster as one JSON List per namespace, plus the change file the samples
  * rewrite; returns only what the samples need, so the cluster itself is garbage before the agent starts.
  */
-function writeDatastore(options: SyntheticOptions, dir: string): Datastore {
+export function writeDatastore(options: SyntheticOptions, dir: string): Datastore {
   const cluster = new SyntheticGenerator(options).cluster();
   const node = busiestNode(cluster);
   const localPods = cluster.pods.filter((p) => p.nodeName === node);
@@ -89,7 +89,7 @@ function writeDatastore(options: SyntheticOptions, dir: string): Datastore {
 }
 
 /** New objects for the samples: names and addresses of their own, never reused from the cluster. */
-class SampleObjects {
+export class SampleObjects {
   private readonly generator: SyntheticGenerator;
   private n = 0;
   constructor(options: SyntheticOptions) {

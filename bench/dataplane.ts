@@ -112,6 +112,10 @@ class RecordingBackend implements NftBackend {
     return s;
   }
 
+  listCounters(): Promise<TableSnapshot | null> {
+    return this.inner.listCounters();
+  }
+
   close(): void {
     this.inner.close();
   }

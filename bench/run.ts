@@ -1,6 +1,6 @@
 // Runs every benchmark in bench/ in sequence, in this process; prints figures, asserts nothing.
 //
-//   node --expose-gc build/bench/run.js [engine] [addon] [dataplane-packets] [dataplane-programming] [agent] [drop-log]   (all when none is named)
+//   node --expose-gc build/bench/run.js [engine] [addon] [dataplane-packets] [dataplane-programming] [agent] [drop-log] [debug-reads]   (all when none is named)
 //
 // --expose-gc lets the benchmarks collect garbage before they read RSS (the npm scripts pass it).
 // The engine benchmark goes first so that its RSS figure is not inflated by the others. The addon and
@@ -10,6 +10,7 @@ import { main as runAddonBenchmark } from './addon-apply';
 import { runPacketBenchmark, runProgrammingBenchmark } from './dataplane';
 import { runAgentLatencyBenchmark } from './agent-latency';
 import { runDropLogBenchmark } from './drop-log';
+import { runDebugReadsBenchmark } from './debug-reads';
 
 const BENCHMARKS: readonly { name: string; run: () => void | Promise<void> }[] = [
   { name: 'engine', run: () => runEngineBenchmark() },
@@ -18,6 +19,7 @@ const BENCHMARKS: readonly { name: string; run: () => void | Promise<void> }[] =
   { name: 'dataplane-programming', run: () => runProgrammingBenchmark() },
   { name: 'agent', run: () => runAgentLatencyBenchmark() },
   { name: 'drop-log', run: () => runDropLogBenchmark() },
+  { name: 'debug-reads', run: () => runDebugReadsBenchmark() },
 ];
 
 async function main(argv: readonly string[]): Promise<void> {

@@ -34,6 +34,14 @@ export class NftError extends Error {
   readonly errno?: number;
 }
 
+export interface NftListOptions {
+  /**
+   * Terse output (`nft -t`): sets and maps are listed without their elements, and libnftables does
+   * not fetch the elements from the kernel at all, so the listing costs what the chains hold.
+   */
+  terse?: boolean;
+}
+
 export class NftContext {
   /**
    * @throws {NftError} NFT_NETNS when options.netns cannot be entered; NFT_NETLINK when no
@@ -62,9 +70,9 @@ export class NftContext {
    * Runs a command (e.g. `list table inet foo`) with JSON output and resolves
    * to the parsed output (`{ nftables: [...] }`), or null if it printed nothing.
    */
-  list(command: string): Promise<unknown>;
+  list(command: string, options?: NftListOptions): Promise<unknown>;
   /** Synchronous list(). @throws {NftError} */
-  listSync(command: string): unknown;
+  listSync(command: string, options?: NftListOptions): unknown;
   /**
    * Frees the nft context. Jobs already queued still run, and the context is
    * freed after the last one. Later calls throw (sync) or reject (async) with

@@ -10,6 +10,7 @@ const binding = require('./build/Release/nftables_napi.node');
 const MODE_RUN = 0;
 const MODE_CHECK = 1;
 const MODE_LIST = 2;
+const MODE_LIST_TERSE = 3;
 
 const kNftError = Symbol.for('nftables-napi.NftError');
 
@@ -134,6 +135,11 @@ function checkBatch(batch, what) {
   return undefined;
 }
 
+/** The list mode for list()'s options: `{ terse: true }` leaves set and map elements out (nft -t). */
+function listMode(options) {
+  return options !== undefined && options !== null && options.terse === true ? MODE_LIST_TERSE : MODE_LIST;
+}
+
 function parseList(text) {
   return text === undefined ? null : JSON.parse(text);
 }
@@ -163,8 +169,8 @@ class NftContext {
     this.#execSync(MODE_RUN, batch, 'batch', this.runSync);
   }
 
-  listSync(command) {
-    return parseList(this.#execSync(MODE_LIST, command, 'command', this.listSync));
+  listSync(command, options) {
+    return parseList(this.#execSync(listMode(options), command, 'command', this.listSync));
   }
 
   run(batch) {
@@ -179,10 +185,10 @@ class NftContext {
     return this.#exec(MODE_CHECK, batch, 'batch', site).then(() => undefined);
   }
 
-  list(command) {
+  list(command, options) {
     const site = {};
     Error.captureStackTrace(site, this.list);
-    return this.#exec(MODE_LIST, command, 'command', site).then(parseList);
+    return this.#exec(listMode(options), command, 'command', site).then(parseList);
   }
 
   close() {

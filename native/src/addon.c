@@ -201,8 +201,8 @@ static bool get_mode(napi_env env, napi_value v, nftx_mode *mode)
 {
 	int32_t m = -1;
 
-	if (napi_get_value_int32(env, v, &m) != napi_ok || m < NFTX_RUN || m > NFTX_LIST) {
-		napi_throw_type_error(env, NULL, "mode must be 0, 1 or 2");
+	if (napi_get_value_int32(env, v, &m) != napi_ok || m < NFTX_RUN || m > NFTX_LIST_TERSE) {
+		napi_throw_type_error(env, NULL, "mode must be 0, 1, 2 or 3");
 		return false;
 	}
 	*mode = (nftx_mode)m;

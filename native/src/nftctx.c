@@ -298,8 +298,14 @@ void nftx_exec(nftx_ctx *c, nftx_mode mode, const char *cmd, nftx_result *r)
 
 	pthread_mutex_lock(&lib_mu);
 	flags = nft_ctx_output_get_flags(c->nft);
-	if (mode == NFTX_LIST)
-		nft_ctx_output_set_flags(c->nft, flags | NFT_CTX_OUTPUT_JSON);
+	/*
+	 * Terse: libnftables (1.0.1 and later) then leaves set elements out of
+	 * its cache too, so the kernel never sends them: a listing of rules and
+	 * counters costs what the chains hold, not what the sets hold.
+	 */
+	if (mode == NFTX_LIST || mode == NFTX_LIST_TERSE)
+		nft_ctx_output_set_flags(c->nft, flags | NFT_CTX_OUTPUT_JSON |
+					 (mode == NFTX_LIST_TERSE ? NFT_CTX_OUTPUT_TERSE : 0));
 	if (mode == NFTX_CHECK)
 		nft_ctx_set_dry_run(c->nft, true);
 
@@ -312,7 +318,7 @@ void nftx_exec(nftx_ctx *c, nftx_mode mode, const char *cmd, nftx_result *r)
 	r->out = dup_nonempty(nft_ctx_get_output_buffer(c->nft));
 	r->err = dup_nonempty(nft_ctx_get_error_buffer(c->nft));
 
-	if (mode == NFTX_LIST)
+	if (mode == NFTX_LIST || mode == NFTX_LIST_TERSE)
 		nft_ctx_output_set_flags(c->nft, flags);
 	if (mode == NFTX_CHECK)
 		nft_ctx_set_dry_run(c->nft, false);

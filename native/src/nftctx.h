@@ -17,6 +17,7 @@ typedef enum {
 	NFTX_RUN = 0,   /* apply the batch (one netlink transaction) */
 	NFTX_CHECK = 1, /* dry run: NFT_CTX_DRY_RUN, nothing is committed */
 	NFTX_LIST = 2,  /* run with JSON output on, return the output */
+	NFTX_LIST_TERSE = 3, /* as NFTX_LIST with terse output: sets and maps without their elements */
 } nftx_mode;
 
 typedef struct {

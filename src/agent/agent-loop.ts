@@ -28,6 +28,8 @@ export interface LoopDataplane {
   sync(elements: Iterable<RuleTableElement>): Promise<SyncReport>;
   apply(delta: RuleTableDelta): Promise<SyncReport>;
   implementationOf(pod: string, direction: Direction): { readonly chain: string; readonly sets: readonly string[] } | null;
+  /** A local pod's elements and the peers of its rules, without reading the whole table (/rules?pod=). */
+  podElements(pod: string): Iterable<RuleTableElement>;
 }
 
 export interface AgentLoopOptions {
@@ -305,6 +307,10 @@ export class AgentLoop implements SourceSink {
 
   elements(): IterableIterator<RuleTableElement> {
     return this.compiler.elements();
+  }
+
+  podElements(pod: string): Iterable<RuleTableElement> {
+    return this.dataplane.podElements(pod);
   }
 
   // --- the pump ---------------------------------------------------------------------------------

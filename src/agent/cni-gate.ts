@@ -60,6 +60,10 @@ export class CommitTracker implements LoopDataplane {
     return this.inner.implementationOf(pod, direction);
   }
 
+  podElements(pod: string): Iterable<RuleTableElement> {
+    return this.inner.podElements(pod);
+  }
+
   /** Every one of these addresses of the pod is in the kernel. */
   holds(pod: string, ips: readonly string[]): boolean {
     const have = this.committed.get(pod);

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors';
 import type { AgentMetrics } from './metrics';
-import { buildRulesReport, formatRulesText } from './rules-report';
+import { buildRulesReport, renderRulesReport } from './rules-report';
 import type { RulesQuery, RulesSource } from './rules-report';
 import type { Observability } from './observability';
 
@@ -26,7 +26,7 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: host === '' ? '127.0.0.1' : host, port };
 }
 
-function send(res: ServerResponse, status: number, type: string, body: string): void {
+function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
   res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
   res.end(body);
 }
@@ -95,10 +95,9 @@ export class AgentServer {
           ...(url.searchParams.has('policy') ? { policy: url.searchParams.get('policy') ?? '' } : {}),
           verbose: ['1', 'true'].includes(url.searchParams.get('verbose') ?? ''),
         };
-        const built = buildRulesReport(rules, query);
-        const report = this.options.observability === undefined ? built : await this.options.observability.decorateRules(built);
-        if (wantsText(req, url)) return send(res, 200, 'text/plain; charset=utf-8', formatRulesText(report));
-        return send(res, 200, 'application/json', `${JSON.stringify(report, null, 2)}\n`);
+        const asText = wantsText(req, url);
+        const reply = this.options.observability === undefined ? { status: 200, ...renderRulesReport(buildRulesReport(rules, query), asText) } : await this.options.observability.rules(rules, query, asText);
+        return send(res, reply.status, reply.type, reply.body);
       }
       default:
         if (this.options.observability !== undefined && (await this.options.observability.handle(url, res, send))) return;

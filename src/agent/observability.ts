@@ -4,40 +4,92 @@
 import type { ServerResponse } from 'node:http';
 import { Counter } from 'prom-client';
 import type { Dataplane, GroupCounterReport } from '../dataplane';
-import { countersByNamespace, countersByPod } from '../observe/counters';
+import { countersByNamespace, directionCounters } from '../observe/counters';
 import type { AgentMetrics } from './metrics';
-import type { RulesReport } from './rules-report';
+import { buildRulesReport, renderRulesReport } from './rules-report';
+import type { DirectionReport, RulesQuery, RulesReport, RulesSource } from './rules-report';
 import type { DropLog } from '../observe/drops';
 import { ExplainError, explainConnection, formatExplanation } from '../observe/explain';
 import type { ExplainCluster } from '../observe/explain';
 import { PROTOCOLS } from '../api';
-import type { Protocol } from '../api';
+import type { PolicyState, Protocol } from '../api';
 
 export interface ObservabilityOptions {
   readonly dataplane: Pick<Dataplane, 'counters'>;
   readonly metrics: AgentMetrics;
-  /** How long one listing of the counters serves /rules and /metrics (a listing reads the whole table). */
+  /**
+   * How long one listing of the counters (and a /rules report rendered with it) is served after the
+   * listing ended; default 1 s. A listing reads the whole table and holds libnftables for its length.
+   */
   readonly countersMaxAgeMs?: number;
+  /** The clock (milliseconds) that ages listings and rendered reports; default performance.now (tests inject one). */
+  readonly now?: () => number;
   /** Denied connections read from the kernel; /drops says it is off when absent. */
   readonly drops?: DropLog;
   /** Policies in audit (evaluated and logged, not enforced), for /rules. */
   readonly audit?: () => readonly string[];
   /** The cluster as the agent heard it, for /explain. */
   readonly cluster?: ExplainCluster;
+  /** The most NetworkPolicies /explain reads in one namespace (default 1,000); a namespace with more is refused. */
+  readonly explainMaxPolicies?: number;
 }
 
 export interface EndpointReply {
   readonly status: number;
   readonly type: string;
-  readonly body: string;
+  /** A Buffer when one reply is sent to many clients: each response writes it without a copy of its own. */
+  readonly body: string | Buffer;
+}
+
+/** One listing of the group chains' counters. */
+export interface CounterListing {
+  /** When the listing ended, on the Observability's clock. */
+  readonly at: number;
+  readonly groups: ReadonlyMap<string, GroupCounterReport>;
+}
+
+/** Rendered /rules reports kept at once (one per query and format; queries for one pod are not kept). */
+const MAX_RENDERED_REPORTS = 8;
+
+const DEFAULT_COUNTERS_MAX_AGE_MS = 1_000;
+const DEFAULT_EXPLAIN_MAX_POLICIES = 1_000;
+
+/**
+ * The cluster as /explain reads it. /explain answers for pods on any node, reading the policies of the
+ * namespaces of both ends (indexed lookups otherwise); a namespace with more than `max` policies is
+ * refused, so that one request's cost stays bounded whatever the cluster holds.
+ */
+function boundedCluster(cluster: ExplainCluster, max: number): ExplainCluster {
+  return {
+    pod: (key) => cluster.pod(key),
+    podOf: (ip) => cluster.podOf(ip),
+    namespaceLabels: (name) => cluster.namespaceLabels(name),
+    policiesIn: (namespace) => {
+      const policies: PolicyState[] = [];
+      for (const p of cluster.policiesIn(namespace)) {
+        if (policies.length === max) {
+          throw new ExplainError(`namespace ${namespace} has more than ${max} NetworkPolicies, more than /explain reads for one answer: run \`netpol-agent probe --explain\` on its manifests instead`);
+        }
+        policies.push(p);
+      }
+      return policies;
+    },
+  };
 }
 
 export class Observability {
-  /** The last listing; `pending` while it runs (a fresh request joins a listing in flight). */
-  #counters: { at: number; groups: Promise<GroupCounterReport[]>; pending: boolean } | null = null;
+  /** The listing in flight: every request that arrives meanwhile shares it. */
+  #listing: Promise<CounterListing> | null = null;
+  #lastListing: CounterListing | null = null;
+  /** Rendered whole-table reports by query and format, with the time they were rendered at. */
+  readonly #rendered = new Map<string, { readonly at: number; readonly reply: Promise<EndpointReply> }>();
+  readonly #now: () => number;
+  readonly #maxAgeMs: number;
 
   constructor(private readonly options: ObservabilityOptions) {
-    const read = (): Promise<GroupCounterReport[]> => this.counters();
+    this.#now = options.now ?? (() => performance.now());
+    this.#maxAgeMs = options.countersMaxAgeMs ?? DEFAULT_COUNTERS_MAX_AGE_MS;
+    const read = async (): Promise<GroupCounterReport[]> => [...(await this.counters()).groups.values()];
     const labelNames = ['namespace', 'direction', 'verdict'] as const;
     new Counter({
       name: 'netpol_agent_policy_packets_total',
@@ -68,36 +120,68 @@ export class Observability {
   }
 
   /**
-   * The group chains' counters: /metrics takes a listing up to countersMaxAgeMs old (scrapes never
-   * list more often than that), /rules a fresh one (maxAgeMs 0).
+   * The group chains' counters, for /rules and /metrics: at most one listing at a time, shared by every
+   * request that arrives while it runs, then served for countersMaxAgeMs after it ended. So however many
+   * clients read, the kernel is listed at most once per that period plus one listing's length, and the
+   * dataplane's commits (which go before a listing waiting for its turn) wait for at most one listing.
+   * A failed listing is not kept: the next request lists again.
    */
-  counters(maxAgeMs = this.options.countersMaxAgeMs ?? 2_000): Promise<GroupCounterReport[]> {
-    const maxAge = maxAgeMs;
-    const now = performance.now();
-    if (this.#counters === null || now - this.#counters.at > maxAge || (maxAge === 0 && !this.#counters.pending)) {
-      const groups = this.options.dataplane.counters();
-      const entry = { at: now, groups, pending: true };
-      this.#counters = entry;
-      groups.then(
-        () => {
-          entry.pending = false;
-        },
-        () => {
-          if (this.#counters === entry) this.#counters = null;
-        },
-      );
-    }
-    return this.#counters.groups;
+  counters(): Promise<CounterListing> {
+    if (this.#listing !== null) return this.#listing;
+    const last = this.#lastListing;
+    if (last !== null && this.#now() - last.at <= this.#maxAgeMs) return Promise.resolve(last);
+    const listing = this.options.dataplane.counters().then(
+      (groups) => {
+        this.#listing = null;
+        this.#lastListing = { at: this.#now(), groups: new Map(groups.map((g) => [g.chain, g])) };
+        return this.#lastListing;
+      },
+      (err: unknown) => {
+        this.#listing = null;
+        throw err;
+      },
+    );
+    this.#listing = listing;
+    return listing;
+  }
+
+  /**
+   * GET /rules: the report with each isolated pod's counters. A query for one pod builds that pod's
+   * report only. A whole-table report is rendered once per query and format and served to every
+   * request for countersMaxAgeMs, commits or not (its `sync.generation` says which table it shows):
+   * rendering reads the whole table on the event loop, and rendering again after every commit would
+   * put that work between each change and the next.
+   */
+  rules(source: RulesSource, query: RulesQuery, asText: boolean): Promise<EndpointReply> {
+    if (query.pod !== undefined) return this.#renderRules(source, query, asText);
+    const key = JSON.stringify([query.policy ?? null, query.verbose === true, asText]);
+    const now = this.#now();
+    const kept = this.#rendered.get(key);
+    if (kept !== undefined && now - kept.at <= this.#maxAgeMs) return kept.reply;
+    const reply = this.#renderRules(source, query, asText);
+    this.#rendered.delete(key);
+    this.#rendered.set(key, { at: now, reply });
+    if (this.#rendered.size > MAX_RENDERED_REPORTS) this.#rendered.delete(this.#rendered.keys().next().value as string);
+    reply.catch(() => {
+      if (this.#rendered.get(key)?.reply === reply) this.#rendered.delete(key);
+    });
+    return reply;
+  }
+
+  async #renderRules(source: RulesSource, query: RulesQuery, asText: boolean): Promise<EndpointReply> {
+    const report = await this.decorateRules(buildRulesReport(source, query));
+    const { type, body } = renderRulesReport(report, asText);
+    return { status: 200, type, body: query.pod === undefined ? Buffer.from(body) : body };
   }
 
   /**
    * GET /explain?from=&to=&port=&protocol=: explain's answer on the cluster as the agent heard it,
    * read from the policies as written in the agent's cluster index: a few lookups, no compile.
    */
-  private explain(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string) => void): void {
-    const cluster = this.options.cluster;
+  private explain(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string | Buffer) => void): void {
     const text = (status: number, body: string): void => send(res, status, 'text/plain; charset=utf-8', body);
-    if (cluster === undefined) return text(404, 'explain is not available in this agent\n');
+    if (this.options.cluster === undefined) return text(404, 'explain is not available in this agent\n');
+    const cluster = boundedCluster(this.options.cluster, this.options.explainMaxPolicies ?? DEFAULT_EXPLAIN_MAX_POLICIES);
     const from = url.searchParams.get('from');
     const to = url.searchParams.get('to');
     const port = Number(url.searchParams.get('port'));
@@ -117,24 +201,20 @@ export class Observability {
 
   /** The report with each isolated pod's counters (those of its group chain) and the policies in audit. */
   async decorateRules(report: RulesReport): Promise<RulesReport> {
-    const byPod = countersByPod(await this.counters(0));
+    const { groups } = await this.counters();
+    const counted = (d: DirectionReport): DirectionReport => {
+      const group = d.nftables === null ? undefined : groups.get(d.nftables.chain);
+      return group === undefined ? d : { ...d, counters: directionCounters(group) };
+    };
     return {
       ...report,
       ...(this.options.audit === undefined ? {} : { audit: this.options.audit() }),
-      pods: report.pods.map((p) => {
-        const c = byPod.get(p.pod);
-        if (c === undefined) return p;
-        return {
-          ...p,
-          ingress: c.ingress === undefined ? p.ingress : { ...p.ingress, counters: c.ingress },
-          egress: c.egress === undefined ? p.egress : { ...p.egress, counters: c.egress },
-        };
-      }),
+      pods: report.pods.map((p) => ({ ...p, ingress: counted(p.ingress), egress: counted(p.egress) })),
     };
   }
 
   /** Serves the paths this module owns; false when `url` is not one of them. */
-  async handle(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string) => void): Promise<boolean> {
+  async handle(url: URL, res: ServerResponse, send: (res: ServerResponse, status: number, type: string, body: string | Buffer) => void): Promise<boolean> {
     if (url.pathname === '/explain') {
       this.explain(url, res, send);
       return true;

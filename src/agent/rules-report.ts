@@ -14,6 +14,8 @@ export interface RulesSource {
   readonly table: string;
   status(): SyncStatus;
   elements(): Iterable<RuleTableElement>;
+  /** One local pod's elements and the peers of its rules: all a query for one pod reads. */
+  podElements(pod: string): Iterable<RuleTableElement>;
   policy(key: string): PolicyState | undefined;
   notEnforceableList(): NotEnforceable[];
   rejectedList(): RejectedObject[];
@@ -120,23 +122,9 @@ function parseRuleId(rule: string): { policy: string; direction: Direction; inde
   return { policy: `${parts[0] ?? ''}/${parts[1] ?? ''}`, direction: parts[2] === 'egress' ? 'egress' : 'ingress', index: Number(parts[3]) };
 }
 
-/** The elements a query needs: everything, or one pod's elements and the peers of its rules. */
-function selectElements(all: () => Iterable<RuleTableElement>, pod: string | undefined): RuleTableElement[] {
-  if (pod === undefined) return [...all()];
-  const own: RuleTableElement[] = [];
-  const rules = new Set<string>();
-  for (const e of all()) {
-    if (e.kind !== 'peer' && e.pod === pod) {
-      own.push(e);
-      if (e.kind === 'bind') rules.add(e.rule);
-    }
-  }
-  for (const e of all()) if (e.kind === 'peer' && rules.has(e.rule)) own.push(e);
-  return own;
-}
-
 export function buildRulesReport(src: RulesSource, query: RulesQuery): RulesReport {
-  const table = buildRuleTable(src.node, selectElements(() => src.elements(), query.pod));
+  // A query for one pod reads that pod's elements only, whatever the size of the table.
+  const table = buildRuleTable(src.node, query.pod === undefined ? src.elements() : src.podElements(query.pod));
   const peersOf = new Map(table.rules.map((r) => [r.rule, r]));
   const wantPolicy = query.policy;
   const ruleReport = (rule: string, ports: readonly PortMatch[]): RuleReport => {
@@ -191,6 +179,12 @@ export function buildRulesReport(src: RulesSource, query: RulesQuery): RulesRepo
       })),
     rejected: src.rejectedList(),
   };
+}
+
+/** The report as /rules sends it: the readable text, or JSON. */
+export function renderRulesReport(report: RulesReport, asText: boolean): { readonly type: string; readonly body: string } {
+  if (asText) return { type: 'text/plain; charset=utf-8', body: formatRulesText(report) };
+  return { type: 'application/json', body: `${JSON.stringify(report, null, 2)}\n` };
 }
 
 /** The readable view: what `netpol-agent rules` prints. */

@@ -235,10 +235,11 @@ export class Dataplane {
 
   /**
    * The counters of every group chain, read from the kernel's listing of the table (one listing,
-   * whatever the number of groups). A listed chain the dataplane does not know is left out.
+   * whatever the number of groups, queued behind the commits: NftBackend.listCounters). A listed
+   * chain the dataplane does not know is left out.
    */
   async counters(): Promise<GroupCounterReport[]> {
-    const snapshot = await this.backend.list();
+    const snapshot = await this.backend.listCounters();
     const out: GroupCounterReport[] = [];
     for (const chain of snapshot?.chains ?? []) {
       const info = this.group(chain.name);
@@ -264,6 +265,11 @@ export class Dataplane {
   /** The verdict the programmed rules give a new connection of a local pod (see RuleState.decide). */
   decide(pod: string, direction: Direction, remote: IpAddress, protocol: Protocol, port: number): Verdict {
     return this.state.decide(pod, direction, remote, protocol, port);
+  }
+
+  /** A local pod's elements and the peers of its rules, as programmed (see RuleState.podElements). */
+  podElements(pod: string): IterableIterator<RuleTableElement> {
+    return this.state.podElements(pod);
   }
 
   /** The rules bound to a local pod in one direction. */

@@ -53,20 +53,6 @@ export function directionCounters(group: GroupCounterReport): DirectionCounters 
   };
 }
 
-/** pod -> direction -> counters, for the pods of every listed group. */
-export function countersByPod(groups: readonly GroupCounterReport[]): Map<string, Partial<Record<Direction, DirectionCounters>>> {
-  const out = new Map<string, Partial<Record<Direction, DirectionCounters>>>();
-  for (const g of groups) {
-    const dc = directionCounters(g);
-    for (const pod of g.pods) {
-      const entry = out.get(pod) ?? {};
-      entry[g.direction] = dc;
-      out.set(pod, entry);
-    }
-  }
-  return out;
-}
-
 /**
  * Totals per namespace and direction, the labels /metrics uses (bounded by the namespaces with local
  * isolated pods, never per pod or address). A chain whose pods span namespaces (pods isolated with no

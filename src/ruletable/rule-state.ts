@@ -157,6 +157,19 @@ export class RuleState {
     return [...(ports?.values() ?? [])].filter((p): p is PortMatch => p !== null);
   }
 
+  /** The pod's own elements (addresses, isolation, bindings) and the peers of the rules bound to it. */
+  *podElements(pod: string): IterableIterator<RuleTableElement> {
+    for (const ip of this.addresses.get(pod)?.keys() ?? []) yield { kind: 'address', pod, ip };
+    for (const direction of DIRECTIONS) {
+      const key = podDirectionKey(pod, direction);
+      for (const policy of this.isolation.get(key)?.keys() ?? []) yield { kind: 'isolation', pod, direction, policy };
+      for (const [rule, ports] of this.binds.get(key) ?? []) {
+        for (const port of ports.values()) yield { kind: 'bind', pod, direction, rule, port };
+        for (const p of this.peers.get(rule)?.values() ?? []) yield { kind: 'peer', rule, direction, peer: p.peer, port: p.port };
+      }
+    }
+  }
+
   /** Everything a group with this pod's signature allows, as (peer, port) spans. */
   *spans(pod: string, direction: Direction): IterableIterator<AllowSpan> {
     const rules = this.binds.get(podDirectionKey(pod, direction));

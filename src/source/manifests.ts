@@ -2,7 +2,7 @@
 // multi-document streams and `kind: List`. Every error names the file, the document and the object.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { Composer, Parser, type ScalarTag, type Tags } from 'yaml';
+import { Composer, LineCounter, Parser, isScalar, visit, type Document, type ScalarTag, type Tags } from 'yaml';
 import { objectKey } from '../api';
 import type { NamespaceState, PodState, PolicyState } from '../api';
 import { InvalidInputError, InvalidObjectError, errorMessage } from '../errors';
@@ -42,8 +42,20 @@ const GO_YAML_BOOLEANS: ScalarTag[] = [true, false].map((value) => ({
   resolve: () => value,
 }));
 
-/** YAML as kubectl reads it: go-yaml's booleans, and `<<` merge keys. */
-const GO_YAML = { customTags: (tags: Tags): Tags => [...tags, ...GO_YAML_BOOLEANS], merge: true };
+/**
+ * YAML as kubectl reads it: go-yaml's booleans, and `<<` merge keys. The yaml library's own check for
+ * duplicate keys compares each key with every earlier key of its mapping (100,000 keys: over a minute
+ * with the event loop blocked); it is off, and duplicateKey() does the same check with a set per mapping.
+ */
+const GO_YAML = { customTags: (tags: Tags): Tags => [...tags, ...GO_YAML_BOOLEANS], merge: true, uniqueKeys: false };
+
+/**
+ * The largest YAML manifest read, in bytes of text. The yaml library parses in one synchronous call that
+ * blocks the event loop (health probes, SIGTERM) for its whole length: about 2.5 s per MiB of one-word
+ * keys, its worst case, and far less for real manifests (a MiB holds about 1,000 Pods). JSON has no such
+ * limit: JSON.parse is two orders of magnitude faster. The file datastore yields between files.
+ */
+export const MAX_YAML_BYTES = 1024 * 1024;
 
 /** The kinds we read, with the one apiVersion each is served at. */
 const OUR_KINDS: Readonly<Record<string, string>> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' };
@@ -141,11 +153,16 @@ export function parseManifestText(file: string, text: string): unknown[] {
       // YAML flow style, or broken JSON: the YAML parser reads the one and reports the other.
     }
   }
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_YAML_BYTES) {
+    throw new InvalidInputError(file, `is ${(bytes / 1024 / 1024).toFixed(1)} MiB of YAML, more than the ${MAX_YAML_BYTES / 1024 / 1024} MiB read from one YAML file: split it into several files, or write it as JSON`);
+  }
   const out: unknown[] = [];
-  for (const doc of new Composer(GO_YAML).compose(new Parser().parse(text))) {
+  const lines = new LineCounter();
+  for (const doc of new Composer(GO_YAML).compose(new Parser(lines.addNewLine).parse(text))) {
     const where = `document ${out.length + 1}`;
-    const first = doc.errors[0];
-    if (first !== undefined) throw new InvalidInputError(file, `${where} is not valid YAML: ${first.message.split('\n')[0] ?? 'parse error'}`);
+    const first = firstProblem(doc, lines);
+    if (first !== null) throw new InvalidInputError(file, `${where} is not valid YAML: ${first}`);
     try {
       out.push(doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }));
     } catch (err) {
@@ -154,6 +171,37 @@ export function parseManifestText(file: string, text: string): unknown[] {
     }
   }
   return out;
+}
+
+/** A mapping's key that an earlier key of the same mapping equals (same rule as the yaml library's), or null. */
+function duplicateKey(doc: Document.Parsed): { offset: number } | null {
+  let found: { offset: number } | null = null;
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<unknown>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key)) continue; // a collection as a key equals no other key
+        if (seen.has(pair.key.value)) {
+          const at = pair.key.range?.[0] ?? 0;
+          if (found === null || at < found.offset) found = { offset: at };
+          break;
+        }
+        seen.add(pair.key.value);
+      }
+    },
+  });
+  return found;
+}
+
+/** The first line of the first problem of a document, in text order, or null; as the yaml library words it. */
+function firstProblem(doc: Document.Parsed, lines: LineCounter): string | null {
+  const error = doc.errors[0];
+  const duplicate = duplicateKey(doc);
+  if (duplicate !== null && (error === undefined || duplicate.offset < error.pos[0])) {
+    const { line, col } = lines.linePos(duplicate.offset);
+    return `Map keys must be unique at line ${line}, column ${col}:`;
+  }
+  return error === undefined ? null : (error.message.split('\n')[0] ?? 'parse error');
 }
 
 /** Objects already decoded (from the API, or built by tests); `source` names them in errors. */

@@ -76,6 +76,17 @@ async function serverCounters(): Promise<Counters> {
   return c;
 }
 
+/**
+ * The server's counters once `moved` holds of them: /rules serves a listing of the counters for up to
+ * a second after it ended (Observability), so a packet shows in the next listing, not at once.
+ */
+function serverCountersWhen(what: string, moved: (c: Counters) => boolean): Promise<Counters> {
+  return nodeAgent.waitFor(() => what, async () => {
+    const c = await serverCounters();
+    return moved(c) ? c : null;
+  });
+}
+
 before(async () => {
   if (SKIP) return;
   dir = mkdtempSync(join(tmpdir(), 'drops-netns-'));
@@ -106,7 +117,7 @@ test('a denied connection attempt is one aggregated log line with the pods, the 
   const before = await serverCounters();
   const [ok] = await sandbox.probe([{ from: 'shop/client-ok', toIp: SERVER_IP, port: 80, protocol: 'TCP', timeoutMs: PROBE_MS }]);
   assert.equal(ok?.outcome, 'connected');
-  const afterAllowed = await serverCounters();
+  const afterAllowed = await serverCountersWhen('the allowed SYN in the counters', (c) => c.allowedTotal.packets !== before.allowedTotal.packets);
   assert.equal(afterAllowed.allowedTotal.packets, before.allowedTotal.packets + 1, 'the allowing lookup counted the SYN (later packets are established)');
   assert.equal(afterAllowed.dropped.packets, before.dropped.packets);
   assert.deepEqual(loggedDrops(), [], 'an allowed connection is not logged');
@@ -129,7 +140,7 @@ test('a denied connection attempt is one aggregated log line with the pods, the 
   assert.deepEqual(d.isolatedBy, ['shop/server-in']);
   assert.equal(d.reason, 'ingress of shop/server is isolated by shop/server-in and none of their rules (shop/server-in/ingress/0) allows shop/client-no (10.62.2.12) on TCP/80');
 
-  const afterDenied = await serverCounters();
+  const afterDenied = await serverCountersWhen('the dropped SYNs in the counters', (c) => c.dropped.packets !== afterAllowed.dropped.packets);
   assert.equal(afterDenied.dropped.packets, afterAllowed.dropped.packets + 2, 'the drop counter counted both SYNs');
   assert.equal(afterDenied.allowedTotal.packets, afterAllowed.allowedTotal.packets);
 

@@ -641,6 +641,13 @@ export class FakeNft implements NftBackend {
     return this.#snapshot();
   }
 
+  /** As the kernel backend lists for counters: sets and maps without elements (the fake has no queue to order). */
+  async listCounters(): Promise<TableSnapshot | null> {
+    const snapshot = await this.list();
+    if (snapshot === null) return null;
+    return { ...snapshot, sets: snapshot.sets.map((s) => ({ ...s, elements: [] })), maps: snapshot.maps.map((m) => ({ ...m, elements: [] })) };
+  }
+
   close(): void {
     this.#closed = true;
   }

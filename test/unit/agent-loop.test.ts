@@ -44,6 +44,10 @@ class ScriptedBackend implements NftBackend {
     return this.fake.list();
   }
 
+  listCounters(): Promise<TableSnapshot | null> {
+    return this.fake.listCounters();
+  }
+
   close(): void {
     this.fake.close();
   }

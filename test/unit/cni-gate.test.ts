@@ -43,6 +43,7 @@ class SlowBackend implements NftBackend {
   }
   check(tx: Transaction): Promise<void> { return this.fake.check(tx); }
   list(): Promise<TableSnapshot | null> { return this.fake.list(); }
+  listCounters(): Promise<TableSnapshot | null> { return this.fake.listCounters(); }
   close(): void { this.fake.close(); }
 }
 

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { reportFailure } from '../../src/cli/main';
 import { DataplaneError } from '../../src/dataplane/dataplane';
 import { InvalidInputError } from '../../src/errors';
+import { MAX_YAML_BYTES } from '../../src/source/manifests';
 import { SandboxError } from '../../src/sandbox/errors';
 
 const CLI = resolve(__dirname, '../../../bin/netpol-agent');
@@ -108,6 +109,12 @@ const CASES: readonly Case[] = [
   // YAML and files.
   bad('a YAML alias bomb', 'bomb.yaml', BOMB, 'document 1 is not valid YAML: Excessive alias count indicates a resource exhaustion attack'),
   bad('an alias without its anchor', 'a.yaml', 'a: *x\n', 'document 1 is not valid YAML: Unresolved alias (the anchor must be set before the alias): x'),
+  bad('a key twice in one mapping', 'a.yaml', 'kind: Pod\nmetadata: {name: a}\nkind: Pod\n', 'document 1 is not valid YAML: Map keys must be unique at line 3, column 1:'),
+  bad('a key twice in a nested flow mapping', 'a.yaml', pod('{name: a, labels: {app: x, app: y}}'), 'document 1 is not valid YAML: Map keys must be unique at line 3, column 38:'),
+  bad('the first of two problems in text order', 'a.yaml', 'a: {b: 1, b: 2}\nc: [\n', 'document 1 is not valid YAML: Map keys must be unique at line 1, column 11:'),
+  accepted('the same key in two mappings', `${pod('{name: a, labels: {app: x}}')}---\n${pod('{name: b, labels: {app: x}}').replace('10.0.0.1', '10.0.0.2')}`),
+  bad('a YAML file over the size limit', 'big.yaml', `# ${'x'.repeat(MAX_YAML_BYTES)}\n${namespace('a')}`, 'is 1.0 MiB of YAML, more than the 1 MiB read from one YAML file: split it into several files, or write it as JSON'),
+  accepted('a JSON file over the YAML size limit', JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'a', annotations: { pad: 'x'.repeat(MAX_YAML_BYTES) } } })),
   { name: 'a directory with a broken symbolic link', files: { 'dir/a.yaml': pod('{name: a}'), 'dir/b.yaml': '-> missing.yaml' }, args: ['-f', 'dir'], code: 2, stderr: 'netpol-agent: dir/b.yaml: cannot read: broken symbolic link to missing.yaml (no such file or directory)' },
   { name: 'a directory with a link to itself is read once', files: { 'dir/a.yaml': pod('{name: a}'), 'dir/self': '-> .' }, args: ['-f', 'dir'], code: 0, stderr: '' },
   { name: 'a missing file', files: {}, args: ['-f', 'missing.yaml'], code: 2, stderr: 'netpol-agent: missing.yaml: cannot read: no such file or directory' },

@@ -292,3 +292,88 @@ describe('KernelNftBackend (stub context)', () => {
     assert.equal(classifyNftMessage('Error: weird', 17), 'EEXIST');
   });
 });
+
+/** A context whose calls end when the test says so: each call is recorded, and waits for its release. */
+class HeldContext implements NftContextLike {
+  readonly calls: string[] = [];
+  readonly #held: (() => void)[] = [];
+  #hold(what: string): Promise<void> {
+    this.calls.push(what);
+    return new Promise((resolve) => this.#held.push(resolve));
+  }
+  async run(batch: string): Promise<void> {
+    await this.#hold(`run ${batch.trim()}`);
+  }
+  async check(batch: string): Promise<void> {
+    await this.#hold(`check ${batch.trim()}`);
+  }
+  async list(command: string, options?: { readonly terse?: boolean }): Promise<unknown> {
+    await this.#hold(`list ${command}${options?.terse === true ? ' (terse)' : ''}`);
+    return null;
+  }
+  close(): void {}
+  /** Ends the oldest call still running. */
+  release(): void {
+    this.#held.shift()?.();
+  }
+}
+
+/** Lets every promise callback already due run (no timer: nothing here depends on time). */
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('the context queue: commits before debug reads', () => {
+  const commit = (chain: string): Transaction => {
+    const t = new Transaction('np');
+    t.add({ kind: 'chain', name: chain });
+    return t;
+  };
+
+  it('a commit queued after a debug listing goes first, and the context holds one call at a time', async () => {
+    const ctx = new HeldContext();
+    const k = new KernelNftBackend({ table: 'np', context: ctx, openCheckContext: () => ctx });
+    const first = k.run(commit('a'));
+    await settle();
+    const read = k.listCounters();
+    const second = k.run(commit('b'));
+    await settle();
+    assert.deepEqual(ctx.calls, ['run add chain inet np a'], 'the listing and the second commit wait: one call on the context at a time');
+    ctx.release();
+    await first;
+    await settle();
+    assert.deepEqual(ctx.calls, ['run add chain inet np a', 'run add chain inet np b'], 'the commit overtook the listing queued before it');
+    ctx.release();
+    await second;
+    await settle();
+    assert.deepEqual(ctx.calls.at(-1), 'list list table inet np (terse)', 'a debug listing leaves set elements out');
+    ctx.release();
+    assert.equal(await read, null);
+  });
+
+  it("a reconcile's listing is a write: it goes before a debug listing queued earlier", async () => {
+    const ctx = new HeldContext();
+    const k = new KernelNftBackend({ table: 'np', context: ctx, openCheckContext: () => ctx });
+    const running = k.run(commit('a'));
+    await settle();
+    const debug = k.listCounters();
+    const reconcile = k.list();
+    ctx.release();
+    await running;
+    await settle();
+    ctx.release();
+    await reconcile;
+    await settle();
+    ctx.release();
+    await debug;
+    assert.deepEqual(ctx.calls, ['run add chain inet np a', 'list list table inet np', 'list list table inet np (terse)']);
+  });
+
+  it('a failed call lets the next one start', async () => {
+    const ctx = new StubContext();
+    const k = new KernelNftBackend({ table: 'np', context: ctx });
+    ctx.failWith = nftError('Error: Could not process rule: Invalid argument\nadd chain inet np a', 'add chain inet np a', 22);
+    await assert.rejects(k.run(commit('a')), NftApplyError);
+    ctx.failWith = null;
+    await k.run(commit('b'));
+    assert.deepEqual(ctx.sent.map((b) => b.trim()), ['add chain inet np a', 'add chain inet np b']);
+  });
+});

@@ -18,6 +18,12 @@ export interface NftBackend {
   check(tx: Transaction): Promise<void>;
   /** The owned table, or null when it does not exist. */
   list(): Promise<TableSnapshot | null>;
+  /**
+   * The owned table for a debug read of its rules' counters (/rules, /metrics): it waits for every
+   * write (run, check, list) queued before it starts, so reads never delay enforcement by more than one
+   * listing; sets and maps come without their elements.
+   */
+  listCounters(): Promise<TableSnapshot | null>;
   /** Releases the backend; later calls fail. */
   close(): void;
 }
