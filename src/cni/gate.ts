@@ -17,7 +17,7 @@ import type { ClusterEvent, Direction, ObjectKind, ObjectRef, PodState, PolicySt
 import { selectorMatches } from '../compiler';
 import type { SyncReport } from '../dataplane';
 import { canonicalIp } from '../net/ip';
-import type { LoopDataplane } from './agent-loop';
+import type { LoopDataplane } from '../agent/agent-loop';
 
 /**
  * A LoopDataplane that passes everything through and remembers which pod addresses the kernel holds
