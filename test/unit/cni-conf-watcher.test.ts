@@ -25,11 +25,19 @@ function node() {
   return { confDir, binDir, opts: { confDir, binDir, pluginBinary, ...SETTINGS }, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
 
-/** A watcher whose checks can be awaited: until(state) resolves at the first check in that state. */
-function watched(confDir: string) {
+type Until = (state: ConfCheck['state']) => Promise<ConfCheck>;
+
+/**
+ * A node whose conf directory holds the one file given, with the plugin installed, and a running watcher
+ * whose checks can be awaited: until(state) resolves at the first check in that state.
+ */
+async function underWatcher(name: string, text: string, body: (file: string, until: Until, n: ReturnType<typeof node>) => Promise<void>): Promise<void> {
+  const n = node();
+  writeFileSync(join(n.confDir, name), text);
+  installPlugin(n.opts);
   const waiting: { state: ConfCheck['state']; resolve: (c: ConfCheck) => void }[] = [];
   const watcher = new ConfWatcher({
-    confDir,
+    confDir: n.confDir,
     logger: pino({ level: 'silent' }),
     onCheck: (check) => {
       for (const w of waiting.filter((x) => x.state === check.state)) {
@@ -38,20 +46,20 @@ function watched(confDir: string) {
       }
     },
   });
-  const until = (state: ConfCheck['state']): Promise<ConfCheck> => new Promise((resolve) => waiting.push({ state, resolve }));
-  return { watcher, until };
+  const until: Until = (state) => new Promise((resolve) => waiting.push({ state, resolve }));
+  try {
+    assert.equal(watcher.start().state, 'chained');
+    await body(join(n.confDir, name), until, n);
+  } finally {
+    watcher.close();
+    n.cleanup();
+  }
 }
 
 const plugins = (file: string): { type: string }[] => (JSON.parse(readFileSync(file, 'utf8')) as { plugins: { type: string }[] }).plugins;
 
-test('the main CNI rewrites its conflist without our entry (by rename, then in place): the watcher chains it again with the settings cni-install wrote', async () => {
-  const n = node();
-  const file = join(n.confDir, '10-flannel.conflist');
-  writeFileSync(file, FLANNEL);
-  installPlugin(n.opts);
-  const { watcher, until } = watched(n.confDir);
-  try {
-    assert.equal(watcher.start().state, 'chained');
+test('the main CNI rewrites its conflist without our entry (by rename, then in place): the watcher chains it again with the settings cni-install wrote', () =>
+  underWatcher('10-flannel.conflist', FLANNEL, async (file, until) => {
     // flannel's install-cni: a temporary file renamed over the conflist.
     const rechained = until('rechained');
     writeFileSync(`${file}.tmp`, FLANNEL);
@@ -64,39 +72,21 @@ test('the main CNI rewrites its conflist without our entry (by rename, then in p
     writeFileSync(file, FLANNEL);
     await again;
     assert.deepEqual(plugins(file).map((p) => p.type), ['flannel', 'portmap', PLUGIN_TYPE]);
-  } finally {
-    watcher.close();
-    n.cleanup();
-  }
-});
+  }));
 
-test('a .conf written again beside the conflist made of it: the conflist is made again from the new .conf', async () => {
-  const n = node();
+test('a .conf written again beside the conflist made of it: the conflist is made again from the new .conf', () => {
   const conf = '{"cniVersion":"0.4.0","name":"mynet","type":"bridge","bridge":"cni1","ipam":{"type":"host-local","subnet":"10.22.0.0/16"}}';
-  writeFileSync(join(n.confDir, '10-mynet.conf'), conf);
-  installPlugin(n.opts);
-  const { watcher, until } = watched(n.confDir);
-  try {
-    watcher.start();
+  return underWatcher('10-mynet.conf', conf, async (file, until, n) => {
     const rechained = until('rechained');
-    writeFileSync(join(n.confDir, '10-mynet.conf'), conf.replace('cni1', 'cni2'));
+    writeFileSync(file, conf.replace('cni1', 'cni2'));
     assert.deepEqual(await rechained, { state: 'rechained', confFile: join(n.confDir, '10-mynet.conflist') });
     const list = JSON.parse(readFileSync(join(n.confDir, '10-mynet.conflist'), 'utf8')) as { plugins: { type: string; bridge?: string }[] };
     assert.deepEqual(list.plugins.map((p) => [p.type, p.bridge]), [['bridge', 'cni2'], [PLUGIN_TYPE, undefined]]);
-  } finally {
-    watcher.close();
-    n.cleanup();
-  }
+  });
 });
 
-test('cni-uninstall under a running watcher: the entry stays removed', async () => {
-  const n = node();
-  const file = join(n.confDir, '10-flannel.conflist');
-  writeFileSync(file, FLANNEL);
-  installPlugin(n.opts);
-  const { watcher, until } = watched(n.confDir);
-  try {
-    watcher.start();
+test('cni-uninstall under a running watcher: the entry stays removed', () =>
+  underWatcher('10-flannel.conflist', FLANNEL, async (file, until, n) => {
     const uninstalled = until('uninstalled');
     uninstallPlugin(n);
     await uninstalled;
@@ -105,20 +95,10 @@ test('cni-uninstall under a running watcher: the entry stays removed', async () 
     writeFileSync(file, FLANNEL);
     await checked;
     assert.equal(readFileSync(file, 'utf8'), FLANNEL);
-  } finally {
-    watcher.close();
-    n.cleanup();
-  }
-});
+  }));
 
-test('a half-written configuration is left alone until its next write', async () => {
-  const n = node();
-  const file = join(n.confDir, '10-flannel.conflist');
-  writeFileSync(file, FLANNEL);
-  installPlugin(n.opts);
-  const { watcher, until } = watched(n.confDir);
-  try {
-    watcher.start();
+test('a half-written configuration is left alone until its next write', () =>
+  underWatcher('10-flannel.conflist', FLANNEL, async (file, until) => {
     const unreadable = until('unreadable');
     writeFileSync(file, FLANNEL.slice(0, 20));
     assert.match((await unreadable as Extract<ConfCheck, { state: 'unreadable' }>).reason, /not a CNI network configuration/);
@@ -127,8 +107,4 @@ test('a half-written configuration is left alone until its next write', async ()
     writeFileSync(file, FLANNEL);
     await rechained;
     assert.deepEqual(plugins(file).map((p) => p.type), ['flannel', 'portmap', PLUGIN_TYPE]);
-  } finally {
-    watcher.close();
-    n.cleanup();
-  }
-});
+  }));
