@@ -46,13 +46,19 @@ export class ConfWatcher {
 
   constructor(private readonly options: ConfWatcherOptions) {}
 
-  /** Checks once now, then at each change of the directory and every resync period. */
+  /**
+   * Checks once now, then at each change of the directory and every resync period. The watch is armed
+   * before the first check, so a rewrite during that check wakes another.
+   */
   start(): ConfCheck {
-    const first = this.check();
-    this.watcher = watch(this.options.confDir, () => this.schedule());
-    this.watcher.on('error', (err) => this.options.logger.warn({ err, confDir: this.options.confDir }, `CNI configuration directory ${this.options.confDir}: watch failed (${errorMessage(err)}); checking every resync period only`));
-    this.resync = setInterval(() => this.schedule(), this.options.resyncPeriodMs ?? 60_000);
+    const dir = this.options.confDir;
+    this.watcher = watch(dir, () => this.schedule());
+    this.watcher.on('error', (err) => this.options.logger.warn({ err, confDir: dir }, `CNI configuration directory ${dir}: watch failed (${errorMessage(err)}); checking every resync period only`));
+    const periodMs = this.options.resyncPeriodMs ?? 60_000;
+    this.resync = setInterval(() => this.schedule(), periodMs);
     this.resync.unref();
+    const first = this.check();
+    this.options.logger.info({ confDir: dir }, `watching ${dir}: netpol-agent-cni is chained again whenever the configuration in use lacks it (at each change, and every ${periodMs / 1000} s)`);
     return first;
   }
 
