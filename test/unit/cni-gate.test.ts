@@ -3,7 +3,6 @@
 // policy selects), DEL releases the addresses, and the real plugin binary talks to the real socket.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
@@ -20,7 +19,8 @@ import { FakeNft, Transaction } from '../../src/dataplane/nft';
 import type { NftBackend, TableSnapshot } from '../../src/dataplane/nft';
 import { decodeObjects, eventsBetween } from '../../src/source';
 import { makeNamespace, makePolicy } from '../support/builders';
-import { CNI_PLUGIN, buildCniPlugin } from '../support/cni-plugin';
+import { buildCniPlugin, runCniPlugin } from '../support/cni-plugin';
+import type { PluginRun } from '../support/cni-plugin';
 
 const TABLE = 'netpol_cni_gate_test';
 const NODE = 'node-1';
@@ -215,15 +215,8 @@ test('a commit that does not come within the bound is an error naming the pod', 
   await s.loop.stop();
 });
 
-function plugin(command: string, stdin: string, name: string): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((done, failed) => {
-    const child = spawn(CNI_PLUGIN, [], { env: { CNI_COMMAND: command, CNI_CONTAINERID: `ctr-${name}`, CNI_NETNS: `/var/run/netns/${name}`, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', CNI_ARGS: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name};K8S_POD_UID=uid-${name}` } });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.on('error', failed);
-    child.on('close', (code) => done({ code, stdout }));
-    child.stdin.end(stdin);
-  });
+function plugin(command: string, stdin: string, name: string): Promise<PluginRun> {
+  return runCniPlugin({ CNI_COMMAND: command, CNI_CONTAINERID: `ctr-${name}`, CNI_NETNS: `/var/run/netns/${name}`, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', CNI_ARGS: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name};K8S_POD_UID=uid-${name}` }, stdin);
 }
 
 test('the plugin binary through the real socket: ADD returns prevResult once committed, STATUS, DEL, bad requests', async () => {

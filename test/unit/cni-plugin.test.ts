@@ -3,12 +3,13 @@
 // beside a fake agent on a unix socket.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CNI_PLUGIN, CNI_PLUGIN_DIR, buildCniPlugin } from '../support/cni-plugin';
+import { CNI_PLUGIN_DIR, buildCniPlugin, runCniPlugin } from '../support/cni-plugin';
+import type { PluginRun } from '../support/cni-plugin';
 
 let dir = '';
 
@@ -18,31 +19,12 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Run { code: number | null; stdout: string; stderr: string }
+type Run = PluginRun;
 
 const RUNTIME_ENV = { CNI_CONTAINERID: 'c0ffee', CNI_NETNS: '/var/run/netns/x', CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_UID=u-1' };
 
-/** Output as UTF-8, failing on any byte sequence that is not (the spec's output is JSON, hence UTF-8). */
-function utf8(bytes: Buffer): string {
-  return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-}
-
 function run(command: string, stdin: string | Buffer, env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done, failed) => {
-    const child = spawn(CNI_PLUGIN, [], { env: { CNI_COMMAND: command, ...RUNTIME_ENV, ...env } });
-    const stdout: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => stdout.push(d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', failed);
-    child.on('close', (code) => done({ code, stdout: utf8(Buffer.concat(stdout)), stderr }));
-    // The plugin may answer without reading stdin (VERSION never reads it; a missing variable is an
-    // error before it): its exit closes the pipe under our write. Any other write error is a failure.
-    child.stdin.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE') failed(err);
-    });
-    child.stdin.end(stdin);
-  });
+  return runCniPlugin({ CNI_COMMAND: command, ...RUNTIME_ENV, ...env }, stdin);
 }
 
 const PREV_RESULT = '{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/x"}],"ips":[{"address":"10.244.0.5/24","gateway":"10.244.0.1","interface":0},{"address":"fd00::5/64"}],"dns":{}}';
@@ -333,7 +315,7 @@ test('output is valid JSON in UTF-8 whatever bytes the input holds', async () =>
       Buffer.from(netconf({ socketPath: agent.path }, '{"ips":[{"address":"10.0.0.1/8"}],"note":"\\ud83d \\u0000"}')),
     ];
     for (const input of inputs) {
-      const r = await run('ADD', input); // run() decodes stdout strictly as UTF-8
+      const r = await run('ADD', input); // runCniPlugin decodes stdout strictly as UTF-8
       assert.doesNotThrow(() => JSON.parse(r.stdout), r.stdout);
     }
   } finally {
