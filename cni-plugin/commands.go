@@ -76,7 +76,7 @@ func (p plugin) del(args *skel.CmdArgs) error {
 	}
 	pod, err := parsePodArgs(args.Args)
 	if err != nil {
-		fmt.Fprintf(p.stderr, "netpol-agent-cni: DEL of container %s: %v\n", args.ContainerID, err)
+		fmt.Fprintf(p.stderr, "netpol-agent-cni: DEL of container %s: %v (the agent cannot tell whose sandbox ended; it drops the addresses when the API reports the pod gone)\n", args.ContainerID, err)
 	}
 	if err := p.askAgent(s.socketPath, podRequest("del", args, pod, ips, s), time.Duration(s.timeoutMs)*time.Millisecond); err != nil {
 		fmt.Fprintf(p.stderr, "netpol-agent-cni: DEL of container %s: %v (ignored: the agent drops the addresses when the API reports the pod gone)\n", args.ContainerID, err)

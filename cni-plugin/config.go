@@ -45,7 +45,7 @@ func parseConf(stdin []byte) (*netConf, settings, error) {
 	conf := &netConf{}
 	s := settings{socketPath: defaultSocket, timeoutMs: defaultTimeoutMs}
 	var typeErr *json.UnmarshalTypeError
-	if err := json.Unmarshal(stdin, conf); errors.As(err, &typeErr) {
+	if err := json.Unmarshal(stdin, conf); errors.As(err, &typeErr) && typeErr.Field != "" {
 		return nil, s, invalidConfig(fmt.Sprintf("%s must not be a JSON %s", typeErr.Field, typeErr.Value), err.Error())
 	} else if err != nil {
 		return nil, s, types.NewError(types.ErrDecodingFailure, "the network configuration on stdin is not valid JSON", err.Error())
