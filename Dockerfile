@@ -8,14 +8,21 @@
 #
 #   docker build --secret id=extra-ca,src=/path/to/ca-bundle.pem -t netpol-agent:0.1.0 .
 #
-# scripts/image/build.sh builds it on machines without an image registry (a local stand-in for the
-# base image) and saves it for `ctr images import`.
+# scripts/image/build.sh builds it on machines without an image registry (local stand-ins for the two
+# base images) and saves it for `ctr images import`.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
+ARG GO_IMAGE=golang:1.26-bookworm
 
-# Build: the addon (node-gyp against the base image's Node headers and libnftables), the static CNI
-# plugin (native/cni, copied to the node by `netpol-agent cni-install`) and the TypeScript, then the
-# production dependencies only.
+# The chained CNI plugin (cni-plugin/, copied to the node by `netpol-agent cni-install`): static
+# (CGO_ENABLED=0, it runs on the host), from the vendored modules, with no network.
+FROM ${GO_IMAGE} AS plugin
+WORKDIR /src/cni-plugin
+COPY cni-plugin/ ./
+RUN CGO_ENABLED=0 GOFLAGS=-mod=vendor GOPROXY=off go build -trimpath -ldflags='-s -w' -o build/netpol-agent-cni .
+
+# Build: the addon (node-gyp against the base image's Node headers and libnftables) and the
+# TypeScript, then the production dependencies only.
 FROM ${NODE_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends g++ make python3 libnftables-dev \
@@ -29,7 +36,6 @@ COPY native/ native/
 RUN --mount=type=secret,id=extra-ca \
     if [ -s /run/secrets/extra-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/extra-ca; fi \
  && npm ci --no-audit --no-fund
-RUN make -C native/cni
 COPY tsconfig.json ./
 COPY src/ src/
 # Type declarations, source maps and docs of the dependencies are never loaded at run time: 45 of
@@ -50,7 +56,7 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules/ node_modules/
 COPY --from=build /src/native/package.json /src/native/index.js native/
 COPY --from=build /src/native/build/Release/nftables_napi.node native/build/Release/
-COPY --from=build /src/native/cni/build/netpol-agent-cni native/cni/build/
+COPY --from=plugin /src/cni-plugin/build/netpol-agent-cni cni-plugin/build/
 COPY --from=build /src/build/src/ build/src/
 COPY bin/ bin/
 ENV NODE_ENV=production

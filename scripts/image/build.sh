@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the netpol-agent image from the repository's Dockerfile on this machine, where no image
 # registry is reachable, and saves it as a docker-save archive for `ctr images import` / `docker load`:
-#   1. the node:20-bookworm-slim base comes from base-image.sh (cached in .cache/image);
+#   1. the node:20-bookworm-slim base comes from base-image.sh, the golang:1.26-bookworm of the Go build
+#      stage from go-image.sh (that base with this machine's Go), both cached in .cache/image;
 #   2. a private Docker daemon (dockerd.sh) imports it under that name and builds with BuildKit;
 #   3. the image is saved to .cache/image/netpol-agent-TAG.tar, then the daemon stops.
 # The extra CA certificates of this machine (/usr/local/share/ca-certificates, a TLS-intercepting
@@ -42,6 +43,11 @@ if [ ! -f "$base_tar" ]; then
   timed "base root filesystem (debootstrap + Node $NODE_VERSION)" bash "$here/base-image.sh" "$base_tar"
 fi
 
+go_tar="$cache/golang-$(go env GOVERSION)-bookworm-r$BASE_RECIPE.rootfs.tar"
+if [ ! -f "$go_tar" ]; then
+  timed "Go build stage root filesystem ($GO_IMAGE stand-in)" bash "$here/go-image.sh" "$base_tar" "$go_tar"
+fi
+
 if [ -z "$state" ]; then
   state="$(bash "$here/dockerd.sh" start)"
   trap 'bash "$here/dockerd.sh" stop "$state"' EXIT
@@ -57,6 +63,12 @@ base_id="netpol-agent-base:node-$NODE_VERSION-r$BASE_RECIPE"
 if ! "${docker[@]}" image inspect "$base_id" >/dev/null 2>&1; then
   timed "docker import $BASE_IMAGE" "${docker[@]}" import "${BASE_IMAGE_CHANGES[@]}" "$base_tar" "$BASE_IMAGE" >/dev/null
   "${docker[@]}" tag "$BASE_IMAGE" "$base_id"
+fi
+
+go_id="netpol-agent-base:$(go env GOVERSION)-r$BASE_RECIPE"
+if ! "${docker[@]}" image inspect "$go_id" >/dev/null 2>&1; then
+  timed "docker import $GO_IMAGE" "${docker[@]}" import "${GO_IMAGE_CHANGES[@]}" "$go_tar" "$GO_IMAGE" >/dev/null
+  "${docker[@]}" tag "$GO_IMAGE" "$go_id"
 fi
 
 secret=()

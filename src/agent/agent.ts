@@ -11,8 +11,7 @@ import type { NftBackend } from '../dataplane/nft';
 import { FileSource } from '../source';
 import { KubernetesSource } from '../source/kubernetes';
 import { AgentLoop } from './agent-loop';
-import { CniPodGate, CommitTracker } from './cni-gate';
-import { CniServer } from './cni-server';
+import { CniPodGate, CniServer, CommitTracker, ConfWatcher } from '../cni';
 import type { AgentLoopOptions } from './agent-loop';
 import { AgentServer, parseListen } from './http-server';
 import { AgentMetrics } from './metrics';
@@ -42,6 +41,8 @@ export interface AgentOptions {
   readonly backend?: NftBackend;
   /** Unix socket of netpol-agent-cni; no socket when absent. */
   readonly cniSocket?: string;
+  /** The host's CNI configuration directory: the plugin's entry is chained again when the main CNI drops it. */
+  readonly cniConfDir?: string;
   /** Denied new connections logged through nflog (group, kernel rate limit); null: not logged. */
   readonly dropLog?: DropLogging | null;
   /** Identical drops within this window are one log line. */
@@ -130,7 +131,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   if (options.cniSocket !== undefined && committed !== null) {
     const gate = new CniPodGate({ node: options.node, sink: loop, committed, logger: log });
     sink = gate;
-    cni = new CniServer({ path: options.cniSocket, gate, ready: () => loop.ready(), logger: log });
+    cni = new CniServer({ path: options.cniSocket, gate, ready: () => loop.ready(), registry: metrics.registry, logger: log });
     try {
       await cni.listen();
     } catch (err) {
@@ -140,6 +141,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
     log.info({ cniSocket: options.cniSocket }, 'CNI socket listening: pods held at sandbox start until their rules are committed');
   }
+  const confWatcher = options.cniConfDir !== undefined ? new ConfWatcher({ confDir: options.cniConfDir, logger: log }) : null;
+  confWatcher?.start();
   const source: ClusterSource = options.datastoreFile !== undefined
     ? new FileSource({ path: options.datastoreFile })
     : new KubernetesSource({
@@ -156,6 +159,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     address: { host: bound.address, port: bound.port },
     async stop(): Promise<void> {
       await source.stop();
+      confWatcher?.close();
       await cni?.close();
       await server.close();
       await loop.stop();

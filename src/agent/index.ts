@@ -7,6 +7,3 @@ export type { EventClass } from './metrics';
 export { AgentServer, parseListen } from './http-server';
 export { buildRulesReport, formatRulesText } from './rules-report';
 export type { RulesReport, RulesQuery } from './rules-report';
-export { CniPodGate, CommitTracker, pluginAddress } from './cni-gate';
-export type { CniAddRequest, CniAnswer } from './cni-gate';
-export { CniServer, DEFAULT_CNI_SOCKET } from './cni-server';

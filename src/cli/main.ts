@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_TABLE } from '../dataplane';
-import { DEFAULT_CNI_SOCKET, DEFAULT_DROP_LOGGING, auditTableName, removeTable, startAgent } from '../agent';
+import { DEFAULT_DROP_LOGGING, auditTableName, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
-import { PLUGIN_TYPE, installPlugin, uninstallPlugin, waitForConf } from '../cni/install';
-import type { FailurePolicy } from '../cni/install';
+import { DEFAULT_CNI_SOCKET, PLUGIN_TYPE, installPlugin, uninstallPlugin, waitForConf } from '../cni';
+import type { FailurePolicy } from '../cni';
 import { computeProbe, formatJson, formatTable, observeProbe } from '../probe';
 import { ExplainError, compiledTables, explainConnection, formatExplanation } from '../observe/explain';
 import type { Topology } from '../sandbox';
@@ -98,6 +98,7 @@ interface RunCliOptions {
   watchSilenceTimeout: number;
   table: string;
   cniSocket?: string;
+  cniConfDir?: string;
   dropLog: boolean;
   dropLogGroup: number;
   dropLogRate: number;
@@ -138,6 +139,7 @@ function addAgentCommands(program: Command): void {
     .addOption(new Option('--watch-silence-timeout <duration>', 'restart a watch that delivered no event and no bookmark for this long (the API server sends a bookmark about every minute)').argParser(parseDuration).default(parseDuration('150s'), '150s'))
     .option('--table <name>', 'the inet table the agent owns', DEFAULT_TABLE)
     .option('--cni-socket <path>', `unix socket of the chained CNI plugin netpol-agent-cni, which holds each pod's start until its rules are committed (off by default; the plugin's default is ${DEFAULT_CNI_SOCKET})`)
+    .option('--cni-conf-dir <dir>', 'with --cni-socket: the host\'s CNI configuration directory (mounted); the plugin\'s entry is chained again whenever the main CNI rewrites its configuration without it')
     .option('--no-drop-log', 'do not log denied connections (no log rule in the group chains, no nflog reader)')
     .option('--drop-log-group <n>', 'nfnetlink_log group the denied connections are sent to', parseNflogGroup, DEFAULT_DROP_LOGGING.group)
     .option('--drop-log-rate <n>', 'most denied connections logged per second and group chain (the kernel drops the rest unlogged)', parseRate, DEFAULT_DROP_LOGGING.rate)
@@ -145,6 +147,7 @@ function addAgentCommands(program: Command): void {
     .option('--audit', 'audit only: evaluate every policy and log what it would drop, enforce none (per policy: annotation netpol-agent.io/enforcement: audit)')
     .action(async (opts: RunCliOptions) => {
       if (opts.nodeName === undefined || opts.nodeName === '') throw new InvalidInputError('--node-name', 'is required: pass --node-name or set NODE_NAME (the downward API\'s spec.nodeName)');
+      if (opts.cniConfDir !== undefined && opts.cniSocket === undefined) throw new InvalidInputError('--cni-conf-dir', 'needs --cni-socket: the plugin it keeps chained asks the agent on that socket');
       const logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } });
       const agent = await startAgent({
         node: opts.nodeName,
@@ -159,6 +162,7 @@ function addAgentCommands(program: Command): void {
         ...(opts.datastoreFile !== undefined ? { datastoreFile: opts.datastoreFile } : {}),
         ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
         ...(opts.cniSocket !== undefined ? { cniSocket: opts.cniSocket } : {}),
+        ...(opts.cniConfDir !== undefined ? { cniConfDir: opts.cniConfDir } : {}),
       });
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGTERM', resolve);
@@ -226,7 +230,7 @@ function addCniCommands(program: Command): void {
     .description('install netpol-agent-cni on this node: copy it to the CNI bin directory and chain it last in the CNI configuration in use (idempotent)')
     .option('--conf-dir <dir>', 'the CNI configuration directory', '/etc/cni/net.d')
     .option('--bin-dir <dir>', 'the CNI plugin directory', '/opt/cni/bin')
-    .option('--plugin <path>', 'the plugin binary to copy', join(__dirname, '..', '..', '..', 'native', 'cni', 'build', 'netpol-agent-cni'))
+    .option('--plugin <path>', 'the plugin binary to copy', join(__dirname, '..', '..', '..', 'cni-plugin', 'build', 'netpol-agent-cni'))
     .option('--socket-path <path>', 'the agent\'s socket, as the plugin reaches it on the host (run --cni-socket)', DEFAULT_CNI_SOCKET)
     .option('--timeout <ms>', 'how long ADD waits for the agent', parsePluginTimeout, 10_000)
     .addOption(new Option('--failure-policy <policy>', 'when the agent does not confirm: fail-closed (the pod waits, the runtime retries) or fail-open (the pod starts unprotected)').choices(['fail-closed', 'fail-open']).default('fail-closed'))

@@ -20,6 +20,11 @@ export const ORIGINAL_SUFFIX = '.netpol-agent-original';
 /** The extensions libcni reads from the conf directory. */
 const CONF_EXTENSIONS = ['.conf', '.conflist', '.json'];
 const TMP_SUFFIX = '.netpol-agent-tmp';
+/**
+ * Left in the conf directory by cni-uninstall (before it removes the entry) and removed by cni-install:
+ * the running agent's ConfWatcher does not chain the plugin again meanwhile. libcni reads no dotfile.
+ */
+export const UNINSTALL_MARKER = '.netpol-agent-cni-uninstalled';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';
 
@@ -85,16 +90,16 @@ function checkVersion(file: string, conf: Json): void {
   }
 }
 
-function pluginEntry(settings: PluginSettings): Json {
+/** Our entry of the plugin chain, as cni-install writes it. */
+export function pluginEntry(settings: PluginSettings): Json {
   return { type: PLUGIN_TYPE, socketPath: settings.socketPath, timeoutMs: settings.timeoutMs, failurePolicy: settings.failurePolicy };
 }
 
-const isOurs = (p: unknown): boolean => isRecord(p) && p['type'] === PLUGIN_TYPE;
+const isOurs = (p: unknown): p is Json => isRecord(p) && p['type'] === PLUGIN_TYPE;
 
 /** The conflist with our entry: appended, or updated in place when there is one already. */
-export function withPlugin(conflist: Json, settings: PluginSettings): Json {
+export function withPlugin(conflist: Json, entry: Json): Json {
   const plugins = Array.isArray(conflist['plugins']) ? (conflist['plugins'] as unknown[]) : [];
-  const entry = pluginEntry(settings);
   const at = plugins.findIndex(isOurs);
   const next = at < 0 ? [...plugins, entry] : plugins.map((p, i) => (i === at ? entry : p)).filter((p, i) => i === at || !isOurs(p));
   return { ...conflist, plugins: next };
@@ -116,28 +121,49 @@ export function installPlugin(options: InstallOptions): InstallReport {
   const binTarget = join(options.binDir, PLUGIN_TYPE);
   const binaryChanged = !sameFile(binTarget, binary);
   if (binaryChanged) writeAtomically(binTarget, binary, 0o755);
+  const chained = chainPlugin(options.confDir, pluginEntry(options));
+  rmSync(join(options.confDir, UNINSTALL_MARKER), { force: true });
+  return { ...chained, binaryChanged };
+}
 
-  const file = activeConfFile(options.confDir);
-  if (file === null) throw new InvalidInputError(options.confDir, 'holds no CNI network configuration (.conf, .conflist, .json) yet: the main CNI has not written it');
+/** Our entry in the configuration the runtime uses, or null when that holds none. */
+export function chainedEntry(confDir: string): Json | null {
+  const file = activeConfFile(confDir);
+  if (file === null) return null;
+  const plugins = readJson(file)['plugins'];
+  return Array.isArray(plugins) ? (plugins.find(isOurs) ?? null) : null;
+}
+
+/**
+ * Puts the entry last in the plugin chain of the configuration the runtime uses (idempotent: a file
+ * that holds it already is not rewritten). cni-install runs it once; the agent again whenever the main
+ * CNI rewrites its configuration (ConfWatcher).
+ */
+export function chainPlugin(confDir: string, entry: Json): { readonly confFile: string; readonly confChanged: boolean } {
+  const file = activeConfFile(confDir);
+  if (file === null) throw new InvalidInputError(confDir, 'holds no CNI network configuration (.conf, .conflist, .json) yet: the main CNI has not written it');
   const conf = readJson(file);
   checkVersion(file, conf);
   if (Array.isArray(conf['plugins'])) {
-    const next = format(withPlugin(conf, options));
+    const next = format(withPlugin(conf, entry));
     const current = readFileSync(file);
-    if (current.toString('utf8') === next) return { confFile: file, confChanged: false, binaryChanged };
+    if (current.toString('utf8') === next) return { confFile: file, confChanged: false };
     // The file as found, kept once (a reinstall over our own entry must not overwrite it).
     if (!(conf['plugins'] as unknown[]).some(isOurs)) copyFileSync(file, `${file}${ORIGINAL_SUFFIX}`);
     writeAtomically(file, next, 0o644);
-    return { confFile: file, confChanged: true, binaryChanged };
+    return { confFile: file, confChanged: true };
   }
-  // One plugin (.conf): a conflist of the same name takes its place, the .conf is kept aside.
+  // One plugin (.conf): a conflist of the same name takes its place, the .conf is kept aside. A conflist
+  // there that holds our entry is the one we made of an earlier .conf, which the main CNI wrote again.
   const { cniVersion, name, ...plugin } = conf;
-  const conflistFile = join(options.confDir, `${basename(file, extname(file))}.conflist`);
-  if (existsSync(conflistFile)) throw new InvalidInputError(file, `is the configuration in use but ${conflistFile} exists beside it; remove one of them`);
+  const conflistFile = join(confDir, `${basename(file, extname(file))}.conflist`);
+  if (existsSync(conflistFile) && !((readJson(conflistFile)['plugins'] as unknown[] | undefined) ?? []).some(isOurs)) {
+    throw new InvalidInputError(file, `is the configuration in use but ${conflistFile} exists beside it; remove one of them`);
+  }
   copyFileSync(file, `${file}${ORIGINAL_SUFFIX}`);
-  writeAtomically(conflistFile, format(withPlugin({ cniVersion, name, plugins: [plugin] }, options)), 0o644);
+  writeAtomically(conflistFile, format(withPlugin({ cniVersion, name, plugins: [plugin] }, entry)), 0o644);
   rmSync(file);
-  return { confFile: conflistFile, confChanged: true, binaryChanged };
+  return { confFile: conflistFile, confChanged: true };
 }
 
 export interface UninstallReport {
@@ -148,6 +174,7 @@ export interface UninstallReport {
 
 /** Removes our entry from every configuration of the directory, and the binary. */
 export function uninstallPlugin(options: { readonly confDir: string; readonly binDir: string }): UninstallReport {
+  writeFileSync(join(options.confDir, UNINSTALL_MARKER), 'netpol-agent cni-uninstall ran here; netpol-agent cni-install removes this file\n');
   const confFiles: string[] = [];
   for (const name of readdirSync(options.confDir).sort()) {
     if (!CONF_EXTENSIONS.includes(extname(name))) continue;

@@ -16,13 +16,13 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
+import { buildCniPlugin } from '../support/cni-plugin';
 import { Cluster, REPO_ROOT } from './cluster';
 
 const ENABLED = process.env.E2E_CLUSTER === '1';
 const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, containerd, kubelet)' : !ENABLED ? 'real-cluster tier: run it with E2E_CLUSTER=1' : false;
 const TRIALS = Number(process.env.E2E_CNI_TRIALS ?? 10);
 const PODS = Number(process.env.E2E_CNI_PODS ?? 50);
-const PLUGIN_BUILD = join(REPO_ROOT, 'native/cni/build/netpol-agent-cni');
 const CNI_BIN_DIR = '/usr/lib/cni';
 
 const log = (line: string): void => {
@@ -119,7 +119,7 @@ describe('netpol-agent-cni in a real cluster', { skip: SKIP }, () => {
   }
 
   before(async () => {
-    execFileSync('make', ['-s', '-C', join(REPO_ROOT, 'native/cni')], { stdio: 'inherit' });
+    const pluginBuild = buildCniPlugin();
     cluster = await Cluster.start({ onLog: (l) => log(l) });
     const id = cluster.state.split('-').pop() ?? 'x';
     pluginType = `netpol-agent-cni-e2e-${id}`;
@@ -129,7 +129,7 @@ describe('netpol-agent-cni in a real cluster', { skip: SKIP }, () => {
       agent?.kill('SIGKILL');
       rmSync(join(CNI_BIN_DIR, pluginType), { force: true });
     });
-    copyFileSync(PLUGIN_BUILD, join(CNI_BIN_DIR, pluginType));
+    copyFileSync(pluginBuild, join(CNI_BIN_DIR, pluginType));
     execFileSync('chmod', ['0755', join(CNI_BIN_DIR, pluginType)]);
     conflist = join(cluster.state, 'cni/net.d/10-bridge.conflist');
     originalConflist = readFileSync(conflist, 'utf8');

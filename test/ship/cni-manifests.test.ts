@@ -83,6 +83,11 @@ test('the plugin is told the socket the agent listens on, and the host sees it w
   assert.equal(hostPathOf(pod, agent, '/run/netpol-agent'), '/run/netpol-agent', 'the same path on the host, where the runtime runs the plugin');
 });
 
+test('the agent watches the host\'s CNI configuration directory the installer chained the plugin into', () => {
+  assert.equal(hostPathOf(pod, agent, flag(agent, 'cni-conf-dir') ?? ''), hostPathOf(pod, install, flag(install, 'conf-dir') ?? ''));
+  assert.equal(hostPathOf(pod, agent, flag(agent, 'cni-conf-dir') ?? ''), '/etc/cni/net.d');
+});
+
 test('no container gains a capability: the installer has none, the agent keeps only NET_ADMIN', () => {
   assert.deepEqual(install?.securityContext?.capabilities, { drop: ['ALL'] });
   assert.equal(install?.securityContext?.allowPrivilegeEscalation, false);

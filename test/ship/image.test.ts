@@ -73,7 +73,7 @@ test('the runtime image holds Node 20 and libnftables, and no compiler, npm cach
   const script = [
     'node --version',
     'test -e /usr/lib/x86_64-linux-gnu/libnftables.so.1',
-    'for f in /usr/bin/gcc /usr/bin/cc /usr/bin/g++ /usr/bin/make /usr/include/nftables /root/.npm /opt/netpol-agent/src /opt/netpol-agent/native/src /run/secrets/extra-ca; do if test -e $f; then echo "unexpected $f"; exit 1; fi; done',
+    'for f in /usr/bin/gcc /usr/bin/cc /usr/bin/g++ /usr/bin/make /usr/local/go /usr/include/nftables /root/.npm /opt/netpol-agent/src /opt/netpol-agent/native/src /opt/netpol-agent/cni-plugin/vendor /run/secrets/extra-ca; do if test -e $f; then echo "unexpected $f"; exit 1; fi; done',
     // The dev dependencies are pruned (@types/node stays: @kubernetes/client-node depends on it).
     'test ! -e /opt/netpol-agent/node_modules/typescript',
   ].join(' && ');
@@ -139,8 +139,12 @@ test('run on a file datastore, with only NET_ADMIN and a read-only root, answers
   ok(docker(['stop', name]), 'docker stop');
 });
 
-test('the image carries the static CNI plugin, which cni-install copies and chains, and which runs without Node', opts, () => {
+test('the image carries the static CNI plugin of the Go stage, which cni-install copies and chains, and which runs without Node', opts, () => {
   assert.equal(buildError, undefined);
+  // The stage list of the build: the plugin is built in the Go stage, from the golang image.
+  const buildLog = readFileSync(join(ROOT, '.cache/image', `build-${RUN_ID}.log`), 'utf8');
+  assert.match(buildLog, /\[plugin 1\/\d+\] FROM docker\.io\/library\/golang:1\.26-bookworm/);
+  assert.match(buildLog, /\[plugin \d+\/\d+\] RUN CGO_ENABLED=0 .*go build/);
   const script = [
     'mkdir -p /tmp/net.d /tmp/bin',
     'echo \'{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}\' > /tmp/net.d/10-bridge.conflist',
@@ -148,10 +152,11 @@ test('the image carries the static CNI plugin, which cni-install copies and chai
     'cat /tmp/net.d/10-bridge.conflist',
     // Static: it runs on a host with no libc of the image's and no Node.js.
     'echo \'{"cniVersion":"1.0.0"}\' | env -i CNI_COMMAND=VERSION /tmp/bin/netpol-agent-cni',
+    'echo',
   ].join(' && ');
   const out = ok(docker(['run', '--rm', '--network=none', '--entrypoint', 'sh', IMAGE, '-c', script]), 'cni-install in the image');
   assert.match(out, /"type": "netpol-agent-cni"/);
   assert.match(out, /"supportedVersions":\["0\.3\.0","0\.3\.1","0\.4\.0","1\.0\.0","1\.1\.0"\]/);
-  const ldd = docker(['run', '--rm', '--network=none', '--entrypoint', 'sh', IMAGE, '-c', 'ldd /opt/netpol-agent/native/cni/build/netpol-agent-cni 2>&1 || true']);
+  const ldd = docker(['run', '--rm', '--network=none', '--entrypoint', 'sh', IMAGE, '-c', 'ldd /opt/netpol-agent/cni-plugin/build/netpol-agent-cni 2>&1 || true']);
   assert.match(ldd.stdout, /not a dynamic executable|statically linked/);
 });

@@ -3,14 +3,16 @@
 // policy selects), DEL releases the addresses, and the real plugin binary talks to the real socket.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { connect } from 'node:net';
+import { join } from 'node:path';
 import pino from 'pino';
+import { Registry } from 'prom-client';
 import type { ClusterEvent, PodState } from '../../src/api';
-import { AgentLoop, AgentMetrics, CniPodGate, CniServer, CommitTracker } from '../../src/agent';
-import type { CniAnswer } from '../../src/agent';
+import { AgentLoop, AgentMetrics } from '../../src/agent';
+import { CniPodGate, CniServer, CommitTracker } from '../../src/cni';
+import type { CniAnswer } from '../../src/cni';
 import { NodeCompiler } from '../../src/compiler';
 import { Dataplane } from '../../src/dataplane';
 import { Transaction } from '../../src/dataplane/nft';
@@ -18,14 +20,15 @@ import { FakeNft } from '../support/fake-nft';
 import type { NftBackend, TableSnapshot } from '../../src/dataplane/nft';
 import { decodeObjects, eventsBetween } from '../../src/source';
 import { makeNamespace, makePolicy } from '../support/builders';
+import { buildCniPlugin, runCniPlugin } from '../support/cni-plugin';
+import type { PluginRun } from '../support/cni-plugin';
 
 const TABLE = 'netpol_cni_gate_test';
 const NODE = 'node-1';
-const CNI_DIR = resolve(__dirname, '../../../native/cni');
 let dir = '';
 
 before(() => {
-  execFileSync('make', ['-s', '-C', CNI_DIR], { stdio: 'inherit' });
+  buildCniPlugin();
   dir = mkdtempSync(join(tmpdir(), 'netpol-cni-gate-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -214,25 +217,19 @@ test('a commit that does not come within the bound is an error naming the pod', 
   await s.loop.stop();
 });
 
-function plugin(command: string, stdin: string, name: string): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((done, failed) => {
-    const child = spawn(join(CNI_DIR, 'build/netpol-agent-cni'), [], { env: { CNI_COMMAND: command, CNI_CONTAINERID: `ctr-${name}`, CNI_ARGS: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name};K8S_POD_UID=uid-${name}` } });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.on('error', failed);
-    child.on('close', (code) => done({ code, stdout }));
-    child.stdin.end(stdin);
-  });
+function plugin(command: string, stdin: string, name: string): Promise<PluginRun> {
+  return runCniPlugin({ CNI_COMMAND: command, CNI_CONTAINERID: `ctr-${name}`, CNI_NETNS: `/var/run/netns/${name}`, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', CNI_ARGS: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name};K8S_POD_UID=uid-${name}` }, stdin);
 }
 
 test('the plugin binary through the real socket: ADD returns prevResult once committed, STATUS, DEL, bad requests', async () => {
   const s = setup();
   const path = join(dir, 'cni.sock');
-  const server = new CniServer({ path, gate: s.gate, ready: () => s.loop.ready(), logger: pino({ level: 'silent' }) });
+  const registry = new Registry();
+  const server = new CniServer({ path, gate: s.gate, ready: () => s.loop.ready(), registry, logger: pino({ level: 'silent' }) });
   await server.listen();
   try {
     const status = (cfg: string) => plugin('STATUS', cfg, 'x');
-    const conf = (extra = '') => `{"cniVersion":"1.1.0","name":"pods","type":"netpol-agent-cni","socketPath":"${path}","timeoutMs":3000${extra}}`;
+    const conf = (extra = '', timeoutMs = 3000) => `{"cniVersion":"1.1.0","name":"pods","type":"netpol-agent-cni","socketPath":"${path}","timeoutMs":${timeoutMs}${extra}}`;
     assert.equal((await status(conf())).code, 1, 'not ready before the first reconcile');
     await synced(s, [upsert(pod('locked-8', { labels: { app: 'locked' } }))]);
     assert.equal((await status(conf())).code, 0);
@@ -240,14 +237,40 @@ test('the plugin binary through the real socket: ADD returns prevResult once com
     const prev = '{"cniVersion":"1.1.0","ips":[{"address":"10.244.0.15/24"}]}';
     const r = await plugin('ADD', conf(`,"prevResult":${prev}`), 'locked-8');
     assert.equal(r.code, 0, r.stdout);
-    assert.equal(r.stdout, `${prev}\n`);
+    assert.deepEqual(JSON.parse(r.stdout), JSON.parse(prev));
     assert.ok(s.kernelHas('10.244.0.15'));
     assert.equal((await plugin('DEL', conf(`,"prevResult":${prev}`), 'locked-8')).code, 0);
     await s.loop.idle();
     assert.equal(s.kernelHas('10.244.0.15'), false);
-    const refused = await plugin('ADD', conf(',"prevResult":{"ips":[{"address":"not-an-ip"}]}'), 'locked-8');
+    // A pod the API never reports: the agent answers its reason before the plugin's timeout.
+    const refused = await plugin('ADD', conf(`,"prevResult":${prev}`, 300), 'unknown-9');
     assert.equal(JSON.parse(refused.stdout).code, 100);
-    assert.match(JSON.parse(refused.stdout).details, /not an IP address/);
+    assert.match(JSON.parse(refused.stdout).details, /shop\/unknown-9 \(uid uid-unknown-9\) is not known on node node-1 from the API after 270 ms/);
+    const metrics = await registry.getSingleMetricAsString('netpol_agent_cni_add_duration_seconds');
+    assert.match(metrics, /^netpol_agent_cni_add_duration_seconds_count\{result="ok"\} 1$/m);
+    assert.match(metrics, /^netpol_agent_cni_add_duration_seconds_count\{result="error"\} 1$/m);
+  } finally {
+    await server.close();
+    await s.loop.stop();
+  }
+});
+
+test('the CNI socket closes a connection that has not sent its whole request line within the read deadline', async () => {
+  const s = setup();
+  const path = join(dir, 'deadline.sock');
+  const server = new CniServer({ path, gate: s.gate, ready: () => true, readDeadlineMs: 50, registry: new Registry(), logger: pino({ level: 'silent' }) });
+  await server.listen();
+  try {
+    // Half a request, then nothing: only the deadline ends the connection (the test waits for its end).
+    const client = connect(path);
+    client.write('{"op":"add","namespace":"shop"');
+    let answer = '';
+    client.on('data', (d: Buffer) => (answer += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      client.on('close', () => resolve());
+      client.on('error', reject);
+    });
+    assert.equal(answer, '', 'closed without an answer');
   } finally {
     await server.close();
     await s.loop.stop();

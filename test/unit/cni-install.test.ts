@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ORIGINAL_SUFFIX, PLUGIN_TYPE, activeConfFile, installPlugin, uninstallPlugin } from '../../src/cni/install';
+import { ORIGINAL_SUFFIX, PLUGIN_TYPE, UNINSTALL_MARKER, activeConfFile, installPlugin, uninstallPlugin } from '../../src/cni';
 
 const CLI = resolve(__dirname, '../../../bin/netpol-agent');
 
@@ -79,8 +79,11 @@ for (const [kind, sample] of Object.entries(SAMPLES)) {
       assert.equal(readFileSync(file, 'utf8'), sample.text, 'the original bytes');
       assert.equal(existsSync(bin), false);
       assert.equal(readFileSync(join(n.binDir, 'bridge'), 'utf8'), 'other plugin');
-      assert.deepEqual(readdirSync(n.confDir).sort(), [sample.file, '99-loopback.conf'].sort(), 'no backup or temporary file left');
+      // The marker tells the running agent not to chain the plugin again; libcni reads no dotfile.
+      assert.deepEqual(readdirSync(n.confDir).sort(), [sample.file, '99-loopback.conf', UNINSTALL_MARKER].sort(), 'no backup or temporary file left');
       assert.deepEqual(uninstallPlugin(n), { confFiles: [], binaryRemoved: false }, 'a second uninstall does nothing');
+      installPlugin(n.opts);
+      assert.equal(existsSync(join(n.confDir, UNINSTALL_MARKER)), false, 'a new install takes the marker away');
     } finally {
       n.cleanup();
     }
@@ -117,7 +120,7 @@ test('a single-plugin .conf becomes a conflist of the same name, and comes back 
     assert.equal(installPlugin(n.opts).confChanged, false);
     uninstallPlugin(n);
     assert.equal(readFileSync(join(n.confDir, '10-mynet.conf'), 'utf8'), text);
-    assert.deepEqual(readdirSync(n.confDir).sort(), ['10-mynet.conf', '99-loopback.conf']);
+    assert.deepEqual(readdirSync(n.confDir).sort(), ['10-mynet.conf', '99-loopback.conf', UNINSTALL_MARKER].sort());
   } finally {
     n.cleanup();
   }

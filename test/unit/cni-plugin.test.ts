@@ -1,39 +1,30 @@
-// netpol-agent-cni (native/cni) against the CNI specification: the binary is run as a runtime runs it,
-// with CNI_* variables and the network configuration on stdin, beside a fake agent on a unix socket.
+// netpol-agent-cni (cni-plugin/, Go on the CNI project's skel) against the CNI specification 1.1: the
+// binary is run as a runtime runs it, with CNI_* variables and the network configuration on stdin,
+// beside a fake agent on a unix socket.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { CNI_PLUGIN_DIR, buildCniPlugin, runCniPlugin } from '../support/cni-plugin';
+import type { PluginRun } from '../support/cni-plugin';
 
-const CNI_DIR = resolve(__dirname, '../../../native/cni');
-const PLUGIN = join(CNI_DIR, 'build/netpol-agent-cni');
 let dir = '';
 
 before(() => {
-  execFileSync('make', ['-s', '-C', CNI_DIR], { stdio: 'inherit' });
+  buildCniPlugin();
   dir = mkdtempSync(join(tmpdir(), 'netpol-cni-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Run { code: number | null; stdout: string; stderr: string; ms: number }
+type Run = PluginRun;
 
-function run(command: string, stdin: string, env: Record<string, string> = {}): Promise<Run> {
-  const started = performance.now();
-  return new Promise((done, failed) => {
-    const child = spawn(PLUGIN, [], {
-      env: { CNI_COMMAND: command, CNI_CONTAINERID: 'c0ffee', CNI_NETNS: '/var/run/netns/x', CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_UID=u-1', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', failed);
-    child.on('close', (code) => done({ code, stdout, stderr, ms: performance.now() - started }));
-    child.stdin.end(stdin);
-  });
+const RUNTIME_ENV = { CNI_CONTAINERID: 'c0ffee', CNI_NETNS: '/var/run/netns/x', CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_UID=u-1' };
+
+function run(command: string, stdin: string | Buffer, env: Record<string, string> = {}): Promise<Run> {
+  return runCniPlugin({ CNI_COMMAND: command, ...RUNTIME_ENV, ...env }, stdin);
 }
 
 const PREV_RESULT = '{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/x"}],"ips":[{"address":"10.244.0.5/24","gateway":"10.244.0.1","interface":0},{"address":"fd00::5/64"}],"dns":{}}';
@@ -43,15 +34,25 @@ function netconf(extra: Record<string, unknown> = {}, prevResult: string | null 
   return prevResult === null ? base : `${base.slice(0, -1)},"prevResult":${prevResult}}`;
 }
 
-interface CniError { cniVersion: string; code: number; msg: string; details?: string }
+interface CniError { code: number; msg: string; details?: string }
 
 function cniError(r: Run): CniError {
   assert.equal(r.code, 1, `exit status 1 expected; stdout ${r.stdout} stderr ${r.stderr}`);
   return JSON.parse(r.stdout) as CniError;
 }
 
-/** A fake agent: answers each request line with answer(request) after delayMs; records the requests. */
-async function fakeAgent(answer: (req: Record<string, unknown>) => string | null, delayMs = 0): Promise<{ path: string; requests: Record<string, unknown>[]; server: Server; close(): Promise<void> }> {
+/** ADD's result: prevResult, in the configuration's cniVersion (the CNI library leaves an empty "dns" out). */
+function assertPrevResult(r: Run, expected = PREV_RESULT): void {
+  assert.equal(r.code, 0, `${r.stdout} ${r.stderr}`);
+  const withoutEmptyDns = (json: string): unknown => {
+    const { dns, ...rest } = JSON.parse(json) as Record<string, unknown>;
+    return dns === undefined || JSON.stringify(dns) === '{}' ? rest : { dns, ...rest };
+  };
+  assert.deepEqual(withoutEmptyDns(r.stdout), withoutEmptyDns(expected));
+}
+
+/** A fake agent: answers each request line with answer(request) (null: never); records the requests. */
+async function fakeAgent(answer: (req: Record<string, unknown>) => string | null): Promise<{ path: string; requests: Record<string, unknown>[]; server: Server; close(): Promise<void> }> {
   const path = join(dir, `agent-${Math.random().toString(36).slice(2)}.sock`);
   const requests: Record<string, unknown>[] = [];
   const sockets = new Set<Socket>();
@@ -66,7 +67,7 @@ async function fakeAgent(answer: (req: Record<string, unknown>) => string | null
       const req = JSON.parse(data.slice(0, nl)) as Record<string, unknown>;
       requests.push(req);
       const reply = answer(req);
-      setTimeout(() => { if (reply !== null && !socket.destroyed) socket.end(`${reply}\n`); }, delayMs).unref();
+      if (reply !== null && !socket.destroyed) socket.end(`${reply}\n`);
     });
   });
   await new Promise<void>((r) => server.listen(path, r));
@@ -81,26 +82,65 @@ async function fakeAgent(answer: (req: Record<string, unknown>) => string | null
   };
 }
 
-test('VERSION lists the supported versions, in the cniVersion of the request', async () => {
-  const r = await run('VERSION', '{"cniVersion":"0.4.0"}');
-  assert.equal(r.code, 0, r.stdout);
-  assert.deepEqual(JSON.parse(r.stdout), { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
-  const empty = await run('VERSION', '');
-  assert.equal(JSON.parse(empty.stdout).cniVersion, '1.0.0');
-});
+const VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
 
-test('bad JSON is error 6 (failed to decode), with where it failed', async () => {
-  for (const input of ['{"cniVersion":"1.0.0",', '{"a":1,}', '[1, 2', '{"a":"\\x"}', '{"a":tru}', '{"a":1} x', '"just a string"']) {
-    const e = cniError(await run('ADD', input));
-    assert.equal(e.code, 6, input);
-    assert.match(e.msg, /not valid JSON|must be a JSON object/, input);
+test('VERSION lists the supported versions whatever stdin says (an unsupported version, nothing, garbage)', async () => {
+  for (const stdin of ['{"cniVersion":"0.4.0"}', '{"cniVersion":"9.9.9"}', '', 'not json']) {
+    const r = await run('VERSION', stdin);
+    assert.equal(r.code, 0, `${stdin}: ${r.stdout}`);
+    assert.deepEqual(JSON.parse(r.stdout), { cniVersion: '1.1.0', supportedVersions: VERSIONS }, stdin);
   }
 });
 
-test('an unsupported cniVersion is error 1', async () => {
-  const e = cniError(await run('ADD', netconf({ cniVersion: '9.9.9' })));
-  assert.equal(e.code, 1);
-  assert.match(e.msg, /unsupported cniVersion 9\.9\.9/);
+test('bad JSON is error 6 (failed to decode)', async () => {
+  for (const input of ['{"cniVersion":"1.0.0",', '{"a":1,}', '[1, 2', '{"a":"\\x"}', '{"a":tru}', '{"a":1} x', '"just a string"', '']) {
+    const e = cniError(await run('ADD', input));
+    assert.equal(e.code, 6, input);
+  }
+});
+
+test('an unsupported or missing cniVersion is error 1', async () => {
+  for (const conf of [netconf({ cniVersion: '9.9.9' }), netconf({ cniVersion: '0.2.0' }), JSON.stringify({ name: 'pods', type: 'netpol-agent-cni' })]) {
+    const e = cniError(await run('ADD', conf));
+    assert.equal(e.code, 1, conf);
+    assert.match(e.msg, /incompatible CNI versions/);
+  }
+});
+
+test('the spec\'s version rules: CHECK from 0.4.0, GC and STATUS from 1.1.0 (error 1 before)', async () => {
+  const agent = await fakeAgent(() => '{"result":"ok"}');
+  try {
+    for (const v of VERSIONS) {
+      const prev = JSON.stringify({ cniVersion: v, ips: [{ address: '10.244.0.5/24', ...(v < '1.0.0' ? { version: '4' } : {}) }] });
+      const conf = (extra: Record<string, unknown> = {}) => netconf({ cniVersion: v, socketPath: agent.path, ...extra }, prev);
+      const check = await run('CHECK', conf());
+      if (v >= '0.4.0') assert.equal(check.code, 0, `CHECK ${v}: ${check.stdout}`);
+      else assert.equal(cniError(check).code, 1, `CHECK ${v}`);
+      for (const command of ['GC', 'STATUS']) {
+        const r = await run(command, netconf({ cniVersion: v, socketPath: agent.path }, null));
+        if (v >= '1.1.0') assert.deepEqual([r.code, r.stdout], [0, ''], `${command} ${v}`);
+        else assert.equal(cniError(r).code, 1, `${command} ${v}`);
+      }
+    }
+  } finally {
+    await agent.close();
+  }
+});
+
+test('ADD in every supported version prints prevResult as a result of that version', async () => {
+  const agent = await fakeAgent(() => '{"result":"ok"}');
+  try {
+    for (const v of VERSIONS) {
+      const prev = v < '1.0.0'
+        ? JSON.stringify({ cniVersion: v, ips: [{ version: '4', address: '10.244.0.5/24', interface: 0 }], interfaces: [{ name: 'eth0' }], dns: {} })
+        : JSON.stringify({ cniVersion: v, ips: [{ address: '10.244.0.5/24', interface: 0 }], interfaces: [{ name: 'eth0' }], dns: {} });
+      const r = await run('ADD', netconf({ cniVersion: v, socketPath: agent.path }, prev));
+      assertPrevResult(r, prev);
+    }
+    assert.deepEqual(agent.requests.map((r) => r['ips']), VERSIONS.map(() => ['10.244.0.5/24']));
+  } finally {
+    await agent.close();
+  }
 });
 
 test('ADD without prevResult, or with a prevResult without addresses, is error 7 and explains the chaining', async () => {
@@ -110,26 +150,37 @@ test('ADD without prevResult, or with a prevResult without addresses, is error 7
   const noIps = cniError(await run('ADD', netconf({}, '{"cniVersion":"1.0.0","ips":[]}')));
   assert.equal(noIps.code, 7);
   assert.match(noIps.msg, /no ips/);
-  const badIp = cniError(await run('ADD', netconf({}, '{"cniVersion":"1.0.0","ips":[{"address":5}]}')));
-  assert.equal(badIp.code, 7);
+  for (const bad of ['{"cniVersion":"1.0.0","ips":[{"address":5}]}', '{"cniVersion":"1.0.0","ips":[{"address":"not-an-ip"}]}', '"a string"']) {
+    assert.equal(cniError(await run('ADD', netconf({}, bad))).code, 7, bad);
+  }
 });
 
 test('an unknown or missing CNI_COMMAND is error 4', async () => {
   const e = cniError(await run('FROB', netconf()));
   assert.equal(e.code, 4);
-  assert.match(e.msg, /unknown CNI_COMMAND FROB/);
-  const missing = cniError(await run('', netconf()));
-  assert.equal(missing.code, 4);
+  assert.match(e.msg, /unknown CNI_COMMAND: FROB/);
+  const missing = await run('', netconf());
+  assert.equal(cniError(missing).code, 4);
+  assert.match(missing.stderr, /run by the container runtime with CNI_COMMAND set/);
 });
 
-test('ADD without the pod in CNI_ARGS is error 4', async () => {
+test('the runtime\'s names are validated as the spec says: container ID (4), network name (7), interface name (4)', async () => {
+  assert.equal(cniError(await run('ADD', netconf(), { CNI_CONTAINERID: 'bad id!' })).code, 4);
+  assert.equal(cniError(await run('ADD', netconf({ name: 'po ds' }))).code, 7);
+  assert.equal(cniError(await run('ADD', netconf({ name: '' }))).code, 7);
+  for (const ifname of ['a/b', 'eth0123456789012345', '..']) assert.equal(cniError(await run('ADD', netconf(), { CNI_IFNAME: ifname })).code, 4, ifname);
+  assert.equal(cniError(await run('DEL', netconf(), { CNI_CONTAINERID: '' })).code, 4);
+});
+
+test('ADD without the pod in CNI_ARGS, or with CNI_ARGS it cannot read, is error 4', async () => {
   const e = cniError(await run('ADD', netconf(), { CNI_ARGS: 'IgnoreUnknown=1' }));
   assert.equal(e.code, 4);
   assert.match(e.msg, /K8S_POD_NAMESPACE/);
+  assert.equal(cniError(await run('ADD', netconf(), { CNI_ARGS: 'K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;OTHER=1' })).code, 4);
 });
 
 test('bad plugin settings are error 7 naming the setting', async () => {
-  for (const [extra, what] of [[{ failurePolicy: 'maybe' }, /failurePolicy/], [{ timeoutMs: 0 }, /timeoutMs/], [{ timeoutMs: 1.5 }, /timeoutMs/], [{ socketPath: '' }, /socketPath/]] as const) {
+  for (const [extra, what] of [[{ failurePolicy: 'maybe' }, /failurePolicy/], [{ timeoutMs: 0 }, /timeoutMs/], [{ timeoutMs: 1.5 }, /timeoutMs/], [{ timeoutMs: '5' }, /timeoutMs/], [{ socketPath: '' }, /socketPath/], [{ socketPath: `/${'x'.repeat(120)}` }, /socketPath/]] as const) {
     const e = cniError(await run('ADD', netconf(extra)));
     assert.equal(e.code, 7);
     assert.match(e.msg, what);
@@ -144,36 +195,29 @@ test('socket absent, fail-closed (the default): ADD fails with 11 (try again lat
   assert.match(e.details ?? '', /absent\.sock/);
 });
 
-test('socket absent, fail-open: ADD prints prevResult unchanged and logs on stderr', async () => {
+test('socket absent, fail-open: ADD prints prevResult and logs on stderr', async () => {
   const r = await run('ADD', netconf({ socketPath: join(dir, 'absent.sock'), failurePolicy: 'fail-open' }));
-  assert.equal(r.code, 0, r.stdout);
-  assert.equal(r.stdout, `${PREV_RESULT}\n`);
+  assertPrevResult(r);
   assert.match(r.stderr, /team-a\/web-0 starts without confirmed network policy rules/);
 });
 
-test('agent answers ok: ADD sends the pod and its addresses, and prints prevResult byte for byte', async () => {
+test('agent answers ok: ADD sends the pod and its addresses, and prints prevResult', async () => {
   const agent = await fakeAgent(() => '{"result":"ok"}');
   try {
-    const r = await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 3000 }));
-    assert.equal(r.code, 0, r.stdout);
-    assert.equal(r.stdout, `${PREV_RESULT}\n`);
+    assertPrevResult(await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 3000 })));
     assert.deepEqual(agent.requests, [{ op: 'add', namespace: 'team-a', name: 'web-0', uid: 'u-1', containerId: 'c0ffee', ips: ['10.244.0.5/24', 'fd00::5/64'], timeoutMs: 3000 }]);
   } finally {
     await agent.close();
   }
 });
 
-test('agent slower than timeoutMs: fail-closed fails with 11 after the bound; fail-open starts the pod', async () => {
-  const agent = await fakeAgent(() => '{"result":"ok"}', 2000);
+test('agent that never answers: only timeoutMs ends ADD; fail-closed fails with 11, fail-open starts the pod', async () => {
+  const agent = await fakeAgent(() => null);
   try {
-    const closed = await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 200 }));
-    const e = cniError(closed);
+    const e = cniError(await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 200 })));
     assert.equal(e.code, 11);
     assert.match(e.details ?? '', /did not answer within 200 ms/);
-    assert.ok(closed.ms < 1500, `ADD returned after ${closed.ms} ms, not at the 200 ms bound`);
-    const open = await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 200, failurePolicy: 'fail-open' }));
-    assert.equal(open.code, 0);
-    assert.equal(open.stdout, `${PREV_RESULT}\n`);
+    assertPrevResult(await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 200, failurePolicy: 'fail-open' })));
   } finally {
     await agent.close();
   }
@@ -186,7 +230,7 @@ test('agent answers an error: fail-closed fails with 100 and the agent\'s reason
     assert.equal(e.code, 100);
     assert.match(e.details ?? '', /not known from the API/);
     const open = await run('ADD', netconf({ socketPath: agent.path, failurePolicy: 'fail-open' }));
-    assert.equal(open.code, 0);
+    assertPrevResult(open);
     assert.match(open.stderr, /not known from the API/);
   } finally {
     await agent.close();
@@ -194,11 +238,11 @@ test('agent answers an error: fail-closed fails with 100 and the agent\'s reason
 });
 
 test('agent closes without answering, or answers garbage: the agent is unavailable (11)', async () => {
-  for (const reply of [null, 'not json']) {
+  for (const reply of [null, 'not json', '{"result":5}', '\u00ff\ufffd']) {
     const agent = await fakeAgent(() => reply);
-    if (reply === null) agent.server.on('connection', (s) => setTimeout(() => s.end(), 20));
+    if (reply === null) agent.server.on('connection', (s) => setImmediate(() => s.end()));
     try {
-      const e = cniError(await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 2000 })));
+      const e = cniError(await run('ADD', netconf({ socketPath: agent.path, timeoutMs: 5000 })));
       assert.equal(e.code, 11, String(reply));
     } finally {
       await agent.close();
@@ -210,20 +254,44 @@ test('DEL tells the agent, prints nothing, and succeeds even when the agent is a
   const agent = await fakeAgent(() => '{"result":"ok"}');
   try {
     const r = await run('DEL', netconf({ socketPath: agent.path }));
-    assert.equal(r.code, 0);
-    assert.equal(r.stdout, '');
-    assert.equal(agent.requests[0]?.op, 'del');
-    assert.deepEqual(agent.requests[0]?.ips, ['10.244.0.5/24', 'fd00::5/64']);
+    assert.deepEqual([r.code, r.stdout], [0, '']);
+    assert.equal(agent.requests[0]?.['op'], 'del');
+    assert.deepEqual(agent.requests[0]?.['ips'], ['10.244.0.5/24', 'fd00::5/64']);
   } finally {
     await agent.close();
   }
   const absent = await run('DEL', netconf({ socketPath: join(dir, 'absent.sock') }, null));
-  assert.equal(absent.code, 0);
-  assert.equal(absent.stdout, '');
+  assert.deepEqual([absent.code, absent.stdout], [0, '']);
 });
 
-test('CHECK accepts a valid configuration; STATUS reflects the agent under each failure policy', async () => {
+test('DEL on input it cannot use succeeds and releases the sandbox by its container ID', async () => {
+  const agent = await fakeAgent(() => '{"result":"error","message":"bad del request"}');
+  const many = JSON.stringify({ cniVersion: '1.0.0', ips: Array.from({ length: 5000 }, (_, i) => ({ address: `10.${i >> 8}.${i & 255}.1/32` })) });
+  try {
+    const garbage: [string, Record<string, string>][] = [
+      [netconf({ socketPath: agent.path }, '"not a result"'), {}],
+      [netconf({ socketPath: agent.path }, '{"ips":[{"address":"not-an-ip"}]}'), {}],
+      [netconf({ socketPath: agent.path }, '{"ips":{"address":5}}'), {}],
+      [netconf({ socketPath: agent.path }, many), {}],
+      [netconf({ socketPath: agent.path }), { CNI_ARGS: 'garbage;=;;' }],
+      [netconf({ socketPath: agent.path, timeoutMs: 'soon' }), {}],
+    ];
+    for (const [conf, env] of garbage) {
+      const r = await run('DEL', conf, env);
+      assert.deepEqual([r.code, r.stdout], [0, ''], `${conf.slice(0, 200)} ${JSON.stringify(env)}: ${r.stderr}`);
+    }
+    // The agent is told of each, with the addresses it could read (none but the last's); the settings it
+    // cannot read leave it without the agent's address.
+    const told = agent.requests.map((r) => [r['op'], r['containerId'], r['ips']]);
+    assert.deepEqual(told, [...garbage.slice(0, 4).map(() => ['del', 'c0ffee', []]), ['del', 'c0ffee', ['10.244.0.5/24', 'fd00::5/64']]]);
+  } finally {
+    await agent.close();
+  }
+});
+
+test('CHECK validates configuration and prevResult; STATUS reflects the agent under each failure policy', async () => {
   assert.equal((await run('CHECK', netconf())).code, 0);
+  assert.equal(cniError(await run('CHECK', netconf({}, '{"ips":[]}'))).code, 7);
   const absent = join(dir, 'absent.sock');
   const e = cniError(await run('STATUS', netconf({ socketPath: absent, cniVersion: '1.1.0' }, null)));
   assert.equal(e.code, 50);
@@ -237,16 +305,24 @@ test('CHECK accepts a valid configuration; STATUS reflects the agent under each 
   }
 });
 
-test('JSON strings: escapes and surrogate pairs decode, lone surrogates and raw control characters do not', async () => {
-  const agent = await fakeAgent(() => '{"result":"ok"}');
+test('output is valid JSON in UTF-8 whatever bytes the input holds', async () => {
+  const agent = await fakeAgent(() => '{"result":"error","message":"refused \udc00"}');
   try {
-    const prev = '{"ips":[{"address":"10.244.0.\\u0039/24"}],"note":"\\ud83d\\ude00 \\"q\\" \\\\"}';
-    const r = await run('ADD', netconf({ socketPath: agent.path }, prev));
-    assert.equal(r.code, 0, r.stdout);
-    assert.equal(r.stdout, `${prev}\n`);
-    assert.deepEqual(agent.requests[0]?.ips, ['10.244.0.9/24']);
+    const inputs = [
+      Buffer.concat([Buffer.from('{"cniVersion":"1.0.0","name":"pods","failurePolicy":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]),
+      Buffer.concat([Buffer.from('{"cniVersion":"1.0.0","name":"pods",'), Buffer.from([0xff, 0x00, 0x01])]),
+      Buffer.from(netconf({ socketPath: agent.path })),
+      Buffer.from(netconf({ socketPath: agent.path }, '{"ips":[{"address":"10.0.0.1/8"}],"note":"\\ud83d \\u0000"}')),
+    ];
+    for (const input of inputs) {
+      const r = await run('ADD', input); // runCniPlugin decodes stdout strictly as UTF-8
+      assert.doesNotThrow(() => JSON.parse(r.stdout), r.stdout);
+    }
   } finally {
     await agent.close();
   }
-  for (const bad of ['{"a":"\\ud83d"}', '{"a":"x\u0001y"}', '{"a":"\\u0000"}']) assert.equal(cniError(await run('ADD', bad)).code, 6, bad);
+});
+
+test('the Go tests pass, with the fuzz targets\' seed corpora (go test)', () => {
+  execFileSync('go', ['test', '-mod=vendor', '-count=1', '.'], { cwd: CNI_PLUGIN_DIR, stdio: 'inherit', env: { ...process.env, GOPROXY: 'off', GOFLAGS: '-buildvcs=false', PATH: `${process.env['PATH'] ?? ''}:/usr/local/go/bin` } });
 });
