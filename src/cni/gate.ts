@@ -17,6 +17,7 @@ import type { ClusterEvent, Direction, ObjectKind, ObjectRef, PodState, PolicySt
 import { selectorMatches } from '../compiler';
 import type { SyncReport } from '../dataplane';
 import { canonicalIp } from '../net/ip';
+import { addToIndex, removeFromIndex } from '../multimap';
 import type { LoopDataplane } from '../agent/agent-loop';
 
 /**
@@ -37,7 +38,7 @@ export class CommitTracker implements LoopDataplane {
     const seen = new Map<string, Set<string>>();
     function* observed(): Generator<RuleTableElement> {
       for (const e of elements) {
-        if (e.kind === 'address') addTo(seen, e.pod, e.ip);
+        if (e.kind === 'address') addToIndex(seen, e.pod, e.ip);
         yield e;
       }
     }
@@ -50,8 +51,8 @@ export class CommitTracker implements LoopDataplane {
   async apply(delta: RuleTableDelta): Promise<SyncReport> {
     const report = await this.inner.apply(delta);
     // A refused transaction leaves the kernel as it was (nftables transactions are atomic).
-    for (const e of delta.removed) if (e.kind === 'address') removeFrom(this.committed, e.pod, e.ip);
-    for (const e of delta.added) if (e.kind === 'address') addTo(this.committed, e.pod, e.ip);
+    for (const e of delta.removed) if (e.kind === 'address') removeFromIndex(this.committed, e.pod, e.ip);
+    for (const e of delta.added) if (e.kind === 'address') addToIndex(this.committed, e.pod, e.ip);
     this.notify();
     return report;
   }
@@ -79,19 +80,6 @@ export class CommitTracker implements LoopDataplane {
   private notify(): void {
     for (const l of [...this.listeners]) l();
   }
-}
-
-function addTo(map: Map<string, Set<string>>, key: string, value: string): void {
-  let set = map.get(key);
-  if (set === undefined) map.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFrom(map: Map<string, Set<string>>, key: string, value: string): void {
-  const set = map.get(key);
-  if (set === undefined) return;
-  set.delete(value);
-  if (set.size === 0) map.delete(key);
 }
 
 export interface CniAddRequest {
@@ -161,7 +149,7 @@ export class CniPodGate implements SourceSink {
   }
 
   rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void {
-    if (kind === 'NetworkPolicy') addTo(this.rejectedPolicies, ref.namespace, ref.name);
+    if (kind === 'NetworkPolicy') addToIndex(this.rejectedPolicies, ref.namespace, ref.name);
     this.options.sink.rejected(kind, ref, reason, raw);
   }
 
@@ -213,7 +201,7 @@ export class CniPodGate implements SourceSink {
     const gone = current ? [...new Set([...sandbox.ips, ...given])] : given.filter((ip) => sandbox === undefined || !sandbox.ips.includes(ip));
     if (current) this.sandboxes.delete(key);
     if (gone.length === 0) return { result: 'ok', detail: 'nothing to release' };
-    for (const ip of gone) addTo(this.released, key, ip);
+    for (const ip of gone) addToIndex(this.released, key, ip);
     const pod = this.pods.get(key);
     if (pod !== undefined) this.options.sink.events([{ type: 'upsert', kind: 'Pod', object: this.effective(pod) }]);
     return { result: 'ok', detail: `released ${gone.join(', ')}` };

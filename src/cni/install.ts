@@ -14,6 +14,7 @@ import { chmodSync, copyFileSync, existsSync, readFileSync, readdirSync, renameS
 import { basename, extname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { InvalidInputError } from '../errors';
+import { isRecord } from '../json';
 
 export const PLUGIN_TYPE = 'netpol-agent-cni';
 export const ORIGINAL_SUFFIX = '.netpol-agent-original';
@@ -51,10 +52,6 @@ export interface InstallReport {
 }
 
 type Json = Record<string, unknown>;
-
-function isRecord(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function writeAtomically(path: string, data: string | Buffer, mode: number): void {
   const tmp = `${path}${TMP_SUFFIX}`;

@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../errors';
+import { isRecord } from '../json';
 import type { CniAddRequest, CniAnswer, CniPodGate } from './gate';
 
 export const DEFAULT_CNI_SOCKET = '/run/netpol-agent/cni.sock';
@@ -39,10 +40,6 @@ export interface CniServerOptions {
   /** Where the ADD-latency histogram netpol_agent_cni_add_duration_seconds is registered. */
   readonly registry: Registry;
   readonly logger: Logger;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function stringField(req: Record<string, unknown>, field: string, required: boolean): string {
