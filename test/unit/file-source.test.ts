@@ -31,6 +31,11 @@ class RecordingSink implements SourceSink {
   problem(message: string): void {
     this.push({ call: 'problem', message });
   }
+  /** The datastore's last level, kept apart from the calls the tests compare (it is reported after every load). */
+  level: string | null | undefined = undefined;
+  health(_part: string, failure: string | null): void {
+    this.level = failure;
+  }
   /** The calls made from now until the next one arrives (and a little after, for the rest of its turn). */
   async next(): Promise<Record_[]> {
     const from = this.calls.length;
