@@ -5,7 +5,7 @@
 //   cluster's pods and policies look like from this node, for `netpol-agent rules` and `kubectl exec`.
 // Both bound the cost a client can impose: header, request and idle timeouts, and a connection cap.
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
@@ -21,6 +21,9 @@ import type { Observability } from './observability';
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9977';
 /** The default of --debug-socket. */
 export const DEFAULT_DEBUG_SOCKET = '/var/run/netpol-agent/debug.sock';
+
+/** The paths the debug socket serves (the metrics address serves /healthz, /readyz, /metrics). */
+export const DEBUG_PATHS: readonly string[] = ['/rules', '/explain', '/drops'];
 
 /** What a client may cost: a slow or idle client is cut off, and connections beyond the cap refused. */
 export interface ServerLimits {
@@ -80,6 +83,22 @@ function wantsText(req: IncomingMessage, url: URL): boolean {
   const format = url.searchParams.get('format');
   if (format !== null) return format === 'text';
   return (req.headers.accept ?? '').split(',').some((t) => t.trim().startsWith('text/plain'));
+}
+
+/** A GET over a unix socket (fetch has none): what `netpol-agent rules` and the tests read the debug socket with. */
+export function getOverSocket(socketPath: string, path: string, timeoutMs: number, accept = '*/*'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs, headers: { accept } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => { body += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export class AgentServer {

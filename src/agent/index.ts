@@ -4,7 +4,7 @@ export { AgentLoop } from './agent-loop';
 export type { AgentLoopOptions, CommitInfo, LoopDataplane, NotEnforceable, RejectedObject, SyncStatus } from './agent-loop';
 export { AgentMetrics } from './metrics';
 export type { EventClass } from './metrics';
-export { AgentServer, DEFAULT_DEBUG_SOCKET, DEFAULT_METRICS_LISTEN, parseListen } from './http-server';
+export { AgentServer, DEBUG_PATHS, DEFAULT_DEBUG_SOCKET, DEFAULT_METRICS_LISTEN, getOverSocket, parseListen } from './http-server';
 export { HealthRegistry } from './health';
 export type { ComponentLevel } from './health';
 export { eventPipeline, forwardingSink } from './pipeline';

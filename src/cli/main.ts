@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_TABLE } from '../dataplane';
-import { request } from 'node:http';
-import { DEFAULT_CNI_SOCKET, DEFAULT_DEBUG_SOCKET, DEFAULT_DROP_LOGGING, DEFAULT_METRICS_LISTEN, auditTableName, removeTable, startAgent } from '../agent';
+import { DEFAULT_CNI_SOCKET, DEFAULT_DEBUG_SOCKET, DEFAULT_DROP_LOGGING, DEFAULT_METRICS_LISTEN, auditTableName, getOverSocket, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
@@ -204,22 +203,6 @@ function addAgentCommands(program: Command): void {
         if (existed || table === opts.table) process.stdout.write(existed ? `deleted table inet ${table}\n` : `no table inet ${table}: nothing to delete\n`);
       }
     });
-}
-
-/** An HTTP GET over a unix socket (fetch has no socket option). */
-function getOverSocket(socketPath: string, path: string, timeoutMs: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => { body += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 interface CniInstallCliOptions {

@@ -132,7 +132,7 @@ test('/rules (JSON and text, through `netpol-agent rules`), /readyz and /metrics
   // The chain /rules names is the one the kernel holds.
   const kernel = execFileSync('ip', ['netns', 'exec', nodeAgent.netns(), 'nft', 'list', 'chain', 'inet', TABLE, server?.ingress.nftables?.chain ?? ''], { encoding: 'utf8' });
   assert.match(kernel, /counter packets \d+ bytes \d+ drop/);
-  const text = await sandbox.exec('node:node-1', [process.execPath, AGENT_MAIN, 'rules', '--server', `http://${LISTEN}`, '--pod', 'shop/server', '--verbose'], 10_000);
+  const text = await sandbox.exec('node:node-1', [process.execPath, AGENT_MAIN, 'rules', '--socket', nodeAgent.debugSocket, '--pod', 'shop/server', '--verbose'], 10_000);
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /^node node-1 {2}table inet agent_test_\d+\nsync: ready/);
   assert.match(text.stdout, /rule shop\/server-in\/ingress\/0\n {8}peers: podSelector access=true\n {8}ports: TCP\/http {2}\(resolved: TCP\/80\)\n {8}1 resolved address\(es\) on those ports: 10\.61\.2\.11/);

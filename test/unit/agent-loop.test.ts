@@ -4,12 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { ClusterEvent, RuleTableElement } from '../../src/api';
-import { AgentLoop, AgentMetrics, AgentServer, HealthRegistry } from '../../src/agent';
+import { AgentLoop, AgentMetrics, AgentServer, HealthRegistry, getOverSocket } from '../../src/agent';
 import type { CommitInfo } from '../../src/agent';
 import { NodeCompiler } from '../../src/compiler';
 import { Dataplane } from '../../src/dataplane';
@@ -245,14 +244,7 @@ async function surfaces(loop: AgentLoop, metrics: AgentMetrics, health: HealthRe
     const res = await fetch(`http://127.0.0.1:${port}${path}`);
     return { status: res.status, body: await res.text(), type: res.headers.get('content-type') ?? '' };
   };
-  const getDebug = (path: string, headers: Record<string, string> = {}) => new Promise<{ status: number; body: string; type: string }>((resolve, reject) => {
-    request({ socketPath, path, headers }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type'] ?? '') }));
-    }).on('error', reject).end();
-  });
+  const getDebug = (path: string, accept?: string) => getOverSocket(socketPath, path, 5_000, accept);
   return {
     socketPath,
     getMetrics,
@@ -333,8 +325,8 @@ test('/readyz and /metrics on TCP, /rules (JSON, text, filtered) on the debug so
     assert.deepEqual(byPolicy.pods.map((p: { pod: string }) => p.pod), ['shop/web']);
     loop.rejected('NetworkPolicy', { namespace: 'shop', name: 'bad' }, 'spec.ingress[0].ports[0].port: 70000 is out of range', makePolicy('shop', 'bad', { podSelector: {}, ingress: [{ ports: [{ port: 70000 }] }] }));
     await loop.idle();
-    const text = await get('/rules', { accept: 'text/plain' });
-    assert.match(text.type, /^text\/plain/);
+    const text = await get('/rules', 'text/plain');
+    assert.doesNotMatch(text.body, /^\{/, 'text, not JSON');
     assert.match(text.body, /NOT ENFORCEABLE AS WRITTEN/);
     assert.match(text.body, /shop\/bad: spec\.ingress\[0\]\.ports\[0\]\.port: 70000 is out of range/);
     assert.match(text.body, /shop\/web {2}10\.0\.1\.10\n {4}ingress: isolated by shop\/bad, shop\/web-in; chain in_/);
