@@ -404,10 +404,9 @@ export class FileSource implements ClusterSource {
       return keep(errorMessage(err), false, err);
     }
     const items = flattenLists(docs);
-    const notAnObject = items.find(({ obj }) => !isRecord(obj) || typeof obj['kind'] !== 'string' || obj['kind'] === '' || LIST_KINDS.has(obj['kind']));
-    if (notAnObject !== undefined) {
-      const what = !isRecord(notAnObject.obj) ? JSON.stringify(notAnObject.obj).slice(0, 40) : typeof notAnObject.obj['kind'] === 'string' && notAnObject.obj['kind'] !== '' ? `a ${notAnObject.obj['kind']} without an items list` : 'a mapping without a kind';
-      return keep(`${file}: ${notAnObject.where} is not a Kubernetes object (${what}): garbage, or a file cut while written (write a temporary file and rename it over this one)`, false);
+    for (const { obj, where } of items) {
+      const what = notAnObject(obj);
+      if (what !== null) return keep(`${file}: ${where} is not a Kubernetes object (${what}): garbage, or a file cut while written (write a temporary file and rename it over this one)`, false);
     }
     if (items.length === 0 && old !== undefined && objectCount(old.objects) > 0) {
       return keep(`${file}: is empty but held ${objectCount(old.objects)} object(s), as a file cut while written would be; to delete them all, remove the file or write "kind: List" with "items: []"`, false);
@@ -444,6 +443,22 @@ export class FileSource implements ClusterSource {
   private report(message: string, cause: unknown): void {
     this.sink?.problem(message, cause);
   }
+}
+
+/**
+ * What a document is when it cannot be a Kubernetes object, or null: a scalar or a sequence (garbage, a
+ * line of text), a mapping without a kind, a List without items, or a kind that is the beginning of one
+ * we read ("Netw"): what reading a file cut while written gives. Read as no object, any of them would
+ * delete what the file defined.
+ */
+function notAnObject(obj: unknown): string | null {
+  if (!isRecord(obj)) return JSON.stringify(obj).slice(0, 40);
+  const kind = obj['kind'];
+  if (typeof kind !== 'string' || kind === '') return 'a mapping without a kind';
+  if (LIST_KINDS.has(kind)) return `a ${kind} without an items list`;
+  if (ENFORCED_KINDS.has(kind)) return null;
+  const cutFrom = [...ENFORCED_KINDS, ...LIST_KINDS].find((k) => k.startsWith(kind));
+  return cutFrom === undefined ? null : `kind ${JSON.stringify(kind)}, the beginning of ${cutFrom}`;
 }
 
 /** Documents and the items of `kind: List` documents, each with where it is in the file. */
