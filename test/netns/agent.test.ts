@@ -104,7 +104,7 @@ test('the policy in the datastore is enforced, and an edit of its file is enforc
 
 test('a broken edit is reported and the last good state stays enforced; an invalid policy is enforced fail-closed', { skip: SKIP }, async () => {
   writePolicy('kind: NetworkPolicy\nspec: [\n');
-  const report = await nodeAgent.waitFor(() => 'the parse error in /rules', async () => {
+  await nodeAgent.waitFor(() => 'the parse error in /rules', async () => {
     const r = await rulesJson();
     return /policy\.yaml: document 1 is not valid YAML/.test(r.sync.lastError?.message ?? '') ? r : null;
   });
