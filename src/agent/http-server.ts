@@ -20,7 +20,7 @@ import type { Observability } from './observability';
 /** The default of --metrics-listen: loopback; a DaemonSet binds the node address to be scraped. */
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9977';
 /** The default of --debug-socket. */
-export const DEFAULT_DEBUG_SOCKET = '/var/run/netpol-agent/debug.sock';
+export const DEFAULT_DEBUG_SOCKET = '/run/netpol-agent/debug.sock';
 
 /** The paths the debug socket serves (the metrics address serves /healthz, /readyz, /metrics). */
 export const DEBUG_PATHS: readonly string[] = ['/rules', '/explain', '/drops'];

@@ -109,7 +109,7 @@ test('the DaemonSet is not privileged: only NET_ADMIN, no escalation, read-only 
   assert.equal(pod.hostIPC ?? false, false);
   // One emptyDir for the debug socket's directory (the root filesystem is read-only), nothing from the host.
   assert.deepEqual(pod.volumes, [{ name: 'run', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }], 'no hostPath');
-  assert.deepEqual(agent.volumeMounts, [{ name: 'run', mountPath: '/var/run/netpol-agent' }]);
+  assert.deepEqual(agent.volumeMounts, [{ name: 'run', mountPath: '/run/netpol-agent' }]);
   const sc = agent.securityContext ?? {};
   assert.equal(sc.privileged, false);
   assert.equal(sc.allowPrivilegeEscalation, false);
@@ -133,7 +133,7 @@ test('liveness and readiness probe /healthz and /readyz on the metrics port; the
   assert.deepEqual(agent.ports, [{ name: 'metrics', containerPort: 9977, protocol: 'TCP' }]);
   assert.deepEqual(agent.livenessProbe?.httpGet, { path: '/healthz', port: 'metrics' });
   assert.deepEqual(agent.readinessProbe?.httpGet, { path: '/readyz', port: 'metrics' });
-  assert.equal(flag('--debug-socket'), '/var/run/netpol-agent/debug.sock');
+  assert.equal(flag('--debug-socket'), '/run/netpol-agent/debug.sock');
   assert.equal(flag('--listen'), undefined);
   assert.equal(agent.args?.[0], 'run');
 });

@@ -16,7 +16,7 @@ test('run has every flag of the issue, each with its documented default', () => 
     '--kubeconfig <path> kubeconfig to reach the API server (default: in-cluster config)',
     '--datastore-file <path>',
     '--metrics-listen <host:port> address of /healthz, /readyz and /metrics (loopback by default; the node address to be scraped) (default: "127.0.0.1:9977")',
-    '--debug-socket <path> unix socket (mode 0600) of /rules, /explain and /drops, read by `netpol-agent rules` (default: "/var/run/netpol-agent/debug.sock")',
+    '--debug-socket <path> unix socket (mode 0600) of /rules, /explain and /drops, read by `netpol-agent rules` (default: "/run/netpol-agent/debug.sock")',
     '"info")',
     '--log-level <level>',
     '--resync-period <duration> period of the full reconcile that repairs drift (0: never) (default: 5m)',
@@ -26,7 +26,7 @@ test('run has every flag of the issue, each with its documented default', () => 
 });
 
 test('rules, cleanup and --version exist', () => {
-  assert.match(help('rules'), /--socket <path> the agent's debug socket \(run --debug-socket\) \(default: "\/var\/run\/netpol-agent\/debug\.sock"\)/);
+  assert.match(help('rules'), /--socket <path> the agent's debug socket \(run --debug-socket\) \(default: "\/run\/netpol-agent\/debug\.sock"\)/);
   assert.match(help('cleanup'), /--table <name>/);
   assert.match(execFileSync(process.execPath, [MAIN, '--version'], { encoding: 'utf8' }), /^\d+\.\d+\.\d+\n$/);
 });
