@@ -4,11 +4,10 @@
 // - debug (/rules, /explain, /drops) on a unix socket of mode 0600 (--debug-socket): what the
 //   cluster's pods and policies look like from this node, for `netpol-agent rules` and `kubectl exec`.
 // Both bound the cost a client can impose: header, request and idle timeouts, and a connection cap.
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors';
 import type { HealthRegistry } from './health';
@@ -16,6 +15,7 @@ import type { AgentMetrics } from './metrics';
 import { buildRulesReport, formatRulesText } from './rules-report';
 import type { RulesQuery, RulesSource } from './rules-report';
 import type { Observability } from './observability';
+import { listenPrivateSocket } from './unix-socket';
 
 /** The default of --metrics-listen: loopback; a DaemonSet binds the node address to be scraped. */
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9977';
@@ -132,28 +132,9 @@ export class AgentServer {
   }
 
   /** Listens on a unix socket of mode 0600 (its directory created 0700, a stale socket replaced). */
-  listenSocket(path: string): Promise<void> {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    try {
-      if (lstatSync(path).isSocket()) unlinkSync(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      // Created under a umask that leaves no access to others, so there is no moment it is open.
-      const umask = process.umask(0o177);
-      try {
-        this.server.listen(path, () => {
-          this.server.off('error', reject);
-          chmodSync(path, 0o600);
-          this.socketPath = path;
-          resolve();
-        });
-      } finally {
-        process.umask(umask);
-      }
-    });
+  async listenSocket(path: string): Promise<void> {
+    await listenPrivateSocket(this.server, path);
+    this.socketPath = path;
   }
 
   close(): Promise<void> {

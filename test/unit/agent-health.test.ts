@@ -65,62 +65,55 @@ const waitReadyz = (agent: RunningAgent, status: number, body: RegExp = /./): Pr
   }, () => `(last: ${seen})`);
 };
 
-async function withApiServer(run: (server: FakeApiServer) => Promise<void>): Promise<void> {
+/** An agent on the fake API server (which holds the cluster and the policy), ready, stopped after `run`. */
+async function withAgentOnApi(table: string, sourceFailureGraceMs: number, run: (agent: RunningAgent, server: FakeApiServer, backend: FakeNft) => Promise<void>): Promise<void> {
   const server = new FakeApiServer();
   await server.start();
   try {
     for (const o of cluster) server.put(o === cluster[0] ? 'namespaces' : 'pods', o as Record<string, unknown>);
     server.put('networkpolicies', policy as Record<string, unknown>);
-    await run(server);
+    const backend = new FakeNft(`${table}_${process.pid}`);
+    const agent = await agentWith(backend, { kubeconfig: server.kubeconfigPath, sourceFailureGraceMs });
+    try {
+      await waitReadyz(agent, 200, /^ready\n/);
+      await waitFor('the pods watch', () => (server.openWatches('pods') === 1 ? true : null));
+      await run(agent, server, backend);
+    } finally {
+      await agent.stop();
+    }
   } finally {
     await server.close();
   }
 }
 
 test('RBAC refusing the watch past the grace period: not ready naming the kind and the 403; the next accepted watch makes it ready again', async () => {
-  await withApiServer(async (server) => {
-    const backend = new FakeNft(`health_rbac_${process.pid}`);
-    const agent = await agentWith(backend, { kubeconfig: server.kubeconfigPath, sourceFailureGraceMs: 200 });
-    try {
-      await waitReadyz(agent, 200, /^ready\n/);
-      const programmed = backend.dump();
-      await waitFor('the pods watch', () => (server.openWatches('pods') === 1 ? true : null));
-      server.failNext('pods', 'watch', { kind: 'status', code: 403, message: forbiddenMessage('watch', 'pods') }, 2);
-      server.resetWatches('pods');
-      const refused = await waitReadyz(agent, 503, /^not ready: source\/Pod: Kubernetes source: cannot watch pods in all namespaces: 403 Forbidden/);
-      assert.match(refused.body, /^source\/Pod failing since \S+: .*Grant the agent's ServiceAccount the verbs "list" and "watch" on "pods"/m);
-      assert.match(refused.body, /^source\/Namespace ok since /m, 'the other kinds are listed with their own level');
-      assert.equal(backend.dump(), programmed, 'the last state stays enforced');
-      const ready = await waitReadyz(agent, 200);
-      assert.match(ready.body, /^ready\n(.*\n)*source\/Pod ok since \S+: reads$/m);
-      const metrics = await (await fetch(`http://127.0.0.1:${agent.address.port}/metrics`)).text();
-      for (const c of ['source/Pod', 'source/Namespace', 'source/NetworkPolicy', 'dataplane']) assert.match(metrics, new RegExp(`^netpol_agent_component_ready\\{component="${c}"\\} 1$`, 'm'));
-    } finally {
-      await agent.stop();
-    }
+  await withAgentOnApi('health_rbac', 200, async (agent, server, backend) => {
+    const programmed = backend.dump();
+    server.failNext('pods', 'watch', { kind: 'status', code: 403, message: forbiddenMessage('watch', 'pods') }, 2);
+    server.resetWatches('pods');
+    const refused = await waitReadyz(agent, 503, /^not ready: source\/Pod: Kubernetes source: cannot watch pods in all namespaces: 403 Forbidden/);
+    assert.match(refused.body, /^source\/Pod failing since \S+: .*Grant the agent's ServiceAccount the verbs "list" and "watch" on "pods"/m);
+    assert.match(refused.body, /^source\/Namespace ok since /m, 'the other kinds are listed with their own level');
+    assert.equal(backend.dump(), programmed, 'the last state stays enforced');
+    const ready = await waitReadyz(agent, 200);
+    assert.match(ready.body, /^ready\n(.*\n)*source\/Pod ok since \S+: reads$/m);
+    const metrics = await (await fetch(`http://127.0.0.1:${agent.address.port}/metrics`)).text();
+    for (const c of ['source/Pod', 'source/Namespace', 'source/NetworkPolicy', 'dataplane']) assert.match(metrics, new RegExp(`^netpol_agent_component_ready\\{component="${c}"\\} 1$`, 'm'));
   });
 });
 
 test('one watch reset (as an API server restart causes) within the grace period: ready throughout', async () => {
-  await withApiServer(async (server) => {
-    const backend = new FakeNft(`health_reset_${process.pid}`);
-    const agent = await agentWith(backend, { kubeconfig: server.kubeconfigPath, sourceFailureGraceMs: 10_000 });
-    try {
-      await waitReadyz(agent, 200);
-      await waitFor('the pods watch', () => (server.openWatches('pods') === 1 ? true : null));
-      const watchesBefore = server.count('pods', 'watch');
-      const answers = new Set<number>();
-      server.resetWatches('pods');
-      // Sampled until the watch is open again and the kind reads: every answer meanwhile is 200.
-      await waitFor('the pods watch open again and reading', async () => {
-        answers.add((await readyz(agent)).status);
-        return server.count('pods', 'watch') > watchesBefore && server.openWatches('pods') === 1 && agent.health.level('source/Pod')?.ok === true ? true : null;
-      });
+  await withAgentOnApi('health_reset', 10_000, async (agent, server) => {
+    const watchesBefore = server.count('pods', 'watch');
+    const answers = new Set<number>();
+    server.resetWatches('pods');
+    // Sampled until the watch is open again and the kind reads: every answer meanwhile is 200.
+    await waitFor('the pods watch open again and reading', async () => {
       answers.add((await readyz(agent)).status);
-      assert.deepEqual([...answers], [200]);
-    } finally {
-      await agent.stop();
-    }
+      return server.count('pods', 'watch') > watchesBefore && server.openWatches('pods') === 1 && agent.health.level('source/Pod')?.ok === true ? true : null;
+    });
+    answers.add((await readyz(agent)).status);
+    assert.deepEqual([...answers], [200]);
   });
 });
 
