@@ -127,7 +127,7 @@ test('--keep leaves the agents and the pods running until Ctrl-C, which removes 
     const wget = /^# {3}(ip netns exec \S+ timeout 2 busybox wget --spider \S+)/m.exec(transcript)?.[1];
     assert.ok(wget !== undefined, transcript);
     assert.match(execFileSync('sh', ['-c', `${wget} 2>&1 || true`], { encoding: 'utf8' }), /Connecting to 10\.244\.1\.10/);
-    const rules = /^# {3}(ip netns exec \S+ \S+ rules --server \S+ --verbose)$/m.exec(transcript)?.[1];
+    const rules = /^# {3}(\S+ rules --socket \S+ --verbose)$/m.exec(transcript)?.[1];
     assert.ok(rules !== undefined, transcript);
     assert.match(execFileSync('sh', ['-c', rules], { encoding: 'utf8' }), /^sync: ready/m);
     checkedWhileKept = true;
