@@ -151,7 +151,7 @@ async function runScale(label: string, options: SyntheticOptions): Promise<void>
     };
   });
   const agent = await startAgent({
-    node, table: TABLE, listen: '127.0.0.1:0', datastoreFile: dir, resyncPeriodMs: 0, backend,
+    node, table: TABLE, metricsListen: '127.0.0.1:0', debugSocket: null, datastoreFile: dir, resyncPeriodMs: 0, backend,
     logger: pino({ level: 'warn' }),
     onCommitted: (c) => { if (c.events.length > 0) waiter?.(c); },
   });

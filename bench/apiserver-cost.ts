@@ -93,6 +93,7 @@ class CountingSink implements SourceSink {
   rejected(): void { this.rejections += 1; }
   synced(): void { this.isSynced = true; }
   problem(message: string): void { this.problems.push(message); }
+  health(): void {}
 }
 
 function request(child: ChildProcess, m: ToServer, type: FromServer['type']): Promise<FromServer> {

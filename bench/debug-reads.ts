@@ -7,8 +7,8 @@
 //
 //   node --expose-gc build/bench/debug-reads.js [latency] [big-file]   (both when none is named)
 //     BENCH_ROUNDS=3 BENCH_SAMPLES=10   rounds per load, local pod changes per round
-//     BENCH_RULES_TARGET=HOST:PORT|/path/to.sock   where /rules is read (default: the agent's --listen
-//       address); a path is a unix socket (the debug socket), read with http.request's socketPath
+//     BENCH_RULES_TARGET=HOST:PORT|/path/to.sock   where /rules is read (default: the agent's debug
+//       socket); a path is a unix socket, read with http.request's socketPath
 //
 // The agent runs in a child process (its RSS is its own); a commit reaches this process over IPC with
 // its time on the shared clock (performance.timeOrigin + now). The big-file run starts the real command
@@ -20,7 +20,7 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import pino from 'pino';
 import { startAgent } from '../src/agent';
 import { KernelNftBackend } from '../src/dataplane/nft';
@@ -76,11 +76,16 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 type ChildMessage = { readonly kind: 'listening'; readonly port: number } | { readonly kind: 'commit'; readonly full: boolean; readonly at: number };
 
+/** The agent's debug socket: beside the datastore folder, in a folder of its own. */
+function debugSocketOf(datastore: string): string {
+  return `${datastore}-debug/debug.sock`;
+}
+
 async function agentChild(dir: string, netns: string, node: string, table: string): Promise<void> {
   const backend = new KernelNftBackend({ table, netns: `/run/netns/${netns}` });
   const send = (m: ChildMessage): void => void process.send?.(m);
   const agent = await startAgent({
-    node, table, listen: '127.0.0.1:0', datastoreFile: dir, resyncPeriodMs: 0, backend, dropLog: null,
+    node, table, metricsListen: '127.0.0.1:0', debugSocket: debugSocketOf(dir), datastoreFile: dir, resyncPeriodMs: 0, backend, dropLog: null,
     logger: pino({ level: 'warn' }),
     onCommitted: (c) => {
       if (c.events.length > 0) send({ kind: 'commit', full: c.report.kind === 'full', at: performance.timeOrigin + c.committedAt });
@@ -237,7 +242,7 @@ async function runLatency(): Promise<void> {
     await firstSync;
     const pid = agentProcess.pid ?? 0;
     const agentTarget: HttpTarget = { host: '127.0.0.1', port };
-    const rulesTarget = process.env['BENCH_RULES_TARGET'] === undefined ? agentTarget : parseTarget(process.env['BENCH_RULES_TARGET']);
+    const rulesTarget = parseTarget(process.env['BENCH_RULES_TARGET'] ?? debugSocketOf(dir));
     console.log(`${SCALE.pods} pods, ${SCALE.namespaces} namespaces, ${SCALE.policies} policies; node ${store.node} with ${store.counts.local} local pods`);
     console.log(`agent synced in ${((performance.now() - started) / 1000).toFixed(1)} s; RSS ${mib(statusField(pid, 'VmRSS'))} MiB; /rules read at ${'socketPath' in rulesTarget ? rulesTarget.socketPath : `${rulesTarget.host}:${rulesTarget.port}`}`);
     console.log(`${ROUNDS} rounds of ${SAMPLES} local pods added then deleted (${2 * SAMPLES} commits per round) per load\n`);
@@ -293,6 +298,7 @@ async function runLatency(): Promise<void> {
     }
     execFileSync('ip', ['netns', 'del', netns]);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(dirname(debugSocketOf(dir)), { recursive: true, force: true });
   }
 }
 
@@ -340,7 +346,7 @@ async function runBigFile(): Promise<void> {
     execFileSync('ip', ['netns', 'add', netns]);
     execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
     const listen = '127.0.0.1:19977';
-    const agent = spawn('ip', ['netns', 'exec', netns, process.execPath, CLI, 'run', '--node-name', 'node-1', '--datastore-file', dir, '--listen', listen, '--table', `netpol_big_${process.pid}`, '--no-drop-log', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const agent = spawn('ip', ['netns', 'exec', netns, process.execPath, CLI, 'run', '--node-name', 'node-1', '--datastore-file', dir, '--metrics-listen', listen, '--debug-socket', debugSocketOf(dir), '--table', `netpol_big_${process.pid}`, '--no-drop-log', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     const prober = spawn('ip', ['netns', 'exec', netns, process.execPath, __filename, HEALTH_PROBER, listen], { stdio: ['ignore', 'pipe', 'inherit'] });
     const probes: ProbeLine[] = [];
     let partial = '';

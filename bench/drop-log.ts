@@ -221,7 +221,8 @@ async function floodTheAgent(sandbox: Sandbox, node: string, seconds: number): P
   let lines = 0;
   let bytes = 0;
   let counting = false;
-  const agent: ChildProcess = spawn('ip', ['netns', 'exec', sandbox.nodeNetnsName(node), process.execPath, MAIN, 'run', '--node-name', node, '--datastore-file', dir, '--listen', '127.0.0.1:9979', '--table', table, '--resync-period', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const debugDir = join(tmpdir(), `drop-log-bench-${process.pid}`);
+  const agent: ChildProcess = spawn('ip', ['netns', 'exec', sandbox.nodeNetnsName(node), process.execPath, MAIN, 'run', '--node-name', node, '--datastore-file', dir, '--metrics-listen', '127.0.0.1:9979', '--debug-socket', join(debugDir, 'debug.sock'), '--table', table, '--resync-period', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   agent.stdout?.on('data', (d: Buffer) => {
     if (counting) {
       bytes += d.length;
@@ -269,6 +270,7 @@ async function floodTheAgent(sandbox: Sandbox, node: string, seconds: number): P
     }
     await sandbox.exec(`node:${node}`, ['nft', 'delete', 'table', 'inet', table], 10_000);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(debugDir, { recursive: true, force: true });
   }
 }
 

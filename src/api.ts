@@ -215,13 +215,17 @@ export interface SourceSink {
   rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void;
   /** The first complete listing of all three kinds has been delivered through events(); called once. */
   synced(): void;
-  /** A problem with the source itself (a watch failed, a file does not parse). The last state stays. */
+  /**
+   * Something about the source an operator should read (a watch failed, a file does not parse, an
+   * object is ignored); it is logged. Whether the source reads is health()'s business.
+   */
   problem(message: string, cause?: unknown): void;
   /**
-   * The source reads again after problems: every read that failed has since succeeded (a list
-   * completed, a watch delivered). Sources whose problems do not persist need not call it.
+   * The current level of one part of the source (a kind of the Kubernetes API, the datastore file):
+   * null when it reads, or why it does not. A part reports again whenever its level may have changed,
+   * so a part that reads again is healthy again; repeating a level is harmless.
    */
-  recovered?(): void;
+  health(part: string, failure: string | null): void;
 }
 
 export interface ClusterSource {

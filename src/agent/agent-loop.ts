@@ -20,6 +20,7 @@ import type { SyncReport } from '../dataplane';
 import { errorMessage } from '../errors';
 import { DeltaAccumulator } from './delta-accumulator';
 import { failClosedPolicy } from './fail-closed';
+import { DATAPLANE_COMPONENT, HealthRegistry, SOURCE_COMPONENT_PREFIX } from './health';
 import type { AgentMetrics, EventClass } from './metrics';
 
 /** What the loop needs of the dataplane (Dataplane implements it). */
@@ -46,10 +47,12 @@ export interface AgentLoopOptions {
   /** First delay before a full reconcile after a failed transaction (default 1,000 ms). */
   readonly retryMs?: number;
   /**
-   * How long the source may fail before readiness says so (default 10 s): a reset connection or a
-   * restarted API server is retried within seconds, and readiness should not flap for those.
+   * How long a part of the source may fail before readiness says so (default 10 s): a reset connection
+   * or a restarted API server is retried within seconds, and readiness should not flap for those.
    */
   readonly sourceFailureGraceMs?: number;
+  /** Where the loop reports the dataplane's level and the source's (default: a registry of its own). */
+  readonly health?: HealthRegistry;
   /** Called after each committed transaction (benchmarks and tests observe the loop through it). */
   readonly onCommitted?: (commit: CommitInfo) => void;
 }
@@ -86,7 +89,7 @@ export interface SyncStatus {
   readonly generation: number;
   readonly pendingEvents: number;
   readonly lastError: { readonly message: string; readonly at: string } | null;
-  /** The source fails to read the cluster (API server unreachable, RBAC), since `since`; null when it reads. */
+  /** The part of the source failing the longest (API server unreachable, RBAC, a broken datastore), since `since`; null when every part reads. */
   readonly sourceProblem: { readonly message: string; readonly since: string } | null;
 }
 
@@ -146,8 +149,8 @@ export class AgentLoop implements SourceSink {
   private lastFullSync: Date | null = null;
   private lastChange: Date | null = null;
   private lastError: { message: string; at: Date } | null = null;
-  private sourceProblem: { message: string; since: Date } | null = null;
   private lastTransactionOk = false;
+  private readonly registry: HealthRegistry;
 
   constructor(private readonly options: AgentLoopOptions) {
     this.compiler = options.compiler;
@@ -158,6 +161,8 @@ export class AgentLoop implements SourceSink {
     this.maxBatchMs = options.maxBatchMs ?? 50;
     this.retryMs = options.retryMs ?? 1_000;
     this.retryDelay = this.retryMs;
+    this.registry = options.health ?? new HealthRegistry();
+    this.reportDataplane(false, 'waiting for the first complete listing of the cluster');
     const period = options.resyncPeriodMs ?? 0;
     if (period > 0) {
       this.resyncTimer = setInterval(() => this.requestFullSync('periodic resync'), period);
@@ -206,24 +211,26 @@ export class AgentLoop implements SourceSink {
     if (this.stopped || this.isSynced) return;
     this.isSynced = true;
     this.listingSize = this.receivedCount;
+    this.reportDataplane(false, 'first reconcile of the kernel table in progress');
     this.log.info({ pendingEvents: this.pendingEvents() }, 'source synced: reconciling the kernel table');
     this.schedule();
   }
 
   problem(message: string, cause?: unknown): void {
     this.metrics.error('source');
-    const now = new Date();
-    this.lastError = { message, at: now };
-    this.sourceProblem = { message, since: this.sourceProblem?.since ?? now };
+    this.lastError = { message, at: new Date() };
     // The message names the object and what to do; the cause's stack helps only a developer.
     this.log.error(message);
     if (cause !== undefined) this.log.debug({ err: cause }, `cause: ${errorMessage(cause)}`);
   }
 
-  recovered(): void {
-    if (this.sourceProblem === null) return;
-    this.log.info({ failingSinceMs: Date.now() - this.sourceProblem.since.getTime() }, 'the source reads the cluster again');
-    this.sourceProblem = null;
+  health(part: string, failure: string | null): void {
+    const name = `${SOURCE_COMPONENT_PREFIX}${part}`;
+    const before = this.registry.level(name);
+    this.registry.report(name, { graceMs: this.options.sourceFailureGraceMs ?? 10_000, readiness: true }, failure === null, failure ?? 'reads');
+    if (failure === null && before?.ok === false) {
+      this.log.info({ component: name, failingSinceMs: Date.now() - before.since.getTime() }, `${name} reads again`);
+    }
   }
 
   // --- control ----------------------------------------------------------------------------------
@@ -260,6 +267,7 @@ export class AgentLoop implements SourceSink {
   // --- views ------------------------------------------------------------------------------------
 
   status(): SyncStatus {
+    const sourceFailure = this.registry.firstFailure(SOURCE_COMPONENT_PREFIX);
     return {
       synced: this.isSynced,
       ready: this.ready(),
@@ -268,21 +276,25 @@ export class AgentLoop implements SourceSink {
       generation: this.generation,
       pendingEvents: this.pendingEvents(),
       lastError: this.lastError === null ? null : { message: this.lastError.message, at: this.lastError.at.toISOString() },
-      sourceProblem: this.sourceProblem === null ? null : { message: this.sourceProblem.message, since: this.sourceProblem.since.toISOString() },
+      sourceProblem: sourceFailure === null ? null : { message: `${sourceFailure.name}: ${sourceFailure.level.reason}`, since: sourceFailure.level.since.toISOString() },
     };
   }
 
   /**
-   * Synced, reconciled at least once, the last transaction succeeded, and the source has not been
-   * failing for longer than the grace period (the kernel keeps enforcing the last state either way).
+   * Every component the registry holds is ok or within its grace period (the kernel keeps enforcing
+   * the last state either way).
    */
   ready(): boolean {
-    return this.isSynced && this.lastFullSync !== null && this.lastTransactionOk && !this.sourceFailing();
+    return this.registry.ready();
   }
 
-  /** The source has failed for longer than the grace period. */
-  sourceFailing(): boolean {
-    return this.sourceProblem !== null && Date.now() - this.sourceProblem.since.getTime() >= (this.options.sourceFailureGraceMs ?? 10_000);
+  /**
+   * Whether the agent can program a new pod now: the source was synced once, the kernel table was
+   * reconciled, and the last transaction succeeded. What the CNI plugin's STATUS asks; the source's
+   * health does not enter (the last state a failing source delivered is still programmable).
+   */
+  canProgram(): boolean {
+    return this.isSynced && this.lastFullSync !== null && this.lastTransactionOk;
   }
 
   policy(key: string): PolicyState | undefined {
@@ -471,10 +483,16 @@ export class AgentLoop implements SourceSink {
     const line = { type: report.kind, events: carried.length, elements, operations: report.operations, groups: report.groups, durationMs: Math.round(report.durationMs * 10) / 10, generation: this.generation };
     if (report.kind === 'full') {
       this.lastFullSync = now;
+      this.reportDataplane(true, 'the kernel table is reconciled and the last transaction committed');
       this.log.info(line, 'full sync committed');
     } else {
       this.log.debug(line, 'update committed');
     }
+  }
+
+  /** The dataplane's level: no grace, a new pod cannot be programmed while it fails. */
+  private reportDataplane(ok: boolean, reason: string): void {
+    this.registry.report(DATAPLANE_COMPONENT, { graceMs: 0, readiness: true }, ok, reason);
   }
 
   private recordFailure(type: 'full' | 'incremental', err: unknown, durationMs: number): void {
@@ -485,6 +503,7 @@ export class AgentLoop implements SourceSink {
     this.accumulator.clear();
     const message = `${type} transaction failed: ${errorMessage(err)}`;
     this.lastError = { message, at: new Date() };
+    this.reportDataplane(false, `last transaction failed: ${errorMessage(err)}; full reconcile in ${this.retryDelay} ms`);
     this.log.error({ err, type, durationMs: Math.round(durationMs), retryInMs: this.retryDelay }, `${message}; the kernel keeps its previous state, full reconcile in ${this.retryDelay} ms`);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;

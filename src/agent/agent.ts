@@ -1,8 +1,9 @@
-// One agent: a cluster source, the loop that compiles and programs, and the HTTP endpoint, wired
-// together. Stopping it leaves the kernel table in place, so enforcement continues until the next
+// One agent: a cluster source, the event pipeline (pipeline.ts) to the loop that compiles and
+// programs, the health registry every component reports its level to, and the two HTTP surfaces
+// (health and metrics on TCP, debug on a unix socket), wired together. Stopping it leaves the kernel table in place, so enforcement continues until the next
 // start adopts and reconciles it.
 import type { Logger } from 'pino';
-import type { ClusterSource, SourceSink } from '../api';
+import type { ClusterSource } from '../api';
 import { errorMessage } from '../errors';
 import { NodeCompiler } from '../compiler';
 import { Dataplane, checkCniShape } from '../dataplane';
@@ -14,21 +15,27 @@ import { AgentLoop } from './agent-loop';
 import { CniPodGate, CniServer, CommitTracker, ConfWatcher } from '../cni';
 import type { AgentLoopOptions } from './agent-loop';
 import { AgentServer, parseListen } from './http-server';
+import { CNI_COMPONENT, DROP_LOG_COMPONENT, HealthRegistry } from './health';
 import { AgentMetrics } from './metrics';
 import { Observability } from './observability';
+import { eventPipeline } from './pipeline';
 import type { DropLogging } from '../dataplane/layout';
-import { ClusterIndex, teeSink } from '../observe/cluster-index';
+import { ClusterIndex } from '../observe/cluster-index';
 import { DropLog } from '../observe/drops';
 import { startDropReader } from '../observe/drop-reader';
-import { AuditRunner, enforcedOnly, fanOut } from '../observe/audit';
+import { AuditRunner } from '../observe/audit';
 import { dropContext } from '../observe/drops';
 import type { DropReader } from '../observe/drop-reader';
 
 export interface AgentOptions {
   readonly node: string;
   readonly table: string;
-  /** "host:port" of the HTTP endpoint. */
-  readonly listen: string;
+  /** "host:port" of the health and metrics endpoint (/healthz, /readyz, /metrics). */
+  readonly metricsListen: string;
+  /** Unix socket of the debug endpoints (/rules, /explain, /drops), mode 0600; null: not served. */
+  readonly debugSocket: string | null;
+  /** How long a part of the source may fail before /readyz says not ready (default 10 s). */
+  readonly sourceFailureGraceMs?: number;
   /** Manifests to read instead of the Kubernetes API. */
   readonly datastoreFile?: string;
   readonly kubeconfig?: string;
@@ -58,7 +65,9 @@ export interface AgentOptions {
 export interface RunningAgent {
   readonly loop: AgentLoop;
   readonly metrics: AgentMetrics;
-  /** Where the HTTP endpoint listens. */
+  /** Every component's level: what /readyz and netpol_agent_component_ready show. */
+  readonly health: HealthRegistry;
+  /** Where the health and metrics endpoint listens. */
   readonly address: { host: string; port: number };
   /** Stops watching and serving; the kernel table stays. */
   stop(): Promise<void>;
@@ -69,13 +78,17 @@ export function auditTableName(table: string): string {
   return `${table}_audit`;
 }
 
+/** Drop logging is observability: its failure is shown, and does not hold back readiness. */
+const DROP_LOG_HEALTH = { graceMs: 0, readiness: false };
+
 /** Default drop logging: nflog group 7745, at most 20 records per second and group chain, bursts of 40. */
 export const DEFAULT_DROP_LOGGING: DropLogging = { group: 7745, rate: 20, burst: 40 };
 
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.logger;
-  const listen = parseListen(options.listen);
+  const listen = parseListen(options.metricsListen);
   const metrics = new AgentMetrics();
+  const health = new HealthRegistry(metrics.registry);
   const backend = options.backend ?? new KernelNftBackend({ table: options.table });
   const shape = checkCniShape();
   if (shape.problem !== null) log.warn({ shape: shape.shape }, shape.problem);
@@ -104,8 +117,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         audit: () => (audit === null ? null : dropContext(audit.dataplane, index)),
       });
     } catch (err) {
-      log.warn({ err, group: logging.group }, `denied connections are not logged: reading nflog group ${logging.group} failed (${errorMessage(err)}); choose another with --drop-log-group`);
+      const reason = `denied connections are not logged: reading nflog group ${logging.group} failed (${errorMessage(err)}); choose another with --drop-log-group`;
+      health.report(DROP_LOG_COMPONENT, DROP_LOG_HEALTH, false, reason);
+      log.warn({ err, group: logging.group }, reason);
     }
+    if (reader !== null) health.report(DROP_LOG_COMPONENT, DROP_LOG_HEALTH, true, `reading nflog group ${logging.group}`);
   }
   const observability = new Observability({ dataplane, metrics, cluster: index, audit: () => auditRunner.policies(), ...(drops === undefined ? {} : { drops }) });
   const committed = options.cniSocket !== undefined ? new CommitTracker(dataplane) : null;
@@ -115,30 +131,44 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     metrics,
     logger: log,
     resyncPeriodMs: options.resyncPeriodMs,
+    health,
+    ...(options.sourceFailureGraceMs !== undefined ? { sourceFailureGraceMs: options.sourceFailureGraceMs } : {}),
     ...(options.onCommitted !== undefined ? { onCommitted: options.onCommitted } : {}),
   });
-  const server = new AgentServer({ rules: loop, metrics, logger: log, observability });
+  const servers: AgentServer[] = [];
+  const closeServers = async (): Promise<void> => {
+    for (const s of servers.splice(0)) await s.close();
+  };
+  const metricsServer = new AgentServer({ surface: 'metrics', health, metrics, errors: metrics, logger: log });
   let bound;
   try {
-    bound = await server.listen(listen.host, listen.port);
+    bound = await metricsServer.listen(listen.host, listen.port);
+    servers.push(metricsServer);
+    if (options.debugSocket !== null) {
+      const debugServer = new AgentServer({ surface: 'debug', rules: loop, observability, errors: metrics, logger: log });
+      await debugServer.listenSocket(options.debugSocket);
+      servers.push(debugServer);
+    }
   } catch (err) {
+    await closeServers();
     backend.close();
     throw err;
   }
   // With the CNI socket, the source delivers to the gate, which folds the plugin's addresses into pods.
-  let sink: SourceSink = loop;
+  let gate: CniPodGate | null = null;
   let cni: CniServer | null = null;
   if (options.cniSocket !== undefined && committed !== null) {
-    const gate = new CniPodGate({ node: options.node, sink: loop, committed, logger: log });
-    sink = gate;
-    cni = new CniServer({ path: options.cniSocket, gate, ready: () => loop.ready(), registry: metrics.registry, logger: log });
+    gate = new CniPodGate({ node: options.node, sink: loop, committed, logger: log });
+    // STATUS asks whether a new pod can be programmed, not whether the API server answers.
+    cni = new CniServer({ path: options.cniSocket, gate, ready: () => loop.canProgram(), registry: metrics.registry, logger: log });
     try {
       await cni.listen();
     } catch (err) {
-      await server.close();
+      await closeServers();
       backend.close();
       throw err;
     }
+    health.report(CNI_COMPONENT, { graceMs: 0, readiness: true }, true, `listening on ${options.cniSocket}`);
     log.info({ cniSocket: options.cniSocket }, 'CNI socket listening: pods held at sandbox start until their rules are committed');
   }
   const confWatcher = options.cniConfDir !== undefined ? new ConfWatcher({ confDir: options.cniConfDir, logger: log }) : null;
@@ -151,17 +181,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       metrics,
       logger: log,
     });
-  log.info({ table: options.table, listen: `${bound.address}:${bound.port}`, source: options.datastoreFile ?? (options.kubeconfig ?? 'in-cluster') }, 'agent starting: the kernel table stays as found until the source is synced');
-  source.start(teeSink(index, fanOut(enforcedOnly(sink, auditAll), auditRunner)));
+  log.info({ table: options.table, metricsListen: `${bound.address}:${bound.port}`, debugSocket: options.debugSocket, source: options.datastoreFile ?? (options.kubeconfig ?? 'in-cluster') }, 'agent starting: the kernel table stays as found until the source is synced');
+  source.start(eventPipeline({ index, auditAll, audit: auditRunner, enforcing: gate ?? loop }));
   return {
     loop,
     metrics,
+    health,
     address: { host: bound.address, port: bound.port },
     async stop(): Promise<void> {
       await source.stop();
       confWatcher?.close();
       await cni?.close();
-      await server.close();
+      await closeServers();
       await loop.stop();
       const a = audit as { readonly loop: AgentLoop; readonly backend: NftBackend } | null;
       await a?.loop.stop();

@@ -1,27 +1,73 @@
-// The agent's own HTTP endpoint (node:http, loopback by default): /rules, /healthz, /readyz, /metrics.
-import { createServer } from 'node:http';
+// The agent's two HTTP surfaces (node:http):
+// - health and metrics (/healthz, /readyz, /metrics) on TCP (--metrics-listen): what the kubelet
+//   probes and Prometheus scrapes, safe to bind on the node address; nothing about pods or policies.
+// - debug (/rules, /explain, /drops) on a unix socket of mode 0600 (--debug-socket): what the
+//   cluster's pods and policies look like from this node, for `netpol-agent rules` and `kubectl exec`.
+// Both bound the cost a client can impose: header, request and idle timeouts, and a connection cap.
+import { unlinkSync } from 'node:fs';
+import { createServer, request } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors';
+import type { HealthRegistry } from './health';
 import type { AgentMetrics } from './metrics';
 import { buildRulesReport, renderRulesReport } from './rules-report';
 import type { RulesQuery, RulesSource } from './rules-report';
 import type { Observability } from './observability';
+import { listenPrivateSocket } from '../net/unix-socket';
 
-export interface AgentServerOptions {
-  readonly rules: RulesSource & { ready(): boolean; sourceFailing(): boolean };
+/** The default of --metrics-listen: loopback; a DaemonSet binds the node address to be scraped. */
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9977';
+/** The default of --debug-socket. */
+export const DEFAULT_DEBUG_SOCKET = '/run/netpol-agent/debug.sock';
+
+/** The paths the debug socket serves (the metrics address serves /healthz, /readyz, /metrics). */
+export const DEBUG_PATHS: readonly string[] = ['/rules', '/explain', '/drops'];
+
+/** What a client may cost: a slow or idle client is cut off, and connections beyond the cap refused. */
+export interface ServerLimits {
+  /** Until the request headers are in (slowloris). */
+  readonly headersTimeoutMs: number;
+  /** Until the whole request is in. */
+  readonly requestTimeoutMs: number;
+  /** A kept-alive connection with no request for this long is closed. */
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+}
+
+/**
+ * Probes and scrapes come every few seconds from one or two clients; a debug client is a person. The
+ * caps leave room for those and keep a flood of connections (each with its buffers) from the heap.
+ */
+export const METRICS_LIMITS: ServerLimits = { headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, idleTimeoutMs: 5_000, maxConnections: 64 };
+export const DEBUG_LIMITS: ServerLimits = { headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, idleTimeoutMs: 5_000, maxConnections: 16 };
+
+export interface MetricsServerRoutes {
+  readonly surface: 'metrics';
+  readonly health: HealthRegistry;
   readonly metrics: AgentMetrics;
-  readonly logger: Logger;
+}
+
+export interface DebugServerRoutes {
+  readonly surface: 'debug';
+  readonly rules: RulesSource;
   /** Kernel counters in /rules, and the endpoints it serves (/drops, /explain). */
   readonly observability?: Observability;
 }
 
+export type AgentServerOptions = (MetricsServerRoutes | DebugServerRoutes) & {
+  /** Counts failed requests (errors_total{stage="http"}). */
+  readonly errors: Pick<AgentMetrics, 'error'>;
+  readonly logger: Logger;
+  readonly limits?: ServerLimits;
+};
+
 /** "host:port"; a bare port means loopback. IPv6 hosts in brackets ("[::1]:9977"). */
-export function parseListen(text: string): { host: string; port: number } {
+export function parseListen(text: string, flag = '--metrics-listen'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
   const port = Number(m?.[3]);
-  if (m === null || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--listen ${JSON.stringify(text)}: use host:port, e.g. 127.0.0.1:9977`);
+  if (m === null || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${flag} ${JSON.stringify(text)}: use host:port, e.g. ${DEFAULT_METRICS_LISTEN}`);
   const host = m[1] ?? m[2] ?? '';
   return { host: host === '' ? '127.0.0.1' : host, port };
 }
@@ -31,27 +77,50 @@ function send(res: ServerResponse, status: number, type: string, body: string | 
   res.end(body);
 }
 
+const TEXT = 'text/plain; charset=utf-8';
+
 function wantsText(req: IncomingMessage, url: URL): boolean {
   const format = url.searchParams.get('format');
   if (format !== null) return format === 'text';
   return (req.headers.accept ?? '').split(',').some((t) => t.trim().startsWith('text/plain'));
 }
 
+/** A GET over a unix socket (fetch has none): what `netpol-agent rules` and the tests read the debug socket with. */
+export function getOverSocket(socketPath: string, path: string, timeoutMs: number, accept = '*/*'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs, headers: { accept } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => { body += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 export class AgentServer {
   private readonly server: Server;
+  private socketPath: string | null = null;
 
   constructor(private readonly options: AgentServerOptions) {
-    this.server = createServer((req, res) => {
+    const limits = options.limits ?? (options.surface === 'metrics' ? METRICS_LIMITS : DEBUG_LIMITS);
+    this.server = createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: 1_000 }, (req, res) => {
       this.handle(req, res).catch((err: unknown) => {
-        options.metrics.error('http');
+        options.errors.error('http');
         options.logger.error({ err, url: req.url }, `HTTP ${req.url ?? ''} failed: ${errorMessage(err)}`);
-        if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `internal error: ${errorMessage(err)}\n`);
+        if (!res.headersSent) send(res, 500, TEXT, `internal error: ${errorMessage(err)}\n`);
         else res.end();
       });
     });
+    this.server.maxConnections = limits.maxConnections;
+    // A connection that sends nothing at all is not covered by the header timeout until its first byte.
+    this.server.setTimeout(limits.requestTimeoutMs, (socket) => socket.destroy());
   }
 
-  /** Starts listening; resolves with the bound address (port 0 picks a free one). */
+  /** Listens on TCP; resolves with the bound address (port 0 picks a free one). */
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
@@ -62,46 +131,62 @@ export class AgentServer {
     });
   }
 
+  /** Listens on a unix socket of mode 0600 (its directory created 0700, a stale socket replaced). */
+  async listenSocket(path: string): Promise<void> {
+    await listenPrivateSocket(this.server, path);
+    this.socketPath = path;
+  }
+
   close(): Promise<void> {
     return new Promise((resolve) => {
-      this.server.close(() => resolve());
+      this.server.close(() => {
+        if (this.socketPath !== null) {
+          try {
+            unlinkSync(this.socketPath);
+          } catch {
+            // already gone: nothing to clean
+          }
+        }
+        resolve();
+      });
       this.server.closeAllConnections();
     });
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain; charset=utf-8', 'only GET\n');
-    const { rules, metrics } = this.options;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, TEXT, 'only GET\n');
+    const o = this.options;
+    return o.surface === 'metrics' ? this.metricsRoute(o, url, res) : this.debugRoute(o, req, url, res);
+  }
+
+  private async metricsRoute(o: MetricsServerRoutes, url: URL, res: ServerResponse): Promise<void> {
     switch (url.pathname) {
       case '/healthz':
-        return send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
-      case '/readyz': {
-        const s = rules.status();
-        if (rules.ready()) return send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
-        // Before the first listing, the last error is why it is late (an unreachable API server, RBAC).
-        const why = !s.synced
-          ? `waiting for the first complete listing of the cluster${s.lastError !== null ? `; last error: ${s.lastError.message}` : ''}`
-          : s.sourceProblem !== null && rules.sourceFailing()
-            ? `the cluster source fails since ${s.sourceProblem.since}: ${s.sourceProblem.message}`
-            : s.lastError !== null ? `last transaction failed: ${s.lastError.message}` : 'first reconcile of the kernel table in progress';
-        return send(res, 503, 'text/plain; charset=utf-8', `not ready: ${why}\n`);
-      }
+        // The process serves: what a restart could fix. Every failure the components report is one a
+        // restart does not fix (the API server, RBAC, the datastore): they are readiness's business.
+        return send(res, 200, TEXT, 'ok\n');
+      case '/readyz':
+        return send(res, o.health.ready() ? 200 : 503, TEXT, o.health.readyzText());
       case '/metrics':
-        return send(res, 200, metrics.registry.contentType, await metrics.registry.metrics());
-      case '/rules': {
-        const query: RulesQuery = {
-          ...(url.searchParams.has('pod') ? { pod: url.searchParams.get('pod') ?? '' } : {}),
-          ...(url.searchParams.has('policy') ? { policy: url.searchParams.get('policy') ?? '' } : {}),
-          verbose: ['1', 'true'].includes(url.searchParams.get('verbose') ?? ''),
-        };
-        const asText = wantsText(req, url);
-        const reply = this.options.observability === undefined ? { status: 200, ...renderRulesReport(buildRulesReport(rules, query), asText) } : await this.options.observability.rules(rules, query, asText);
-        return send(res, reply.status, reply.type, reply.body);
-      }
+        return send(res, 200, o.metrics.registry.contentType, await o.metrics.registry.metrics());
       default:
-        if (this.options.observability !== undefined && (await this.options.observability.handle(url, res, send))) return;
-        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /rules, /drops, /explain, /healthz, /readyz, /metrics\n');
+        return send(res, 404, TEXT, 'not found: this address serves /healthz, /readyz and /metrics; /rules, /explain and /drops are on the debug socket (netpol-agent rules)\n');
     }
+  }
+
+  private async debugRoute(o: DebugServerRoutes, req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
+    if (url.pathname === '/rules') {
+      const query: RulesQuery = {
+        ...(url.searchParams.has('pod') ? { pod: url.searchParams.get('pod') ?? '' } : {}),
+        ...(url.searchParams.has('policy') ? { policy: url.searchParams.get('policy') ?? '' } : {}),
+        verbose: ['1', 'true'].includes(url.searchParams.get('verbose') ?? ''),
+      };
+      const asText = wantsText(req, url);
+      const reply = o.observability === undefined ? { status: 200, ...renderRulesReport(buildRulesReport(o.rules, query), asText) } : await o.observability.rules(o.rules, query, asText);
+      return send(res, reply.status, reply.type, reply.body);
+    }
+    if (o.observability !== undefined && (await o.observability.handle(url, res, send))) return;
+    return send(res, 404, TEXT, 'not found: this socket serves /rules, /drops and /explain; /healthz, /readyz and /metrics are on --metrics-listen\n');
   }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_TABLE } from '../dataplane';
-import { DEFAULT_DROP_LOGGING, auditTableName, removeTable, startAgent } from '../agent';
+import { DEFAULT_DEBUG_SOCKET, DEFAULT_DROP_LOGGING, DEFAULT_METRICS_LISTEN, auditTableName, getOverSocket, removeTable, startAgent } from '../agent';
 import type { IpFamily, Protocol } from '../api';
 import { AgentError, InvalidInputError, errorMessage, type ErrorCode } from '../errors';
 import { DEFAULT_SCENARIO, runDemo } from '../demo';
@@ -66,7 +66,6 @@ function parseTimeout(text: string): number {
   return n;
 }
 
-const DEFAULT_LISTEN = '127.0.0.1:9977';
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
 /** Kubernetes-style durations: "90s", "5m", "1h", "1m30s", "250ms"; "0" turns the thing off. */
@@ -92,7 +91,8 @@ interface RunCliOptions {
   nodeName?: string;
   kubeconfig?: string;
   datastoreFile?: string;
-  listen: string;
+  metricsListen: string;
+  debugSocket: string;
   logLevel: string;
   resyncPeriod: number;
   watchSilenceTimeout: number;
@@ -119,7 +119,7 @@ function parseRate(text: string): number {
 }
 
 interface RulesCliOptions {
-  server: string;
+  socket: string;
   pod?: string;
   policy?: string;
   verbose?: boolean;
@@ -129,11 +129,12 @@ interface RulesCliOptions {
 function addAgentCommands(program: Command): void {
   program
     .command('run')
-    .description('the agent: watch the cluster (or --datastore-file), keep this node\'s nftables in step, serve /rules, /healthz, /readyz, /metrics')
+    .description('the agent: watch the cluster (or --datastore-file), keep this node\'s nftables in step, serve /healthz, /readyz, /metrics on --metrics-listen and /rules, /explain, /drops on --debug-socket')
     .addOption(new Option('--node-name <name>', 'this node, as in spec.nodeName of its pods').env('NODE_NAME'))
     .option('--kubeconfig <path>', 'kubeconfig to reach the API server (default: in-cluster config)')
     .option('--datastore-file <path>', 'read Namespaces, Pods and NetworkPolicies from this YAML file or directory (watched) instead of the API server')
-    .option('--listen <host:port>', 'address of the HTTP endpoint (loopback by default)', DEFAULT_LISTEN)
+    .option('--metrics-listen <host:port>', 'address of /healthz, /readyz and /metrics (loopback by default; the node address to be scraped)', DEFAULT_METRICS_LISTEN)
+    .option('--debug-socket <path>', 'unix socket (mode 0600) of /rules, /explain and /drops, read by `netpol-agent rules`', DEFAULT_DEBUG_SOCKET)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--resync-period <duration>', 'period of the full reconcile that repairs drift (0: never)').argParser(parseDuration).default(parseDuration('5m'), '5m'))
     .addOption(new Option('--watch-silence-timeout <duration>', 'restart a watch that delivered no event and no bookmark for this long (the API server sends a bookmark about every minute)').argParser(parseDuration).default(parseDuration('150s'), '150s'))
@@ -152,7 +153,8 @@ function addAgentCommands(program: Command): void {
       const agent = await startAgent({
         node: opts.nodeName,
         table: opts.table,
-        listen: opts.listen,
+        metricsListen: opts.metricsListen,
+        debugSocket: opts.debugSocket,
         resyncPeriodMs: opts.resyncPeriod,
         watchSilenceTimeoutMs: opts.watchSilenceTimeout,
         logger,
@@ -173,25 +175,25 @@ function addAgentCommands(program: Command): void {
     });
   program
     .command('rules')
-    .description('print a running agent\'s compiled rules (its /rules endpoint)')
-    .option('--server <url>', 'the agent\'s HTTP endpoint', `http://${DEFAULT_LISTEN}`)
+    .description('print a running agent\'s compiled rules (its /rules endpoint, on the debug socket)')
+    .option('--socket <path>', 'the agent\'s debug socket (run --debug-socket)', DEFAULT_DEBUG_SOCKET)
     .option('--pod <namespace/name>', 'only this local pod')
     .option('--policy <namespace/name>', 'only this policy')
     .option('-v, --verbose', 'list resolved peer addresses')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (opts: RulesCliOptions) => {
-      const url = new URL('/rules', opts.server);
+      const url = new URL('/rules', 'http://agent');
       if (opts.pod !== undefined) url.searchParams.set('pod', opts.pod);
       if (opts.policy !== undefined) url.searchParams.set('policy', opts.policy);
       if (opts.verbose === true) url.searchParams.set('verbose', '1');
       url.searchParams.set('format', opts.output);
       let body: string;
       try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-        body = await res.text();
-        if (!res.ok) throw new Error(`HTTP ${res.status}: ${body.trim()}`);
+        const res = await getOverSocket(opts.socket, `${url.pathname}${url.search}`, 10_000);
+        body = res.body;
+        if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${body.trim()}`);
       } catch (err) {
-        throw new InvalidInputError(opts.server, `cannot read the agent's rules: ${errorMessage(err)}; is \`netpol-agent run\` listening there (--server)?`, { cause: err });
+        throw new InvalidInputError(opts.socket, `cannot read the agent's rules: ${errorMessage(err)}; is \`netpol-agent run\` serving its debug socket there (--socket)?`, { cause: err });
       }
       process.stdout.write(body);
     });

@@ -162,6 +162,10 @@ export class CniPodGate implements SourceSink {
     this.options.sink.problem(message, cause);
   }
 
+  health(part: string, failure: string | null): void {
+    this.options.sink.health(part, failure);
+  }
+
   // --- the plugin -------------------------------------------------------------------------------
 
   /**

@@ -8,16 +8,15 @@
 // The answer to an add comes before the plugin's own timeout (a tenth of it earlier), so the plugin
 // reports the agent's reason rather than a bare timeout. A connection that has not sent its whole line
 // within the read deadline is closed: a stuck or half-dead client holds no socket for ever.
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../errors';
 import { isRecord } from '../json';
 import type { CniAddRequest, CniAnswer, CniPodGate } from './gate';
+import { listenPrivateSocket } from '../net/unix-socket';
 
 export const DEFAULT_CNI_SOCKET = '/run/netpol-agent/cni.sock';
 const MAX_REQUEST_BYTES = 65_536;
@@ -76,21 +75,7 @@ export class CniServer {
 
   /** Listens on the path (its directory created, a stale socket of a previous run replaced), mode 0600. */
   listen(): Promise<void> {
-    const path = this.options.path;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    try {
-      if (lstatSync(path).isSocket()) unlinkSync(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(path, () => {
-        this.server.off('error', reject);
-        chmodSync(path, 0o600);
-        resolve();
-      });
-    });
+    return listenPrivateSocket(this.server, this.options.path);
   }
 
   async close(): Promise<void> {

@@ -140,7 +140,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       const agent = agents.find((a) => a.node === node);
       if (agent === undefined) continue;
       say(`# what the agent of ${node} enforces: its /rules endpoint, readable view`);
-      const rules = `ip netns exec ${agent.netns} ${CLI} rules --server http://${AGENT_LISTEN}`;
+      const rules = `${CLI} rules --socket ${agent.debugSocket}`;
       say(`$ ${rules}`);
       say(await shell(rules));
       say(`# how long the policy took from the file change to ${node}'s kernel: the programming latency histogram on /metrics`);
@@ -165,7 +165,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       }
       say(`#   edit ${datastore} (add a label, delete the policy): the agents follow within milliseconds`);
       if (node !== undefined) {
-        say(`#   ip netns exec ${node.netns} ${CLI} rules --server http://${AGENT_LISTEN} --verbose`);
+        say(`#   ${CLI} rules --socket ${node.debugSocket} --verbose`);
         say(`#   ip netns exec ${node.netns} nft list table inet ${DEFAULT_TABLE}`);
         say(`#   tail -f ${node.logFile}`);
       }

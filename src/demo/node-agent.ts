@@ -1,15 +1,16 @@
 // One `netpol-agent run` process per sandbox node, started inside the node's network namespace the way
-// a DaemonSet pod with hostNetwork runs on its node: it programs that namespace's nftables and listens
-// on that namespace's loopback, so every node's agent can use the same address.
+// a DaemonSet pod with hostNetwork runs on its node: it programs that namespace's nftables and serves
+// health and metrics on that namespace's loopback, so every node's agent can use the same address. The
+// debug socket is a file, which namespaces do not separate: each node's agent has its own.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Sandbox } from '../sandbox';
 import { NODE_SOURCE_PREFIX, SandboxError } from '../sandbox';
 
 /** The command line, as a user would run it (compiled to build/src/demo, three levels below bin/). */
 export const CLI = join(__dirname, '..', '..', '..', 'bin', 'netpol-agent');
-/** The agent's default --listen: each node's agent listens on its own namespace's loopback. */
+/** The agent's default --metrics-listen: each node's agent listens on its own namespace's loopback. */
 export const AGENT_LISTEN = '127.0.0.1:9977';
 const HTTP_SECONDS = 5;
 const STOP_GRACE_MS = 5_000;
@@ -20,6 +21,8 @@ export class NodeAgent {
   readonly node: string;
   readonly netns: string;
   readonly logFile: string;
+  /** The agent's debug socket (/rules), next to its log. */
+  readonly debugSocket: string;
   /** The command that started it, as shown to the user. */
   readonly command: string;
   private readonly sandbox: Sandbox;
@@ -32,7 +35,8 @@ export class NodeAgent {
     this.node = node;
     this.netns = sandbox.nodeNetnsName(node);
     this.logFile = logFile;
-    const args = ['run', '--node-name', node, '--datastore-file', datastore, '--listen', AGENT_LISTEN];
+    this.debugSocket = join(dirname(logFile), `debug-${node}.sock`);
+    const args = ['run', '--node-name', node, '--datastore-file', datastore, '--metrics-listen', AGENT_LISTEN, '--debug-socket', this.debugSocket];
     this.command = `ip netns exec ${this.netns} ${CLI} ${args.join(' ')}`;
     const log = openSync(logFile, 'a');
     try {

@@ -14,21 +14,6 @@ export function isAudited(policy: PolicyState, auditAll: boolean): boolean {
   return auditAll || policy.enforcement === 'audit';
 }
 
-/** The enforcing loop's view: audited policies read as deleted. */
-export function enforcedOnly(sink: SourceSink, auditAll: boolean): SourceSink {
-  const filter = (e: ClusterEvent): ClusterEvent =>
-    e.kind === 'NetworkPolicy' && e.type === 'upsert' && isAudited(e.object, auditAll) ? { type: 'delete', kind: 'NetworkPolicy', ref: { namespace: e.object.namespace, name: e.object.name } } : e;
-  return {
-    events: (batch) => sink.events(batch.map(filter)),
-    // An invalid policy is enforced fail-closed, except when the whole agent only audits.
-    rejected: (kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown) => {
-      if (!(auditAll && kind === 'NetworkPolicy')) sink.rejected(kind, ref, reason, raw);
-    },
-    synced: () => sink.synced(),
-    problem: (message, cause) => sink.problem(message, cause),
-  };
-}
-
 /** Feeds the audit loop every event, once it is started by the first audited policy. */
 export class AuditRunner implements SourceSink {
   private sink: SourceSink | null = null;
@@ -74,16 +59,8 @@ export class AuditRunner implements SourceSink {
     this.sink?.synced();
   }
 
-  /** The enforcing loop reports the source's problems. */
+  /** The enforcing loop logs the source's problems and records its health: the audit loop needs neither. */
   problem(): void {}
-}
 
-/** Hands every call to each sink in turn. */
-export function fanOut(...sinks: SourceSink[]): SourceSink {
-  return {
-    events: (batch) => sinks.forEach((s) => s.events(batch)),
-    rejected: (kind, ref, reason, raw) => sinks.forEach((s) => s.rejected(kind, ref, reason, raw)),
-    synced: () => sinks.forEach((s) => s.synced()),
-    problem: (message, cause) => sinks.forEach((s) => s.problem(message, cause)),
-  };
+  health(): void {}
 }

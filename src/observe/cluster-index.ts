@@ -1,7 +1,7 @@
 // The cluster as the agent last heard it, indexed for questions about single packets: which pod owns
 // an address, what a namespace's labels are, what a policy says. Fed by the same events as the agent
-// loop (teeSink), so it never lags behind what is enforced by more than the loop's own queue.
-import type { ClusterEvent, NamespaceState, ObjectKind, ObjectRef, PodState, PolicyState, SourceSink } from '../api';
+// loop (teeSink in src/agent/pipeline.ts), so it never lags behind what is enforced by more than the loop's own queue.
+import type { ClusterEvent, NamespaceState, PodState, PolicyState } from '../api';
 import { objectKey } from '../api';
 import { hasFinished } from '../parse';
 import type { ClusterObjects } from '../source';
@@ -82,23 +82,4 @@ export class ClusterIndex implements ExplainCluster {
   objects(): ClusterObjects {
     return { namespaces: [...this.namespaces.values()], pods: [...this.pods.values()], policies: [...this.policies.values()], ignored: [] };
   }
-}
-
-/** A sink that shows each event to `index` and hands everything on to `sink`. */
-export function teeSink(index: ClusterIndex, sink: SourceSink): SourceSink {
-  return {
-    events(batch: readonly ClusterEvent[]): void {
-      for (const e of batch) index.apply(e);
-      sink.events(batch);
-    },
-    rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void {
-      sink.rejected(kind, ref, reason, raw);
-    },
-    synced(): void {
-      sink.synced();
-    },
-    problem(message: string, cause?: unknown): void {
-      sink.problem(message, cause);
-    },
-  };
 }

@@ -10,11 +10,17 @@
 //   traffic) until the next step. The quiet time lets such a write finish; it costs 10 ms of latency
 //   per change, and a burst of notifications is read once. A periodic stat of every file catches what
 //   fs.watch misses (network filesystems, a watched directory replaced).
-// - A file that does not parse keeps its last good contents: the problem is reported (file, document)
-//   and nothing it defined is deleted. An object that fails validation is reported through
-//   sink.rejected; a Pod or Namespace keeps its last good version, a NetworkPolicy is dropped from the
-//   state and left to the agent to enforce fail-closed.
-import { readdirSync, readFileSync, statSync, watch } from 'node:fs';
+// - The datastore never fails open. A file that does not parse, cannot be read, is empty after it held
+//   objects, or holds a document that is not a Kubernetes object (garbage, a line of text, a cut file
+//   read as a scalar) keeps its last good contents; so does every file when the datastore path itself
+//   cannot be read (deleted, a symbolic link to a missing target): nothing it defined is deleted. The
+//   problem is logged once per reason and the datastore's level (sink.health('file', ...)) names it
+//   until the file is good again. Unreadable paths are read again at each poll; a file that does not
+//   parse, when it changes. Only a file removed from a datastore directory deletes its objects.
+// - An object that fails validation is reported through sink.rejected; a Pod or Namespace keeps its
+//   last good version, a NetworkPolicy is dropped from the state and left to the agent to enforce
+//   fail-closed.
+import { lstatSync, readdirSync, readFileSync, statSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { objectKey } from '../api';
@@ -47,9 +53,13 @@ interface Rejection {
   readonly raw: unknown;
 }
 
+/** The datastore's part name in sink.health(). */
+export const FILE_SOURCE_PART = 'file';
+
 /** What one file contributes: its last good documents, the valid objects in them, and the rejected ones. */
 interface FileEntry {
-  readonly stamp: string;
+  /** Null while the file cannot be read: it is read again at the next poll whatever its stat says. */
+  readonly stamp: string | null;
   readonly objects: ClusterObjects;
   readonly rejected: readonly Rejection[];
 }
@@ -62,6 +72,15 @@ function stampOf(file: string): string | null {
   } catch {
     return null; // gone between listing and stat: it is treated as removed
   }
+}
+
+/** The path exists as a name (a symbolic link, possibly to nothing) although it cannot be followed. */
+function nameExists(path: string): boolean {
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+}
+
+function objectCount(objects: ClusterObjects): number {
+  return objects.namespaces.length + objects.pods.length + objects.policies.length;
 }
 
 function rejectionKey(kind: ObjectKind, ref: ObjectRef): string {
@@ -84,8 +103,10 @@ export class FileSource implements ClusterSource {
   private loadAgain = false;
   private debounce: NodeJS.Timeout | null = null;
   private poll: NodeJS.Timeout | null = null;
-  /** The datastore path itself could not be read at the last load. */
-  private unreadable = false;
+  /** Paths the last listing could not read (the datastore, a directory, a broken link), and why. */
+  private pathFailures = new Map<string, string>();
+  /** Files whose contents cannot be their state now, and why. With pathFailures: the datastore's level. */
+  private readonly fileFailures = new Map<string, string>();
 
   constructor(private readonly options: FileSourceOptions) {
     this.debounceMs = options.debounceMs ?? 10;
@@ -94,6 +115,7 @@ export class FileSource implements ClusterSource {
 
   start(sink: SourceSink): void {
     this.sink = sink;
+    sink.health(FILE_SOURCE_PART, `${this.options.path}: not read yet`);
     this.pendingFull = true;
     this.flush();
   }
@@ -166,9 +188,11 @@ export class FileSource implements ClusterSource {
     void this.reload(paths).then((loaded) => {
       this.loading = false;
       if (this.sink !== sink) return;
-      // Synced only once the datastore could be read: an empty state would wipe the table a restarted
-      // agent keeps enforcing.
-      if (loaded && !this.syncedSent) {
+      const failures = [...this.pathFailures.values(), ...this.fileFailures.values()];
+      sink.health(FILE_SOURCE_PART, failures.length === 0 ? null : failures.join('; '));
+      // Synced only once every file could be read: an empty or partial state would wipe what the table
+      // a restarted agent keeps enforcing holds.
+      if (loaded && failures.length === 0 && !this.syncedSent) {
         this.syncedSent = true;
         sink.synced();
       }
@@ -186,19 +210,45 @@ export class FileSource implements ClusterSource {
     });
   }
 
-  /** The manifest files, and the directories to watch (null when the datastore cannot be read). */
-  private listFiles(): { files: string[]; dirs: Set<string>; onlyName: string | null } {
+  /** Records that a file's contents cannot be its state (logged once per reason), or with null that they can. */
+  private setFileFailure(file: string, reason: string | null, cause?: unknown): void {
+    if (reason === null) {
+      this.fileFailures.delete(file);
+      return;
+    }
+    if (this.fileFailures.get(file) !== reason) this.report(reason, cause);
+    this.fileFailures.set(file, reason);
+  }
+
+  /** Why `path` (which stat refused) cannot be read, in words that say what stays enforced. */
+  private unreadableReason(path: string, err: unknown, what: string): string {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    const link = nameExists(path) ? 'a symbolic link to a missing target, ' : '';
+    return `${path}: cannot read ${what} (${link}${code}); the last good state stays enforced, retried every ${this.pollMs} ms`;
+  }
+
+  /**
+   * The manifest files, the directories to watch, and the paths under which nothing may be deleted
+   * because they cannot be read now (a broken link, a directory that cannot be listed). Null when the
+   * datastore path itself cannot be read.
+   */
+  private listFiles(): { files: string[]; dirs: Set<string>; onlyName: string | null; kept: string[] } | null {
     const dirs = new Set<string>();
+    const kept: string[] = [];
+    const failures = new Map<string, string>();
+    const fail = (path: string, reason: string, cause: unknown): void => {
+      if (this.pathFailures.get(path) !== reason) this.report(reason, cause);
+      failures.set(path, reason);
+      kept.push(path);
+    };
     let onlyName: string | null = null;
     const walk = (path: string, top: boolean): string[] => {
       let isDir: boolean;
       try {
         isDir = statSync(path).isDirectory();
       } catch (err) {
-        if (top) {
-          this.unreadable = true;
-          this.report(`${path}: cannot read the datastore (${(err as NodeJS.ErrnoException).code ?? 'error'}); the last good state stays enforced`, err);
-        }
+        // Gone from a directory: removed. Still there as a name, or the datastore itself: unreadable.
+        if (top || nameExists(path)) fail(path, this.unreadableReason(path, err, top ? 'the datastore' : 'the file'), err);
         return [];
       }
       if (!isDir) {
@@ -212,13 +262,14 @@ export class FileSource implements ClusterSource {
       try {
         return readdirSync(path).sort().flatMap((e) => walk(join(path, e), false));
       } catch (err) {
-        this.report(`${path}: cannot list the directory: ${errorMessage(err)}`, err);
+        fail(path, `${path}: cannot list the directory (${errorMessage(err)}); the last good state of its files stays enforced`, err);
         return [];
       }
     };
-    this.unreadable = false;
     const files = walk(this.options.path, true);
-    return { files, dirs, onlyName };
+    this.pathFailures = failures;
+    if (failures.has(this.options.path)) return null;
+    return { files, dirs, onlyName, kept };
   }
 
   /**
@@ -234,8 +285,9 @@ export class FileSource implements ClusterSource {
         try {
           isDir = statSync(path).isDirectory();
         } catch {
+          // The datastore itself, a broken link or a directory: the listing tells which, and keeps.
+          if (path === this.options.path || nameExists(path) || this.watchers.has(path)) return this.changedFiles(null);
           if (this.files.has(path)) removed.push(path);
-          else if (this.watchers.has(path)) return this.changedFiles(null); // a directory went away
           continue;
         }
         // A new directory must be listed and watched.
@@ -244,12 +296,14 @@ export class FileSource implements ClusterSource {
       }
       return { candidates, removed };
     }
-    const { files, dirs, onlyName } = this.listFiles();
+    const listing = this.listFiles();
     // An unreadable datastore keeps everything: deleting the whole cluster is never the safe reading.
-    if (this.unreadable) return null;
+    if (listing === null) return null;
+    const { files, dirs, onlyName, kept } = listing;
     this.watchDirectories(dirs, onlyName);
     const present = new Set(files);
-    return { candidates: files, removed: [...this.files.keys()].filter((f) => !present.has(f)) };
+    const keptUnder = (file: string): boolean => kept.some((k) => file === k || file.startsWith(`${k}/`));
+    return { candidates: files, removed: [...this.files.keys()].filter((f) => !present.has(f) && !keptUnder(f)) };
   }
 
   /** Reads what changed and delivers the events; false when the datastore could not be read. Never throws. */
@@ -265,6 +319,7 @@ export class FileSource implements ClusterSource {
     const fresh: Rejection[] = [];
     for (const file of removed) {
       const entry = this.files.get(file);
+      this.fileFailures.delete(file);
       if (entry === undefined) continue;
       merge(before, entry.objects);
       this.files.delete(file);
@@ -281,6 +336,7 @@ export class FileSource implements ClusterSource {
       const old = this.files.get(file);
       if (stamp === null || old?.stamp === stamp) continue;
       const entry = this.readFile(file, stamp, old);
+      if (entry === null) continue;
       if (old !== undefined) merge(before, old.objects);
       merge(after, entry.objects);
       if (entry.rejected !== old?.rejected) fresh.push(...entry.rejected);
@@ -320,14 +376,39 @@ export class FileSource implements ClusterSource {
     return out;
   }
 
-  private readFile(file: string, stamp: string, old: FileEntry | undefined): FileEntry {
+  /**
+   * The file's new entry, or null when the file cannot be its contents (unreadable, not YAML/JSON, a
+   * document that is not a Kubernetes object, empty after it held objects): its last good contents
+   * stay, with the stamp that says when to read it again.
+   */
+  private readFile(file: string, stamp: string, old: FileEntry | undefined): FileEntry | null {
+    const keep = (reason: string, retryAtPoll: boolean, cause?: unknown): null => {
+      this.setFileFailure(file, `${reason}; its last good contents stay enforced`, cause);
+      // A parse error is read again when the file changes; a read error at each poll.
+      if (old !== undefined) this.files.set(file, { ...old, stamp: retryAtPoll ? null : stamp });
+      return null;
+    };
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      return keep(`${file}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, true, err);
+    }
     let docs: unknown[];
     try {
-      docs = parseManifestText(file, readFileSync(file, 'utf8'));
+      docs = parseManifestText(file, text);
     } catch (err) {
-      this.report(`${errorMessage(err)}; its last good contents stay enforced`, err);
-      return { stamp, objects: old?.objects ?? emptyClusterObjects(), rejected: old?.rejected ?? [] };
+      return keep(errorMessage(err), false, err);
     }
+    const items = flattenLists(docs);
+    for (const { obj, where } of items) {
+      const what = notAnObject(obj);
+      if (what !== null) return keep(`${file}: ${where} is not a Kubernetes object (${what}): garbage, or a file cut while written (write a temporary file and rename it over this one)`, false);
+    }
+    if (items.length === 0 && old !== undefined && objectCount(old.objects) > 0) {
+      return keep(`${file}: is empty but held ${objectCount(old.objects)} object(s), as a file cut while written would be; to delete them all, remove the file or write "kind: List" with "items: []"`, false);
+    }
+    this.setFileFailure(file, null);
     const objects = emptyClusterObjects();
     const rejected: Rejection[] = [];
     const carried = (kind: ObjectKind, ref: ObjectRef): void => {
@@ -338,7 +419,7 @@ export class FileSource implements ClusterSource {
       if (previous.kind === 'Pod') objects.pods.push(previous.object);
       else if (previous.kind === 'Namespace') objects.namespaces.push(previous.object);
     };
-    flattenLists(docs).forEach(({ obj, where }) => {
+    items.forEach(({ obj, where }) => {
       try {
         addObject(objects, file, obj, where);
       } catch (err) {
@@ -359,6 +440,22 @@ export class FileSource implements ClusterSource {
   private report(message: string, cause: unknown): void {
     this.sink?.problem(message, cause);
   }
+}
+
+/**
+ * What a document is when it cannot be a Kubernetes object, or null: a scalar or a sequence (garbage, a
+ * line of text), a mapping without a kind, a List without items, or a kind that is the beginning of one
+ * we read ("Netw"): what reading a file cut while written gives. Read as no object, any of them would
+ * delete what the file defined.
+ */
+function notAnObject(obj: unknown): string | null {
+  if (!isRecord(obj)) return JSON.stringify(obj).slice(0, 40);
+  const kind = obj['kind'];
+  if (typeof kind !== 'string' || kind === '') return 'a mapping without a kind';
+  if (LIST_KINDS.has(kind)) return `a ${kind} without an items list`;
+  if (ENFORCED_KINDS.has(kind)) return null;
+  const cutFrom = [...ENFORCED_KINDS, ...LIST_KINDS].find((k) => k.startsWith(kind));
+  return cutFrom === undefined ? null : `kind ${JSON.stringify(kind)}, the beginning of ${cutFrom}`;
 }
 
 /** Documents and the items of `kind: List` documents, each with where it is in the file. */

@@ -71,7 +71,7 @@ describe('netpol-agent-cni in a real cluster', { skip: SKIP }, () => {
   async function startAgent(): Promise<void> {
     const out = openSync(agentLog, 'a');
     agent = spawn('nsenter', [`--net=${cluster.netnsPath}`, process.execPath, join(REPO_ROOT, 'bin/netpol-agent'), 'run',
-      '--node-name', cluster.nodeName, '--kubeconfig', cluster.kubeconfig, '--listen', '127.0.0.1:0',
+      '--node-name', cluster.nodeName, '--kubeconfig', cluster.kubeconfig, '--metrics-listen', '127.0.0.1:0', '--debug-socket', join(cluster.state, 'agent-debug', 'debug.sock'),
       '--table', `netpol_cni_${cluster.state.slice(-6).replace(/[^a-z0-9]/g, '')}`, '--cni-socket', socketPath, '--log-level', 'info'], { stdio: ['ignore', out, out] });
     for (let i = 0; i < 300; i++) {
       try {

@@ -10,8 +10,11 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { DEBUG_PATHS, getOverSocket } from '../../src/agent';
 import { makeNamespace, makePod, makePolicy } from '../support/builders';
 
 const SKIP = process.getuid?.() !== 0 ? 'needs root (network namespaces, nftables)' : false;
@@ -20,6 +23,7 @@ const FAKE_APISERVER = join(__dirname, '..', 'support', 'fake-apiserver.js');
 const NETNS = `npk-${process.pid}`;
 const TABLE = `agent_k8s_${process.pid}`;
 const LISTEN = '127.0.0.1:9977';
+const DEBUG_SOCKET = join(tmpdir(), `netpol-agent-k8s-test-${process.pid}`, 'debug.sock');
 const SERVER_IP = '10.62.1.10';
 const CLIENT_IP = '10.62.2.11';
 const FORBIDDEN = 'networkpolicies.networking.k8s.io is forbidden: User "system:serviceaccount:netpol-agent:netpol-agent" cannot list resource "networkpolicies" in API group "networking.k8s.io" at the cluster scope';
@@ -95,8 +99,9 @@ async function inNetns(args: readonly string[]): Promise<string> {
   return (await promisify(execFile)('ip', ['netns', 'exec', NETNS, ...args], { encoding: 'utf8', timeout: 20_000 })).stdout;
 }
 
-/** An HTTP GET from inside the namespace, where the agent listens on loopback. */
+/** An HTTP GET: on the debug socket for its paths, else from inside the namespace, where the agent listens on loopback. */
 async function get(path: string): Promise<{ status: number; body: string }> {
+  if (DEBUG_PATHS.includes(new URL(path, 'http://agent').pathname)) return getOverSocket(DEBUG_SOCKET, path, 10_000);
   const script = 'fetch(process.argv[1]).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:String(e)})))';
   return JSON.parse(await inNetns([process.execPath, '-e', script, `http://${LISTEN}${path}`])) as { status: number; body: string };
 }
@@ -136,7 +141,7 @@ before(async () => {
   await apiServer.call('put', 'pods', makePod('shop', 'client', { node: 'n2', labels: { access: 'true' }, ips: [CLIENT_IP] }));
   // RBAC refuses the agent's first lists of network policies.
   await apiServer.call('failNext', 'networkpolicies', 'list', { kind: 'status', code: 403, message: FORBIDDEN }, 1000);
-  agent = spawn('ip', ['netns', 'exec', NETNS, process.execPath, MAIN, 'run', '--kubeconfig', kubeconfig, '--node-name', 'n1', '--listen', LISTEN, '--table', TABLE], { stdio: ['ignore', 'pipe', 'pipe'] });
+  agent = spawn('ip', ['netns', 'exec', NETNS, process.execPath, MAIN, 'run', '--kubeconfig', kubeconfig, '--node-name', 'n1', '--metrics-listen', LISTEN, '--debug-socket', DEBUG_SOCKET, '--table', TABLE], { stdio: ['ignore', 'pipe', 'pipe'] });
   agent.stdout?.on('data', (d: Buffer) => { agentLog += d.toString(); });
   agent.stderr?.on('data', (d: Buffer) => { agentLog += d.toString(); });
 });
@@ -153,6 +158,7 @@ after(async () => {
     await inNetns([process.execPath, MAIN, 'cleanup', '--table', TABLE]);
   } finally {
     execFileSync('ip', ['netns', 'delete', NETNS]);
+    rmSync(dirname(DEBUG_SOCKET), { recursive: true, force: true });
   }
 });
 
@@ -163,7 +169,8 @@ test('a 403 on a list is one clear log line naming what to grant, and /readyz sa
   });
   assert.equal(readyz.status, 503);
   t.diagnostic(readyz.body.trim()); // the message README's troubleshooting quotes
-  assert.match(readyz.body, /^not ready: waiting for the first complete listing of the cluster; last error: Kubernetes source: cannot list networkpolicies in all namespaces: 403 Forbidden \(networkpolicies\.networking\.k8s\.io is forbidden: .*\)\. Grant the agent's ServiceAccount the verbs "list" and "watch" on "networkpolicies" in API group "networking\.k8s\.io"/);
+  assert.match(readyz.body, /^not ready: dataplane: waiting for the first complete listing of the cluster\n/);
+  assert.match(readyz.body, /^source\/NetworkPolicy failing since \S+( \(within the 10 s grace period\))?: Kubernetes source: cannot list networkpolicies in all namespaces: 403 Forbidden \(networkpolicies\.networking\.k8s\.io is forbidden: .*\)\. Grant the agent's ServiceAccount the verbs "list" and "watch" on "networkpolicies" in API group "networking\.k8s\.io"/m);
   const refused = logLines(/^Kubernetes source: cannot list networkpolicies/);
   assert.ok(refused.length >= 1, agentLog);
   // One line per failed attempt, at error level (50), not the same message twice.

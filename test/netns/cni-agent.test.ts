@@ -69,7 +69,7 @@ test('the main CNI rewrites its conflist under the running agent: the plugin is 
   const conflist = join(confDir, '10-flannel.conflist');
   installPlugin({ confDir, binDir: join(dir, 'bin'), pluginBinary: plugin, socketPath, timeoutMs: 10_000, failurePolicy: 'fail-closed' });
   agent = spawn('unshare', ['--net', process.execPath, AGENT_MAIN, 'run', '--node-name', 'node-1', '--datastore-file', join(dir, 'cluster.yaml'),
-    '--table', `cni_agent_test_${process.pid}`, '--listen', '127.0.0.1:0', '--resync-period', '0', '--no-drop-log', '--cni-socket', socketPath, '--cni-conf-dir', confDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--table', `cni_agent_test_${process.pid}`, '--metrics-listen', '127.0.0.1:0', '--debug-socket', join(dir, 'debug', 'debug.sock'), '--resync-period', '0', '--no-drop-log', '--cni-socket', socketPath, '--cni-conf-dir', confDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   agent.stdout?.on('data', (d: Buffer) => (agentLog += d.toString()));
   agent.stderr?.on('data', (d: Buffer) => (agentLog += d.toString()));
   await logged(`watching ${confDir}`);

@@ -100,7 +100,7 @@ test('the demo walks through the docs on the running agents, then leaves nothing
   assert.equal(run.code, 0, `${run.transcript}\n${run.stderr}`);
   const t = run.transcript;
   assert.match(t.split('\n')[1] ?? '', /^# Standing in for kubectl/, 'says where it stands in for kubectl, in one line at the start');
-  assert.match(t, /^\$ ip netns exec demo-\S+-node-1 \S+\/bin\/netpol-agent run --node-name node-1 --datastore-file \S+ --listen 127\.0\.0\.1:9977 &$/m);
+  assert.match(t, /^\$ ip netns exec demo-\S+-node-1 \S+\/bin\/netpol-agent run --node-name node-1 --datastore-file \S+ --metrics-listen 127\.0\.0\.1:9977 --debug-socket \S+\/debug-node-1\.sock &$/m);
   const applyAt = t.indexOf('# kubectl apply -f');
   const rulesAt = t.indexOf('# what the agent of node-1 enforces');
   assert.ok(applyAt > 0 && rulesAt > applyAt, t);
@@ -108,7 +108,7 @@ test('the demo walks through the docs on the running agents, then leaves nothing
   assert.match(t.slice(applyAt), /^# kubectl apply -f \S*nginx-policy\.yaml: NetworkPolicy default\/access-nginx added to /);
   assert.deepEqual(Object.fromEntries(wgetResults(t.slice(applyAt, rulesAt))), { busybox: 'download timed out', 'busybox-access': 'remote file exists' }, 'after the policy');
   const report = t.slice(rulesAt);
-  assert.match(report, /^\$ ip netns exec \S+ \S+ rules --server http:\/\/127\.0\.0\.1:9977\nnode node-1 {2}table inet netpol_agent\nsync: ready/m);
+  assert.match(report, /^\$ \S+ rules --socket \S+\/debug-node-1\.sock\nnode node-1 {2}table inet netpol_agent\nsync: ready/m);
   assert.match(report, /default\/nginx {2}10\.244\.1\.10\n {4}ingress: isolated by default\/access-nginx; chain in_[0-9a-f]{16}/);
   assert.match(report, /rule default\/access-nginx\/ingress\/0\n {8}peers: podSelector access=true/);
   assert.match(report, /^netpol_agent_programming_latency_seconds_count\{kind="NetworkPolicy"\} 1$/m);
@@ -127,7 +127,7 @@ test('--keep leaves the agents and the pods running until Ctrl-C, which removes 
     const wget = /^# {3}(ip netns exec \S+ timeout 2 busybox wget --spider \S+)/m.exec(transcript)?.[1];
     assert.ok(wget !== undefined, transcript);
     assert.match(execFileSync('sh', ['-c', `${wget} 2>&1 || true`], { encoding: 'utf8' }), /Connecting to 10\.244\.1\.10/);
-    const rules = /^# {3}(ip netns exec \S+ \S+ rules --server \S+ --verbose)$/m.exec(transcript)?.[1];
+    const rules = /^# {3}(\S+ rules --socket \S+ --verbose)$/m.exec(transcript)?.[1];
     assert.ok(rules !== undefined, transcript);
     assert.match(execFileSync('sh', ['-c', rules], { encoding: 'utf8' }), /^sync: ready/m);
     checkedWhileKept = true;

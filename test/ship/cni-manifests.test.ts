@@ -25,15 +25,19 @@ interface PodSpec {
 interface DaemonSet { kind: string; metadata: { name: string }; spec: { template: { spec: PodSpec } } }
 interface PatchOp { op: string; path: string; value: unknown }
 
-/** RFC 6902 "add", which is all the patch uses (a "-" index appends). */
-function applyAdd(doc: unknown, op: PatchOp): void {
-  assert.equal(op.op, 'add');
+/** RFC 6902 "add" (a "-" index appends) and "replace" (of what the base has), which is all the patch uses. */
+function applyOp(doc: unknown, op: PatchOp): void {
+  assert.ok(op.op === 'add' || op.op === 'replace', `${op.path}: ${op.op}`);
   const parts = op.path.split('/').slice(1);
   const last = parts.pop() ?? '';
   let target = doc as Record<string, unknown>;
   for (const p of parts) target = target[p] as Record<string, unknown>;
   assert.ok(target !== undefined, `${op.path}: the parent exists in the base`);
-  if (Array.isArray(target)) {
+  if (op.op === 'replace') {
+    assert.notEqual(Array.isArray(target) ? target[Number(last)] : target[last], undefined, `${op.path}: replace finds what the base has`);
+    if (Array.isArray(target)) target[Number(last)] = op.value;
+    else target[last] = op.value;
+  } else if (Array.isArray(target)) {
     if (last === '-') target.push(op.value);
     else target.splice(Number(last), 0, op.value);
   } else {
@@ -52,7 +56,7 @@ const patched = structuredClone(base);
 for (const p of kustomization.patches) {
   assert.equal(p.target.kind, 'DaemonSet');
   assert.equal(p.target.name, base.metadata.name);
-  for (const op of parse(readFileSync(join(MANIFESTS, 'cni', p.path), 'utf8')) as PatchOp[]) applyAdd(patched, op);
+  for (const op of parse(readFileSync(join(MANIFESTS, 'cni', p.path), 'utf8')) as PatchOp[]) applyOp(patched, op);
 }
 const pod = patched.spec.template.spec;
 const [install] = pod.initContainers ?? [];

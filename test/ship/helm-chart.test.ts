@@ -18,8 +18,8 @@ interface Container {
   env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   ports?: { name: string; containerPort: number }[];
   resources?: unknown;
-  livenessProbe: { httpGet: { host?: string; port: number } };
-  readinessProbe: { httpGet: { host?: string; port: number } };
+  livenessProbe: { httpGet: { host?: string; port: number | string } };
+  readinessProbe: { httpGet: { host?: string; port: number | string } };
 }
 interface DaemonSetSpec {
   tolerations?: unknown[];
@@ -110,8 +110,9 @@ describe('the chart renders the objects of manifests/', () => {
     const c = agent(kustomize(join(REPO_ROOT, 'manifests')));
     const metrics = c.ports?.find((p) => p.name === 'metrics');
     assert.ok(metrics !== undefined, 'the agent container names a port metrics');
-    assert.equal(metrics.containerPort, c.readinessProbe.httpGet.port);
-    assert.equal(metrics.containerPort, c.livenessProbe.httpGet.port);
+    assert.equal(c.readinessProbe.httpGet.port, 'metrics');
+    assert.equal(c.livenessProbe.httpGet.port, 'metrics');
+    assert.ok(c.args.includes(`--metrics-listen=$(HOST_IP):${metrics.containerPort}`), c.args.join(' '));
   });
 
   test('helm lint finds nothing wrong', () => {
@@ -133,16 +134,16 @@ describe('each option changes what it names', () => {
     assert.deepEqual(agent(chart(['--set-json', `resources=${JSON.stringify(resources)}`])).resources, { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '2Gi' } });
   });
 
-  test('metrics.host and metrics.port: the listener, the named port and both probes', () => {
-    const c = agent(chart(['--set', 'metrics.host=127.0.0.2,metrics.port=9100']));
-    assert.ok(c.args.includes('--listen=127.0.0.2:9100'), c.args.join(' '));
+  test('metrics.onNodeAddress=false with metrics.host and metrics.port: the listener, the named port and both probes', () => {
+    const c = agent(chart(['--set', 'metrics.onNodeAddress=false,metrics.host=127.0.0.2,metrics.port=9100']));
+    assert.ok(c.args.includes('--metrics-listen=127.0.0.2:9100'), c.args.join(' '));
     assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9100, protocol: 'TCP' }]);
-    for (const probe of [c.livenessProbe, c.readinessProbe]) assert.deepEqual([probe.httpGet.host, probe.httpGet.port], ['127.0.0.2', 9100]);
+    for (const probe of [c.livenessProbe, c.readinessProbe]) assert.deepEqual([probe.httpGet.host, probe.httpGet.port], ['127.0.0.2', 'metrics']);
   });
 
-  test('metrics.onNodeAddress: listens on status.hostIP and probes it (no probe host: the pod IP, the node\'s)', () => {
-    const c = agent(chart(['--set', 'metrics.onNodeAddress=true']));
-    assert.ok(c.args.includes('--listen=$(HOST_IP):9977'), c.args.join(' '));
+  test('metrics.onNodeAddress (the default): listens on status.hostIP and probes it (no probe host: the pod IP, the node\'s)', () => {
+    const c = agent(chart());
+    assert.ok(c.args.includes('--metrics-listen=$(HOST_IP):9977'), c.args.join(' '));
     assert.equal(c.env?.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
     for (const probe of [c.livenessProbe, c.readinessProbe]) assert.equal(probe.httpGet.host, undefined);
   });
@@ -161,7 +162,7 @@ describe('each option changes what it names', () => {
   test('cni.enabled=false (the default) renders no installer, no host volume and no --cni-socket', () => {
     const objects = chart();
     assert.equal(podSpec(objects).initContainers, undefined);
-    assert.equal((podSpec(objects) as DaemonSetSpec & { volumes?: unknown }).volumes, undefined);
+    assert.deepEqual((podSpec(objects) as DaemonSetSpec & { volumes?: unknown }).volumes, [{ name: 'run', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }]);
     assert.ok(!agent(objects).args.some((a) => a.startsWith('--cni-socket')));
   });
 

@@ -117,12 +117,14 @@ test('exactly NET_ADMIN, as root: without it nftables is refused, and a non-root
   assert.match(nonRoot.stderr, /Operation not permitted/);
 });
 
-test('run on a file datastore, with only NET_ADMIN and a read-only root, answers /readyz', opts, async () => {
+test('run on a file datastore, with only NET_ADMIN and a read-only root, answers /readyz and `netpol-agent rules`', opts, async () => {
   assert.equal(buildError, undefined);
   const datastore = join(scratch, 'cluster.yaml');
   writeFileSync(datastore, ['cluster.yaml', 'nginx-policy.yaml'].map((f) => readFileSync(join(ROOT, 'examples/access-nginx', f), 'utf8')).join('\n---\n'));
   const name = `netpol-image-${RUN_ID}`;
   ok(docker(['run', '-d', '--name', name, '--network=none', '--cap-drop=ALL', '--cap-add=NET_ADMIN', '--read-only',
+    // The DaemonSet's emptyDir for the debug socket, on the read-only root.
+    '--tmpfs', '/run/netpol-agent:mode=0700',
     '--security-opt=no-new-privileges', '-v', `${scratch}:/data:ro`, IMAGE,
     'run', '--datastore-file', '/data/cluster.yaml', '--node-name', 'node-1']), 'docker run');
   const readyz = `fetch('http://127.0.0.1:9977/readyz').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(2))`;
@@ -134,7 +136,8 @@ test('run on a file datastore, with only NET_ADMIN and a read-only root, answers
   }
   const logs = docker(['logs', name]);
   assert.ok(ready, `/readyz never answered 200 within 60 s; logs:\n${logs.stdout}${logs.stderr}`);
-  const rules = ok(docker(['exec', name, 'node', '-e', `fetch('http://127.0.0.1:9977/rules').then((r) => r.text()).then((b) => process.stdout.write(b))`]), '/rules');
+  // As the README has it: `kubectl exec POD -- netpol-agent rules`, over the debug socket.
+  const rules = ok(docker(['exec', name, 'netpol-agent', 'rules']), 'netpol-agent rules');
   assert.match(rules, /access-nginx/);
   ok(docker(['stop', name]), 'docker stop');
 });

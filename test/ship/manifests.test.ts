@@ -45,10 +45,11 @@ interface Container {
   args?: string[];
   env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   securityContext?: Record<string, unknown> & { capabilities?: { add?: string[]; drop?: string[] } };
-  livenessProbe?: { httpGet?: { host?: string; path: string; port: number } };
-  readinessProbe?: { httpGet?: { host?: string; path: string; port: number } };
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
+  livenessProbe?: { httpGet?: { host?: string; path: string; port: number | string } };
+  readinessProbe?: { httpGet?: { host?: string; path: string; port: number | string } };
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  volumeMounts?: unknown[];
+  volumeMounts?: { name: string; mountPath: string }[];
 }
 interface PodSpec {
   serviceAccountName?: string;
@@ -58,7 +59,7 @@ interface PodSpec {
   priorityClassName?: string;
   tolerations?: { key?: string; operator?: string; effect?: string }[];
   securityContext?: Record<string, unknown>;
-  volumes?: unknown[];
+  volumes?: ({ name: string } & Record<string, unknown>)[];
   containers: Container[];
   initContainers?: Container[];
 }
@@ -106,8 +107,9 @@ test('the DaemonSet is not privileged: only NET_ADMIN, no escalation, read-only 
   assert.equal(pod.hostNetwork, true);
   assert.equal(pod.hostPID ?? false, false);
   assert.equal(pod.hostIPC ?? false, false);
-  assert.equal(pod.volumes, undefined, 'no volumes (no hostPath)');
-  assert.equal(agent.volumeMounts, undefined);
+  // One emptyDir for the debug socket's directory (the root filesystem is read-only), nothing from the host.
+  assert.deepEqual(pod.volumes, [{ name: 'run', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }], 'no hostPath');
+  assert.deepEqual(agent.volumeMounts, [{ name: 'run', mountPath: '/run/netpol-agent' }]);
   const sc = agent.securityContext ?? {};
   assert.equal(sc.privileged, false);
   assert.equal(sc.allowPrivilegeEscalation, false);
@@ -124,12 +126,15 @@ test('NODE_NAME comes from the downward API', () => {
   assert.deepEqual(nodeName?.valueFrom, { fieldRef: { fieldPath: 'spec.nodeName' } });
 });
 
-test('liveness and readiness probe /healthz and /readyz where the agent listens', () => {
-  const listen = agent.args?.find((a) => a.startsWith('--listen='))?.slice('--listen='.length);
-  assert.equal(listen, '127.0.0.1:9977', 'loopback of the node: /rules and /metrics stay off the network');
-  const [host, port] = listen.split(':');
-  assert.deepEqual(agent.livenessProbe?.httpGet, { host, path: '/healthz', port: Number(port) });
-  assert.deepEqual(agent.readinessProbe?.httpGet, { host, path: '/readyz', port: Number(port) });
+test('liveness and readiness probe /healthz and /readyz on the metrics port; the debug endpoints are on a socket in the emptyDir', () => {
+  const flag = (name: string): string | undefined => agent.args?.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+  assert.equal(flag('--metrics-listen'), '$(HOST_IP):9977', 'the node address, to be scraped');
+  assert.deepEqual(agent.env?.find((e) => e.name === 'HOST_IP')?.valueFrom, { fieldRef: { fieldPath: 'status.hostIP' } });
+  assert.deepEqual(agent.ports, [{ name: 'metrics', containerPort: 9977, protocol: 'TCP' }]);
+  assert.deepEqual(agent.livenessProbe?.httpGet, { path: '/healthz', port: 'metrics' });
+  assert.deepEqual(agent.readinessProbe?.httpGet, { path: '/readyz', port: 'metrics' });
+  assert.equal(flag('--debug-socket'), '/run/netpol-agent/debug.sock');
+  assert.equal(flag('--listen'), undefined);
   assert.equal(agent.args?.[0], 'run');
 });
 

@@ -15,7 +15,8 @@ test('run has every flag of the issue, each with its documented default', () => 
     '--node-name <name> this node, as in spec.nodeName of its pods (env: NODE_NAME)',
     '--kubeconfig <path> kubeconfig to reach the API server (default: in-cluster config)',
     '--datastore-file <path>',
-    '--listen <host:port> address of the HTTP endpoint (loopback by default) (default: "127.0.0.1:9977")',
+    '--metrics-listen <host:port> address of /healthz, /readyz and /metrics (loopback by default; the node address to be scraped) (default: "127.0.0.1:9977")',
+    '--debug-socket <path> unix socket (mode 0600) of /rules, /explain and /drops, read by `netpol-agent rules` (default: "/run/netpol-agent/debug.sock")',
     '"info")',
     '--log-level <level>',
     '--resync-period <duration> period of the full reconcile that repairs drift (0: never) (default: 5m)',
@@ -25,7 +26,7 @@ test('run has every flag of the issue, each with its documented default', () => 
 });
 
 test('rules, cleanup and --version exist', () => {
-  assert.match(help('rules'), /--server <url> the agent's HTTP endpoint \(default: "http:\/\/127\.0\.0\.1:9977"\)/);
+  assert.match(help('rules'), /--socket <path> the agent's debug socket \(run --debug-socket\) \(default: "\/run\/netpol-agent\/debug\.sock"\)/);
   assert.match(help('cleanup'), /--table <name>/);
   assert.match(execFileSync(process.execPath, [MAIN, '--version'], { encoding: 'utf8' }), /^\d+\.\d+\.\d+\n$/);
 });

@@ -3,9 +3,12 @@
 // is followed by a full reconcile, and the HTTP endpoint reports all of it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import type { ClusterEvent, RuleTableElement } from '../../src/api';
-import { AgentLoop, AgentMetrics, AgentServer } from '../../src/agent';
+import { AgentLoop, AgentMetrics, AgentServer, HealthRegistry, getOverSocket } from '../../src/agent';
 import type { CommitInfo } from '../../src/agent';
 import { NodeCompiler } from '../../src/compiler';
 import { Dataplane } from '../../src/dataplane';
@@ -73,7 +76,9 @@ function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: num
   const compiler = new NodeCompiler(NODE);
   const commits: CommitInfo[] = [];
   const metrics = new AgentMetrics({ processMetrics: false });
+  const health = new HealthRegistry(metrics.registry);
   const loop = new AgentLoop({
+    health,
     compiler,
     dataplane: new Dataplane(backend),
     metrics,
@@ -85,7 +90,7 @@ function setup(options: { retryMs?: number; chunkSize?: number; maxBatchMs?: num
     ...(options.sourceFailureGraceMs !== undefined ? { sourceFailureGraceMs: options.sourceFailureGraceMs } : {}),
     onCommitted: (c) => commits.push(c),
   });
-  return { backend, compiler, loop, commits, metrics };
+  return { backend, compiler, loop, commits, metrics, health };
 }
 
 /** What a fresh agent would program for the compiler's current table. */
@@ -231,51 +236,82 @@ test('after a failed transaction the next one is a full reconcile, and readiness
   await loop.stop();
 });
 
-test('a source failing longer than the grace period makes the agent not ready, the table untouched, until it recovers', async () => {
-  const { backend, loop } = setup({ sourceFailureGraceMs: 30 });
+/** The health and metrics surface, and the debug surface, of one loop on loopback and a socket. */
+async function surfaces(loop: AgentLoop, metrics: AgentMetrics, health: HealthRegistry) {
+  const logger = pino({ level: 'silent' });
+  const metricsServer = new AgentServer({ surface: 'metrics', health, metrics, errors: metrics, logger });
+  const debugServer = new AgentServer({ surface: 'debug', rules: loop, errors: metrics, logger });
+  const { port } = await metricsServer.listen('127.0.0.1', 0);
+  const dir = mkdtempSync(join(tmpdir(), 'loop-debug-'));
+  const socketPath = join(dir, 'debug.sock');
+  await debugServer.listenSocket(socketPath);
+  const getMetrics = async (path: string) => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    return { status: res.status, body: await res.text(), type: res.headers.get('content-type') ?? '' };
+  };
+  const getDebug = (path: string, accept?: string) => getOverSocket(socketPath, path, 5_000, accept);
+  return {
+    socketPath,
+    getMetrics,
+    getDebug,
+    async close(): Promise<void> {
+      await metricsServer.close();
+      await debugServer.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test('a source part failing longer than the grace period makes the agent not ready, the table untouched, until it reads again', async () => {
+  const { backend, loop, metrics, health } = setup({ sourceFailureGraceMs: 30 });
   loop.events(initialEvents());
   loop.synced();
   await loop.idle();
   const programmed = backend.fake.dump();
   const forbidden = 'Kubernetes source: list pods in all namespaces: 403 Forbidden; retrying in 0.8 s, the last known state stays enforced';
-  loop.problem(forbidden);
+  loop.health('Pod', forbidden);
   assert.equal(loop.ready(), true, 'within the grace period a failure does not change readiness');
   await new Promise((r) => setTimeout(r, 40));
-  loop.problem(forbidden);
-  assert.equal(loop.ready(), false);
-  assert.equal(loop.status().sourceProblem?.message, forbidden);
-  const server = new AgentServer({ rules: loop, metrics: new AgentMetrics({ processMetrics: false }), logger: pino({ level: 'silent' }) });
-  const { port } = await server.listen('127.0.0.1', 0);
+  assert.equal(loop.ready(), false, 'past the grace period the level says not ready, with no further report');
+  assert.equal(loop.canProgram(), true, 'a new pod can still be programmed');
+  assert.equal(loop.status().sourceProblem?.message, `source/Pod: ${forbidden}`);
+  const s = await surfaces(loop, metrics, health);
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    const res = await s.getMetrics('/readyz');
     assert.equal(res.status, 503);
-    assert.match(await res.text(), /^not ready: the cluster source fails since \S+: Kubernetes source: list pods in all namespaces: 403 Forbidden/);
+    assert.match(res.body, /^not ready: source\/Pod: Kubernetes source: list pods in all namespaces: 403 Forbidden.*\ndataplane ok since \S+: .*\nsource\/Pod failing since \S+: Kubernetes source: list pods/);
+    assert.match((await s.getMetrics('/metrics')).body, /netpol_agent_component_ready\{component="source\/Pod"\} 0\n/);
+    loop.health('Pod', null);
+    assert.equal(loop.ready(), true);
+    assert.equal(loop.status().sourceProblem, null);
+    const again = await s.getMetrics('/readyz');
+    assert.equal(again.status, 200);
+    assert.match(again.body, /^ready\n.*\nsource\/Pod ok since \S+: reads\n$/s);
+    assert.match((await s.getMetrics('/metrics')).body, /netpol_agent_component_ready\{component="source\/Pod"\} 1\n/);
   } finally {
-    await server.close();
+    await s.close();
   }
   assert.equal(backend.fake.dump(), programmed, 'the last state stays enforced');
-  loop.recovered();
-  assert.equal(loop.ready(), true);
-  assert.equal(loop.status().sourceProblem, null);
   await loop.stop();
 });
 
-test('/readyz, /rules (JSON, text, filtered) and /metrics answer with the loop state', async () => {
-  const { loop, metrics } = setup();
-  const server = new AgentServer({ rules: loop, metrics, logger: pino({ level: 'silent' }) });
-  const { port } = await server.listen('127.0.0.1', 0);
-  const get = async (path: string, headers: Record<string, string> = {}) => {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers });
-    return { status: res.status, body: await res.text(), type: res.headers.get('content-type') ?? '' };
-  };
+test('/readyz and /metrics on TCP, /rules (JSON, text, filtered) on the debug socket of mode 0600, each surface only its own', async () => {
+  const { loop, metrics, health } = setup();
+  const s = await surfaces(loop, metrics, health);
+  const get = s.getDebug;
   try {
+    assert.equal(statSync(s.socketPath).mode & 0o777, 0o600);
     loop.events(initialEvents());
     await loop.idle();
-    assert.equal((await get('/readyz')).status, 503);
-    assert.equal((await get('/healthz')).status, 200);
+    const waiting = await s.getMetrics('/readyz');
+    assert.equal(waiting.status, 503);
+    assert.match(waiting.body, /^not ready: dataplane: waiting for the first complete listing of the cluster\n/);
+    assert.equal((await s.getMetrics('/healthz')).status, 200);
     loop.synced();
     await loop.idle();
-    assert.equal((await get('/readyz')).status, 200);
+    assert.equal((await s.getMetrics('/readyz')).status, 200);
+    assert.equal((await s.getMetrics('/rules')).status, 404, 'no debug endpoint on the metrics address');
+    assert.equal((await get('/metrics')).status, 404, 'no metrics on the debug socket');
     const rules = JSON.parse((await get('/rules?verbose=1')).body);
     assert.equal(rules.node, NODE);
     assert.equal(rules.sync.generation, 1);
@@ -294,12 +330,12 @@ test('/readyz, /rules (JSON, text, filtered) and /metrics answer with the loop s
     assert.deepEqual(byPolicy.pods.map((p: { pod: string }) => p.pod), ['shop/web']);
     loop.rejected('NetworkPolicy', { namespace: 'shop', name: 'bad' }, 'spec.ingress[0].ports[0].port: 70000 is out of range', makePolicy('shop', 'bad', { podSelector: {}, ingress: [{ ports: [{ port: 70000 }] }] }));
     await loop.idle();
-    const text = await get('/rules', { accept: 'text/plain' });
-    assert.match(text.type, /^text\/plain/);
+    const text = await get('/rules', 'text/plain');
+    assert.doesNotMatch(text.body, /^\{/, 'text, not JSON');
     assert.match(text.body, /NOT ENFORCEABLE AS WRITTEN/);
     assert.match(text.body, /shop\/bad: spec\.ingress\[0\]\.ports\[0\]\.port: 70000 is out of range/);
     assert.match(text.body, /shop\/web {2}10\.0\.1\.10\n {4}ingress: isolated by shop\/bad, shop\/web-in; chain in_/);
-    const m = (await get('/metrics')).body;
+    const m = (await s.getMetrics('/metrics')).body;
     for (const name of ['netpol_agent_programming_latency_seconds_bucket', 'netpol_agent_sync_duration_seconds', 'netpol_agent_transactions_total', 'netpol_agent_nft_operations_total', 'netpol_agent_watch_restarts_total', 'netpol_agent_relists_total', 'netpol_agent_objects', 'netpol_agent_policies_not_enforceable', 'netpol_agent_errors_total']) {
       assert.ok(m.includes(name), `/metrics has ${name}`);
     }
@@ -307,8 +343,9 @@ test('/readyz, /rules (JSON, text, filtered) and /metrics answer with the loop s
     assert.match(m, /netpol_agent_policies_not_enforceable 1\n/);
     assert.match(m, /netpol_agent_objects\{kind="Pod"\} 3\n/);
     assert.match(m, /netpol_agent_programming_latency_seconds_count\{kind="LocalPod"\} 2\n/);
+    assert.match(m, /netpol_agent_component_ready\{component="dataplane"\} 1\n/);
   } finally {
-    await server.close();
+    await s.close();
     await loop.stop();
   }
 });

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClusterEvent, SourceSink } from '../../src/api';
 import { parseNetworkPolicy } from '../../src/parse';
-import { AuditRunner, enforcedOnly } from '../../src/observe/audit';
+import { enforcedOnly } from '../../src/agent/pipeline';
+import { AuditRunner } from '../../src/observe/audit';
 import { ClusterIndex } from '../../src/observe/cluster-index';
 import { decodeObjects, eventsBetween } from '../../src/source';
 import { makeNamespace, makePod, makePolicy } from '../support/builders';
@@ -23,6 +24,7 @@ function recorder(): SourceSink & { events_: ClusterEvent[]; synced_: number } {
     rejected: () => undefined,
     synced: () => void r.synced_++,
     problem: () => undefined,
+    health: () => undefined,
   };
   return r;
 }

@@ -2,7 +2,7 @@
 // keeps its last good contents, invalid objects are reported as rejected and end when fixed or removed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -30,6 +30,11 @@ class RecordingSink implements SourceSink {
   }
   problem(message: string): void {
     this.push({ call: 'problem', message });
+  }
+  /** The datastore's last level, kept apart from the calls the tests compare (it is reported after every load). */
+  level: string | null | undefined = undefined;
+  health(_part: string, failure: string | null): void {
+    this.level = failure;
   }
   /** The calls made from now until the next one arrives (and a little after, for the rest of its turn). */
   async next(): Promise<Record_[]> {
@@ -141,10 +146,10 @@ test('a datastore that cannot be read at start is never synced as empty; it sync
   }
 });
 
-async function waitUntil(cond: () => boolean, ms = 5_000): Promise<void> {
+async function waitUntil(cond: () => boolean, ms = 5_000, state: () => string = () => ''): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
+    if (Date.now() > end) throw new Error(`timed out ${state()}`.trim());
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -184,6 +189,54 @@ test('JSON under a YAML name (the JSON.parse path) and YAML flow style that look
     assert.deepEqual(calls.map((c) => c.call), ['events', 'synced']);
     const events = calls[0]?.call === 'events' ? calls[0].events : [];
     assert.deepEqual(describe(events).sort(), ['upsert Namespace flow-ns', 'upsert Namespace json-ns', 'upsert Pod json-ns/p']);
+  } finally {
+    await source.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the datastore never fails open: deleted, a link to a missing target, garbage, a scalar, empty, cut: the last good state stays and the level names the problem until it is fixed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'file-source-broken-'));
+  mkdirSync(join(dir, 'data'));
+  const target = join(dir, 'data', 'cluster.yaml');
+  const store = join(dir, 'store.yaml');
+  const good = yamlOf(makeNamespace('shop'), makePod('shop', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1'] }), makePolicy('shop', 'web-in', { podSelector: { matchLabels: { app: 'web' } } }));
+  writeFileSync(target, good);
+  symlinkSync(target, store);
+  // Changes behind the link are seen by the poll (the watch is on the link's directory).
+  const source = new FileSource({ path: store, debounceMs: 5, pollMs: 30 });
+  const sink = new RecordingSink();
+  const relink = (to: string): void => {
+    symlinkSync(to, `${store}.tmp`);
+    renameSync(`${store}.tmp`, store);
+  };
+  try {
+    source.start(sink);
+    await waitUntil(() => sink.calls.some((c) => c.call === 'synced') && sink.level === null);
+    const steps: { readonly name: string; readonly breakIt: () => void; readonly level: RegExp }[] = [
+      { name: 'deleted', breakIt: () => unlinkSync(store), level: /store\.yaml: cannot read the datastore \(ENOENT\); the last good state stays enforced/ },
+      { name: 'link to a missing target', breakIt: () => relink(join(dir, 'data', 'gone.yaml')), level: /store\.yaml: cannot read the datastore \(a symbolic link to a missing target, ENOENT\)/ },
+      { name: 'garbage', breakIt: () => writeAtomically(target, '}}} {{{ :::\n'), level: /store\.yaml: document 1 is not valid YAML.*; its last good contents stay enforced/ },
+      { name: 'one-line scalar', breakIt: () => writeAtomically(target, 'hello world\n'), level: /store\.yaml: document 1 is not a Kubernetes object \("hello world"\)/ },
+      { name: 'empty', breakIt: () => writeAtomically(target, ''), level: /store\.yaml: is empty but held 3 object\(s\)/ },
+      { name: 'cut while written', breakIt: () => writeAtomically(target, good.slice(0, 6)), level: /store\.yaml: document 1 is not a Kubernetes object \("apiVer"\)/ },
+    ];
+    for (const step of steps) {
+      const from = sink.calls.length;
+      step.breakIt();
+      await waitUntil(() => step.level.test(sink.level ?? ''), 5_000, () => `${step.name}: level ${String(sink.level)}`);
+      assert.deepEqual(sink.calls.slice(from).filter((c) => c.call !== 'problem'), [], `${step.name}: nothing delivered, nothing deleted`);
+      assert.equal(sink.calls.slice(from).filter((c) => c.call === 'problem').length, 1, `${step.name}: logged once`);
+      // Fixed: the same contents as before, so nothing to deliver, and the level is ok again.
+      if (!existsSync(store) || readlinkSync(store) !== target) relink(target);
+      writeAtomically(target, good);
+      await waitUntil(() => sink.level === null, 5_000, () => `${step.name} fixed: level ${String(sink.level)}`);
+      assert.deepEqual(sink.calls.slice(from).filter((c) => c.call === 'events'), [], `${step.name}: fixed with the same contents, no event`);
+    }
+    const from = sink.calls.length;
+    writeAtomically(target, yamlOf(makeNamespace('shop'), makePod('shop', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1'] })));
+    await waitUntil(() => sink.calls.slice(from).some((c) => c.call === 'events'));
+    assert.deepEqual(sink.calls.slice(from).flatMap((c) => (c.call === 'events' ? describe(c.events) : [])), ['delete NetworkPolicy shop/web-in'], 'a good edit is followed as ever');
   } finally {
     await source.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -24,9 +24,13 @@ class RecordingSink implements SourceSink {
   rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void { this.calls.push({ type: 'rejected', kind, ref, reason, raw }); }
   synced(): void { this.calls.push({ type: 'synced' }); }
   problem(message: string): void { this.calls.push({ type: 'problem', message }); }
-  /** recovered() is counted apart, so the call sequences the tests compare stay about the data. */
-  recoveries = 0;
-  recovered(): void { this.recoveries++; }
+  /** Health levels are kept apart, so the call sequences the tests compare stay about the data. */
+  readonly health_: { part: string; failure: string | null }[] = [];
+  health(part: string, failure: string | null): void { this.health_.push({ part, failure }); }
+  /** The levels one kind reported, in order: "failing" or "ok". */
+  levels(kind: ObjectKind): string[] {
+    return this.health_.filter((h) => h.part === kind).map((h) => (h.failure === null ? 'ok' : 'failing'));
+  }
   /** The calls since the last take(). */
   take(): Call[] {
     const c = this.calls;
@@ -44,10 +48,10 @@ class RecordingMetrics implements SourceMetrics {
   objects(kind: ObjectKind, count: number): void { this.objectCounts[kind] = count; }
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+async function until(what: string, cond: () => boolean, timeoutMs = 5000, last: () => string = () => ''): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${last()}`.trim());
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -204,7 +208,8 @@ test('a 500 on list is reported and retried with backoff; synced waits for that 
     assert.deepEqual(notProblems(calls), [{ type: 'events', batch: [upsertPod(pod)] }, { type: 'synced' }]);
     assert.ok(Date.now() - started >= 20 + 40, 'waited 20 ms then 40 ms');
     assert.equal(server.count('pods', 'list'), 3);
-    assert.equal(sink.recoveries, 1, 'the list that succeeded ends the failure, once');
+    assert.deepEqual(sink.levels('Pod'), ['failing', 'failing', 'failing', 'ok'], 'not listed yet, the two 500s, then the list that succeeded');
+    assert.deepEqual(sink.levels('Namespace'), ['failing', 'ok']);
   } finally {
     await source.stop();
     await server.close();
@@ -362,7 +367,7 @@ test('403 Forbidden names the resource and the verbs to grant; that kind emits n
       { type: 'events', batch: [{ type: 'upsert', kind: 'NetworkPolicy', object: parseNetworkPolicy(policy) }] },
       { type: 'synced' },
     ]);
-    assert.equal(sink.recoveries, 1, 'the list after the 403 succeeded');
+    assert.deepEqual(sink.levels('NetworkPolicy'), ['failing', 'failing', 'ok'], 'not listed yet, the 403, the list after it');
 
     await until('pods watch', () => server.openWatches('pods') === 1);
     server.failNext('pods', 'watch', { kind: 'status', code: 403, message: forbiddenMessage('watch', 'pods') });
@@ -370,7 +375,8 @@ test('403 Forbidden names the resource and the verbs to grant; that kind emits n
     await until('watch refused', () => problems(sink.calls).length === 2);
     assert.match(problems(sink.calls)[1] ?? '', /^Kubernetes source: cannot watch pods in all namespaces: 403 Forbidden \(pods is forbidden: .* cannot watch resource "pods" in API group "" at the cluster scope\)\. Grant the agent's ServiceAccount the verbs "list" and "watch" on "pods" in the core API group ""/);
     assert.deepEqual(notProblems(sink.take()), []);
-    await until('the pods watch accepted again', () => sink.recoveries === 2);
+    // The reset and the 403 are failures of the watch; the watch accepted again ends them.
+    await until('the pods watch accepted again', () => /^failing,ok,(failing,)+ok$/.test(sink.levels('Pod').join()), 5000, () => sink.levels('Pod').join());
     assert.deepEqual(sink.take(), [], 'a quiet watch that opens again is a recovery, with no event');
   } finally {
     await source.stop();
@@ -442,6 +448,17 @@ test('backoff doubles from the initial delay to the cap, each scaled by a jitter
   assert.deepEqual([b.next(), b.next(), b.next(), b.next(), b.next(), b.next(), b.next(), b.next()], [800, 800, 4797, 6400, 12800, 25600, 30000, 30000]);
   b.reset();
   assert.equal(b.next(), 800);
+});
+
+test('backoff starts over after a stretch without failures, as client-go resets after two minutes', () => {
+  let now = 0;
+  const b = new Backoff({ initialMs: 800, maxMs: 30_000, resetAfterMs: 120_000 }, () => 0.5, () => now);
+  assert.deepEqual([b.next(), b.next(), b.next()], [800, 1600, 3200]);
+  now += 119_000;
+  assert.equal(b.next(), 6400, 'failures less than two minutes apart keep doubling');
+  now += 120_000;
+  assert.equal(b.next(), 800, 'two minutes of health: from the initial delay again');
+  assert.equal(b.next(), 1600);
 });
 
 test('a streaming list (sendInitialEvents) delivers the initial state as one batch per kind at its closing bookmark, then keeps watching on the same stream', async () => {

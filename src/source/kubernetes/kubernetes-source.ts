@@ -88,18 +88,11 @@ export class KubernetesSource implements ClusterSource {
     this.controller = controller;
     const live = (): boolean => !controller.signal.aborted;
     const listed = new Set<ObjectKind>();
-    const failing = new Set<ObjectKind>();
     const out: ReflectorOutput = {
       events: (batch: readonly ClusterEvent[]) => { if (live()) sink.events(batch); },
       rejected: (kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown) => { if (live()) sink.rejected(kind, ref, reason, raw); },
-      problem: (kind: ObjectKind, message: string, cause?: unknown) => {
-        failing.add(kind);
-        if (live()) sink.problem(message, cause);
-      },
-      recovered: (kind: ObjectKind) => {
-        failing.delete(kind);
-        if (failing.size === 0 && live()) sink.recovered?.();
-      },
+      problem: (message: string, cause?: unknown) => { if (live()) sink.problem(message, cause); },
+      health: (kind: ObjectKind, failure: string | null) => { if (live()) sink.health(kind, failure); },
       listed: (kind: ObjectKind, first: boolean) => {
         if (!first || !live()) return;
         listed.add(kind);
@@ -111,6 +104,7 @@ export class KubernetesSource implements ClusterSource {
       metrics: this.options.metrics,
       logger: this.options.logger,
     };
+    for (const spec of KINDS) sink.health(spec.kind, `${spec.resource}: not listed yet`);
     const reflectors = KINDS.map((spec) => new Reflector(spec, this.client, out, this.timing, controller.signal));
     this.running = Promise.all(reflectors.map((r) => r.run())).then(() => undefined);
   }

@@ -57,9 +57,9 @@ export interface ReflectorTiming {
 export interface ReflectorOutput {
   events(batch: readonly ClusterEvent[]): void;
   rejected(kind: ObjectKind, ref: ObjectRef, reason: string, raw: unknown): void;
-  problem(kind: ObjectKind, message: string, cause?: unknown): void;
-  /** Reads of this kind succeed again after a problem(). */
-  recovered(kind: ObjectKind): void;
+  problem(message: string, cause?: unknown): void;
+  /** The level of the kind's reads: null when a list or a watch was just accepted, else why they fail. */
+  health(kind: ObjectKind, failure: string | null): void;
   /** A list of this kind completed and its events were delivered. */
   listed(kind: ObjectKind, first: boolean): void;
   readonly metrics: SourceMetrics | undefined;
@@ -121,7 +121,7 @@ export class Reflector {
   private known = new Map<string, KnownObject>();
   private resourceVersion = '';
   private listedOnce = false;
-  /** The last read failed (reported through problem()) and none has succeeded since. */
+  /** The last read failed (reported through health()) and none has succeeded since. */
   private failing = false;
   /** The state must be read in full (at start, and after the resourceVersion expired). */
   private needList = true;
@@ -174,7 +174,8 @@ export class Reflector {
           const message = `Kubernetes source: ${this.describe(err, verb)}; retrying in ${(delayMs / 1000).toFixed(1)} s, the last known state stays enforced`;
           // Logged once, by the sink (the agent logs every problem with its cause).
           this.failing = true;
-          this.out.problem(this.spec.kind, message, err);
+          this.out.problem(message, err);
+          this.out.health(this.spec.kind, message);
         }
       }
       if (delayMs > 0) {
@@ -238,11 +239,11 @@ export class Reflector {
     if (this.known.has(key) || snapshot.upserted.has(key)) snapshot.batch.push(this.spec.delete(refOfKey(this.spec, key)));
   }
 
-  /** Ends a run of failed reads: the source tells the sink once every kind reads again. */
-  private readsAgain(): void {
-    if (!this.failing) return;
+  /** A read succeeded: the kind's level is ok (reported after a failure, and at each complete list). */
+  private readsAgain(always: boolean): void {
+    if (!this.failing && !always) return;
     this.failing = false;
-    this.out.recovered(this.spec.kind);
+    this.out.health(this.spec.kind, null);
   }
 
   /** Makes a complete snapshot our state: deletes what it lacks, delivers its changes as one batch. */
@@ -254,7 +255,7 @@ export class Reflector {
     this.resourceVersion = resourceVersion;
     this.needList = false;
     this.backoff.reset();
-    this.readsAgain();
+    this.readsAgain(true);
     this.out.logger?.info(
       { kind: this.spec.kind, objects: this.known.size, changes: snapshot.batch.length, rejected: snapshot.rejections.length, ...stats, ms: Date.now() - snapshot.started, resourceVersion },
       this.listedOnce ? 'relisted' : 'listed',
@@ -300,7 +301,7 @@ export class Reflector {
           this.backoff.reset();
         }
         this.apply(events);
-      }, request.signal, () => this.readsAgain());
+      }, request.signal, () => this.readsAgain(false));
     } catch (err) {
       if (silent && !this.signal.aborted) throw new WatchSilentError(this.spec, this.timing.silenceTimeoutMs);
       throw err;

@@ -18,6 +18,8 @@ import { Tier } from '../../support/api-tier/tier';
 const SKIP = process.env['API_TIER'] !== '1' ? 'set API_TIER=1 (npm run test:api): starts a real control plane' : process.getuid?.() !== 0 ? 'needs root' : false;
 const NORMAL_BOUND_MS = 5_000;
 const OUTAGE_BOUND_MS = 45_000;
+/** A kind refused for a while retries after its backoff (capped at 30 s, jitter up to 1.5x): 45 s, and its list, with room. */
+const READY_AGAIN_BOUND_MS = 90_000;
 const RESYNC_MS = 5_000;
 const WATCH_SILENCE_TIMEOUT_S = 75;
 const STALL_BOUND_MS = WATCH_SILENCE_TIMEOUT_S * 1000 + OUTAGE_BOUND_MS;
@@ -280,12 +282,21 @@ describe('faults through the real API server (2 sandbox nodes, 2 agents, a probe
       const r = await tier.agentGet('node-2', '/readyz');
       return r.status === 503 ? r : null;
     }, 30_000);
-    assert.match(readyz.body, /^not ready: the cluster source fails since \S+: Kubernetes source: cannot (list|watch) \S+ .*403 Forbidden/);
-    // The permission back: the source's retries succeed and a change is enforced again.
+    assert.match(readyz.body, /^not ready: source\/\w+: Kubernetes source: cannot (list|watch) \S+ .*403 Forbidden/);
+    assert.match(readyz.body, /^source\/\w+ failing since \S+: Kubernetes source: cannot (list|watch) \S+ .*403 Forbidden/m);
+    // The permission back: the source's retries succeed, /readyz is ready again (each kind's level
+    // turns ok at its next successful read, after its backed-off retry), and a change is enforced again.
     await tier.kube.create('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', binding);
+    const restored = Date.now();
+    const readyAgain = await waitUntil('node-2 ready again after the binding returned', async () => {
+      const r = await tier.agentGet('node-2', '/readyz');
+      return r.status === 200 ? r : null;
+    }, READY_AGAIN_BOUND_MS);
+    const readyMs = Date.now() - restored;
+    assert.match(readyAgain.body, /^ready\n/);
     await tier.kube.replace(`${pathOf('NetworkPolicy', NS)}/s2-in`, { ...policy('s2-in', 'server-2', ['a', 'c']), metadata: { name: 's2-in', namespace: NS, resourceVersion: (await tier.kube.get(`${pathOf('NetworkPolicy', NS)}/s2-in`)).metadata.resourceVersion } });
     expect(OUTAGE_BOUND_MS, ['client-a', 'server-2', true]);
     const ms = await loop.waitSeen('client-a->server-2', true, OUTAGE_BOUND_MS);
-    return `/rules lastError: "${message.slice(0, 200)}"; /readyz answered ${readyz.status} "${readyz.body.trim()}"; with the binding back, a change was enforced ${ms} ms after the write`;
+    return `/rules lastError: "${message.slice(0, 200)}"; /readyz answered ${readyz.status} "${readyz.body.split('\n')[0]}"; with the binding back, /readyz was 200 again after ${readyMs} ms and a change was enforced ${ms} ms after the write`;
   });
 });

@@ -9,10 +9,11 @@
 // endpoint through Unix sockets served by relays inside those namespaces (relay.ts).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, cpSync, createWriteStream, mkdirSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { DEBUG_PATHS, getOverSocket } from '../../../src/agent';
+import { errorMessage } from '../../../src/errors';
 import { Sandbox } from '../../../src/sandbox';
 import { FABRIC_BRIDGE, NODE_FABRIC_IF } from '../../../src/sandbox/naming';
 import { Cluster, REPO_ROOT } from '../../e2e/cluster';
@@ -169,8 +170,13 @@ export class Tier {
     return join(this.dir, `agent-${node}.sock`);
   }
 
+  /** The agent's own debug socket (/rules): a file, which the node's network namespace does not hide. */
+  agentDebugSocket(node: string): string {
+    return join(this.dir, `agent-${node}-debug`, 'debug.sock');
+  }
+
   startAgent(node: string, kubeconfig = this.saKubeconfig): AgentProcess {
-    const args = ['netns', 'exec', this.sandbox.nodeNetnsName(node), process.execPath, MAIN, 'run', '--kubeconfig', kubeconfig, '--node-name', node, '--listen', AGENT_LISTEN, '--resync-period', this.options.resyncPeriod, ...(this.options.watchSilenceTimeout !== undefined ? ['--watch-silence-timeout', this.options.watchSilenceTimeout] : [])];
+    const args = ['netns', 'exec', this.sandbox.nodeNetnsName(node), process.execPath, MAIN, 'run', '--kubeconfig', kubeconfig, '--node-name', node, '--metrics-listen', AGENT_LISTEN, '--debug-socket', this.agentDebugSocket(node), '--resync-period', this.options.resyncPeriod, ...(this.options.watchSilenceTimeout !== undefined ? ['--watch-silence-timeout', this.options.watchSilenceTimeout] : [])];
     const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     if (child.pid !== undefined) emergency.pids.add(child.pid);
     const agent: AgentProcess = {
@@ -205,17 +211,14 @@ export class Tier {
     return a.exited;
   }
 
-  /** GET on an agent's loopback endpoint (through its relay). */
-  agentGet(node: string, path: string, timeoutMs = 10_000): Promise<{ status: number; body: string }> {
-    return new Promise((resolveGet, reject) => {
-      const req = request({ socketPath: this.agentSocket(node), path, timeout: timeoutMs, headers: { accept: 'application/json' } }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolveGet({ status: res.statusCode ?? 0, body }));
-      });
-      req.on('timeout', () => req.destroy(new Error(`GET ${path} on ${node}'s agent: no answer in ${timeoutMs} ms`)));
-      req.on('error', reject);
-      req.end();
-    });
+  /** GET on an agent: its debug socket for /rules, /explain, /drops, else its loopback endpoint (through its relay). */
+  async agentGet(node: string, path: string, timeoutMs = 10_000): Promise<{ status: number; body: string }> {
+    const debug = DEBUG_PATHS.includes(new URL(path, 'http://agent').pathname);
+    try {
+      return await getOverSocket(debug ? this.agentDebugSocket(node) : this.agentSocket(node), path, timeoutMs, 'application/json');
+    } catch (err) {
+      throw new Error(`GET ${path} on ${node}'s agent: ${errorMessage(err)}`, { cause: err });
+    }
   }
 
   async rules(node: string, query = ''): Promise<RulesJson> {
