@@ -2,7 +2,7 @@
 // Prints figures and ratios; asserts nothing about time. Needs root (network namespaces, nftables).
 // Run with --expose-gc (npm run bench does), so that RSS figures count live data only.
 //
-//   node --expose-gc build/bench/dataplane.js [packets] [programming]     (both when none is named)
+//   node --expose-gc build/bench/run.js dataplane-packets dataplane-programming   (npm run bench:dataplane)
 //
 // 1. Per-packet cost of every path through the table: bench/packet-paths.ts (npm run bench:paths).
 //    This file keeps what it and bench/drop-log.ts share: the packet cluster (the reference cluster
@@ -25,7 +25,6 @@ import type { NftBackend, TableSnapshot, Transaction } from '../src/dataplane/nf
 import { Sandbox } from '../src/sandbox';
 import { NftContext } from 'nftables-napi';
 import { singleElementLatency } from './addon-apply';
-import { runPathBenchmark } from './packet-paths';
 import { fmtMs, median, mib, printTable, rssAfterGc, summarize } from './report';
 import { clusterEvents, referenceCluster } from './synthetic-cluster';
 import type { SyntheticCluster } from './synthetic-cluster';
@@ -474,14 +473,8 @@ export async function runProgrammingBenchmark(): Promise<void> {
   }
 }
 
-export async function runDataplaneBenchmark(which: readonly string[] = []): Promise<void> {
-  const all = which.length === 0;
-  if (all || which.includes('packets')) await runPathBenchmark();
-  if (all || which.includes('programming')) await runProgrammingBenchmark();
-}
-
 if (require.main === module) {
-  runDataplaneBenchmark(process.argv.slice(2)).catch((err: unknown) => {
+  runProgrammingBenchmark().catch((err: unknown) => {
     console.error(err);
     process.exitCode = 1;
   });

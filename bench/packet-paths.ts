@@ -19,7 +19,9 @@
 // Allowed paths: new TCP connections per second (bench/tools/connrate.c client: connect, RST).
 // Denials: SYNs per second the client gets through the node (connrate syn: non-blocking connect,
 // close at once; every SYN is a new connection), dropped by the server's group chain in (c) and
-// forwarded to the server in (b), with drop logging on (the agent's default) and off.
+// forwarded to the server in (b), with drop logging on (the agent's default) and off. They go to a
+// port nothing listens on, so in (b) the server answers RST: towards a listener, the SYN-ACKs would
+// leave the client's ports in TIME-WAIT and the client would slow down for want of ports.
 // Each round measures every path as (b) (c) (b) with the same client, and its ratio is (c) over the
 // mean of the two (b)s; (b) over the (b) before it is the noise floor, measured the same way.
 import type { ChildProcess } from 'node:child_process';
@@ -41,6 +43,8 @@ const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { minim
 const loadAverage = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 const SERVER_V6 = 'fd00:250::10';
+/** Where the denied client's SYNs go: no listener, so (b) answers RST (see the top of this file). */
+const CLOSED_PORT = BENCH_PORT + 1;
 const sel = (labels: Record<string, string>): Selector => ({ requirements: Object.entries(labels).map(([key, v]) => ({ key, operator: 'In' as const, values: [v] })) });
 const EVERYTHING: Selector = { requirements: [] };
 const tcp = (port: number, endPort = port): PolicyRule['ports'] => [{ kind: 'number', protocol: 'TCP', port, endPort }];
@@ -198,7 +202,8 @@ export async function runPathBenchmark(): Promise<void> {
     };
     const measure = async (path: Path): Promise<number> => {
       const target = path.family === 4 ? SERVER.ip : SERVER_V6;
-      const r = await sandbox.exec(path.client.key, [bin, path.mode === 'syn' ? 'syn' : 'client', target, String(BENCH_PORT), String(SECONDS)], (SECONDS + 20) * 1000);
+      const port = path.mode === 'syn' ? CLOSED_PORT : BENCH_PORT;
+      const r = await sandbox.exec(path.client.key, [bin, path.mode === 'syn' ? 'syn' : 'client', target, String(port), String(SECONDS)], (SECONDS + 20) * 1000);
       const parsed = parseClient(r.stdout);
       if (r.code !== 0 || parsed === null) throw new Error(`connrate ${path.mode} from ${path.client.key} failed (${String(r.code)}): ${r.stdout.trim()} ${r.stderr.trim()}`);
       if (path.mode === 'connect' && parsed.errors > 0) throw new Error(`path "${path.name}": ${parsed.errors} connections failed (${parsed.firstError}); the client must be admitted`);
@@ -222,7 +227,7 @@ export async function runPathBenchmark(): Promise<void> {
     console.log(`  its sets (elements): ${sizes.join(', ')}`);
     const roleOf = async (path: Path): Promise<string> => {
       const before = (await planes.on.counters()).find((g) => g.chain === chain)?.counters ?? {};
-      const probe = await sandbox.probe([{ from: path.client.key, toIp: path.family === 4 ? SERVER.ip : SERVER_V6, port: BENCH_PORT, protocol: 'TCP', timeoutMs: 1000 }]);
+      const probe = await sandbox.probe([{ from: path.client.key, toIp: path.family === 4 ? SERVER.ip : SERVER_V6, port: path.mode === 'syn' ? CLOSED_PORT : BENCH_PORT, protocol: 'TCP', timeoutMs: 1000 }]);
       const after = (await planes.on.counters()).find((g) => g.chain === chain)?.counters ?? {};
       const hit = Object.entries(after).filter(([role, c]) => c.packets > (before[role as keyof typeof before]?.packets ?? 0)).map(([role]) => role);
       return `${probe[0]?.outcome ?? 'error'} (rule: ${hit.join(', ') || 'none counted'})`;
