@@ -289,7 +289,9 @@ export async function runPathBenchmark(): Promise<void> {
     const sortedNoise = [...noise].sort((a, b) => a - b);
     const p10 = sortedNoise[Math.floor(0.1 * (sortedNoise.length - 1))] ?? NaN;
     const p90 = sortedNoise[Math.ceil(0.9 * (sortedNoise.length - 1))] ?? NaN;
-    console.log(`noise floor within +-5%: ${inFloor === noise.length ? 'yes' : 'NO'} (${inFloor} of ${noise.length} (b)/(b) ratios within 0.95..1.05; p10..p90 ${p10.toFixed(3)}..${p90.toFixed(3)}, min..max ${range(noise)})`);
+    const quiet = inFloor === noise.length;
+    console.log(`noise floor within +-5%: ${quiet ? 'yes' : 'NO'} (${inFloor} of ${noise.length} (b)/(b) ratios within 0.95..1.05; p10..p90 ${p10.toFixed(3)}..${p90.toFixed(3)}, min..max ${range(noise)})`);
+    if (!quiet) console.log('  the verdicts below compare medians inside a wider noise floor: run longer (BENCH_CONN_SECONDS) or more rounds (BENCH_CONN_ROUNDS), on a quieter machine, before trusting them');
     if (worst !== undefined) console.log(`worst allowed path: ${worst.p.name} ${worst.r.toFixed(3)}; every allowed path >= 0.97: ${allowed.every((x) => x.r >= 0.97) ? 'met' : 'NOT met'} (${allowed.filter((x) => x.r < 0.97).map((x) => `${x.p.name} ${x.r.toFixed(3)}`).join('; ') || 'all'})`);
     const fixed = median(ratios.get('(a) no table at all / (b)') ?? []);
     console.log(`fixed cost (a)/(b): ${fixed.toFixed(3)} (target <= 1.05: ${fixed <= 1.05 ? 'met' : 'NOT met'}); (a')/(b), conntrack on without our table: ${median(ratios.get("(a') no table of ours, conntrack on / (b)") ?? []).toFixed(3)}`);
