@@ -2,19 +2,11 @@
 // Prints figures and ratios; asserts nothing about time. Needs root (network namespaces, nftables).
 // Run with --expose-gc (npm run bench does), so that RSS figures count live data only.
 //
-//   node --expose-gc build/bench/dataplane.js [packets] [programming]     (both when none is named)
+//   node --expose-gc build/bench/run.js dataplane-packets dataplane-programming   (npm run bench:dataplane)
 //
-// 1. Per-packet cost: new TCP connections per second between two pods on the busiest node of the
-//    reference cluster (100,000 pods), routed sandbox, with (a) no nftables table, (b) that node's
-//    table with no policy selecting the server ("conntrack only": established accept + vmap dispatch,
-//    server not isolated), (c) the same table plus 50 policies that select the server (every new
-//    connection walks its group chain), and an alternative layout (the conntrack check in the group
-//    chains) made by editing table (c). Every round measures every other configuration once (order rotated), each
-//    between two measurements of (b); its ratio to the mean of those two, median and spread over the
-//    rounds, is the result. Consecutive (b)/(b) ratios give the method's noise floor.
-//    Load: bench/tools/connrate.c (compiled at run time) as client, and as an accept-and-close
-//    server on a port the server pod declares (falls back to the sandbox's Node helper without cc).
-//    BENCH_CONN_ROUNDS (7), BENCH_CONN_SECONDS (3), BENCH_LAYOUT_ALTERNATIVES=0 to measure a/b/c only.
+// 1. Per-packet cost of every path through the table: bench/packet-paths.ts (npm run bench:paths).
+//    This file keeps what it and bench/drop-log.ts share: the packet cluster (the reference cluster
+//    plus a server selected by 50 policies), connrate (bench/tools/connrate.c) and its server.
 // 2. Programming time: one node's rule table of the reference cluster written into a fresh netns
 //    from empty, a second sync, and single updates on the product path (a compiler delta applied by
 //    Dataplane.apply through the addon's async run(): remote pod relabel, local pod add/delete/relabel),
@@ -24,11 +16,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { ClusterEvent, NamespaceState, PodState, PolicyPeer, PolicyRule, PolicyState, PortSpec, RuleTableElement, Selector } from '../src/api';
+import type { ClusterEvent, NamespaceState, PodState, PolicyPeer, PolicyRule, PolicyState, PortSpec, Selector } from '../src/api';
 import { NodeCompiler } from '../src/compiler';
 import { Dataplane, DEFAULT_TABLE } from '../src/dataplane';
 import type { SyncReport } from '../src/dataplane';
-import { staticChains } from '../src/dataplane/layout';
 import { KernelNftBackend } from '../src/dataplane/nft';
 import type { NftBackend, TableSnapshot, Transaction } from '../src/dataplane/nft';
 import { Sandbox } from '../src/sandbox';
@@ -153,8 +144,8 @@ export const CLIENT = { namespace: 'bench-client', name: 'client', ip: '10.250.0
 export const BENCH_PORT = 7000;
 /** The sandbox helper's port (Node): the fallback server. */
 const HELPER_PORT = 8080;
-/** Declared by the server but allowed to nobody the client is: the isolation check. */
-const DENIED_PORT = 9090;
+/** Declared by the server (container port "metrics"), which some of the 50 policies name. */
+const METRICS_PORT = 9090;
 
 const sel = (key: string, operator: 'In' | 'NotIn' | 'Exists', values: string[] = []): Selector => ({ requirements: [{ key, operator, values }] });
 const EVERYTHING: Selector = { requirements: [] };
@@ -229,7 +220,7 @@ export function packetCluster(): PacketCluster {
       pod(SERVER.namespace, SERVER.name, SERVER.ip, node, { app: 'server', role: 'server', tier: 'api' }, [
         { name: 'http', port: HELPER_PORT, protocol: 'TCP' },
         { name: 'bench', port: BENCH_PORT, protocol: 'TCP' },
-        { name: 'metrics', port: DENIED_PORT, protocol: 'TCP' },
+        { name: 'metrics', port: METRICS_PORT, protocol: 'TCP' },
       ]),
       pod(CLIENT.namespace, CLIENT.name, CLIENT.ip, node, { app: 'client', role: 'client' }, []),
       ...workers,
@@ -251,32 +242,6 @@ export function compile(node: string, events: readonly ClusterEvent[]): { compil
   const t0 = nowMs();
   for (const e of events) compiler.apply(e);
   return { compiler, ms: nowMs() - t0 };
-}
-
-/**
- * What is measured: (a), (b), (c) as the product programs them, and alternative layouts of the
- * server's group chain, made by editing table (c) in place (the rest of the table stays as is).
- */
-type Config = 'a' | 'b' | 'c' | 'c-ct-in-group';
-const CONFIG_NAMES: Record<Config, string> = {
-  a: '(a) no nftables table',
-  b: '(b) our table, server not isolated (conntrack only)',
-  c: '(c) our table, 50 policies select the server (product layout: exact keys in hash sets, lookups of non-empty sets only)',
-  'c-ct-in-group': '(c) alt: ct state check at the top of group chains, not of the forward chain',
-};
-const PRODUCT_CONFIGS: readonly Config[] = ['a', 'b', 'c'];
-const LAYOUT_ALTERNATIVES: readonly Config[] = ['c-ct-in-group'];
-
-/** nft batches that turn table (c) into each alternative layout, for the server's group chain `group`. */
-function layoutEdits(table: string, group: string): Record<Exclude<Config, 'a' | 'b' | 'c'>, string> {
-  const forward = staticChains().get('forward')?.rules.map((r) => r.text) ?? [];
-  const ct = 'ct state established,related accept';
-  const ctInGroup = [
-    `flush chain inet ${table} forward`,
-    ...forward.filter((r) => r !== ct).map((r) => `add rule inet ${table} forward ${r}`),
-    `insert rule inet ${table} ${group} ${ct}`,
-  ];
-  return { 'c-ct-in-group': `${ctInGroup.join('\n')}\n` };
 }
 
 export interface RunResult {
@@ -314,186 +279,6 @@ export function startServer(sandbox: Sandbox, bin: string): Promise<ChildProcess
     child.once('error', fail);
     child.once('exit', (code) => fail(new Error(`connrate server exited (${String(code)}): ${err.trim()}`)));
   });
-}
-
-export async function runPacketBenchmark(): Promise<void> {
-  const SECONDS = env('BENCH_CONN_SECONDS', 3);
-  const ROUNDS = env('BENCH_CONN_ROUNDS', 7);
-  const configs: readonly Config[] = process.env['BENCH_LAYOUT_ALTERNATIVES'] === '0' ? PRODUCT_CONFIGS : [...PRODUCT_CONFIGS, ...LAYOUT_ALTERNATIVES];
-  if (!isRoot()) {
-    console.log('dataplane per-packet cost: skipped, needs root (network namespaces, nftables)\n');
-    return;
-  }
-  const t0 = nowMs();
-  const cluster = packetCluster();
-  const BENCH_NODE = cluster.node;
-  const { compiler } = compile(BENCH_NODE, cluster.events);
-  const elementsB = [...compiler.elements()];
-  for (const policy of cluster.serverPolicies) compiler.apply({ type: 'upsert', kind: 'NetworkPolicy', object: policy });
-  const elementsC = [...compiler.elements()];
-  const genMs = nowMs() - t0;
-  const serverKey = `${SERVER.namespace}/${SERVER.name}`;
-  const clientKey = `${CLIENT.namespace}/${CLIENT.name}`;
-
-  const bin = buildConnrate();
-  // The sandbox holds only the two pods; the compiler saw the whole cluster. The helper serves 8080;
-  // BENCH_PORT is declared in the server's pod spec (so policies can name it) and served by connrate.
-  const sandbox = await Sandbox.create({
-    prefix: 'bench-dp',
-    topology: 'routed',
-    nodes: [BENCH_NODE],
-    pods: [
-      { key: serverKey, node: BENCH_NODE, ips: [SERVER.ip], ports: [{ port: HELPER_PORT, protocol: 'TCP' }] },
-      { key: clientKey, node: BENCH_NODE, ips: [CLIENT.ip], ports: [] },
-    ],
-  });
-  let server: ChildProcess | null = null;
-  const nodeNetns = sandbox.nodeNetnsPath(BENCH_NODE);
-  const nft = new NftContext({ netns: nodeNetns });
-  try {
-    let port = HELPER_PORT;
-    let serverText = `the sandbox's Node.js pod helper on ${HELPER_PORT}/TCP (answers HTTP, then closes)`;
-    if (bin !== null) {
-      server = await startServer(sandbox, bin);
-      port = BENCH_PORT;
-      serverText = `connrate server (C, accept-and-close) on ${BENCH_PORT}/TCP, container port "bench" of ${serverKey}`;
-    }
-    const clientText = bin === null ? 'none (no C compiler): skipped' : 'connrate client (C, connect then close with SO_LINGER 0)';
-
-    let edits: Record<Exclude<Config, 'a' | 'b' | 'c'>, string> | null = null;
-    const deleteTable = (): void => {
-      if (JSON.stringify(nft.listSync('list tables')).includes(`"name":"${DEFAULT_TABLE}"`)) nft.runSync(`delete table inet ${DEFAULT_TABLE}`);
-    };
-    // Tables (b) and (c) are written once by the product (Dataplane.sync into an empty table); switching
-    // configurations then replays the batch it sent, so a round costs kernel work, not recompiling.
-    const productBatch = async (elements: readonly RuleTableElement[]): Promise<{ batch: string; report: SyncReport }> => {
-      deleteTable();
-      const rec = new RecordingBackend(new KernelNftBackend({ table: DEFAULT_TABLE, netns: nodeNetns }));
-      try {
-        const report = await new Dataplane(rec).sync(elements);
-        return { batch: rec.lastTx?.toString() ?? '', report };
-      } finally {
-        rec.close();
-      }
-    };
-    const tableB = await productBatch(elementsB);
-    const tableC = await productBatch(elementsC);
-    const program = async (config: Config): Promise<void> => {
-      deleteTable();
-      if (config === 'a') return;
-      await nft.run(config === 'b' ? tableB.batch : tableC.batch);
-      if (config !== 'b' && config !== 'c') {
-        if (edits === null) throw new Error('layout alternatives need the server group, found when (c) is first programmed');
-        await nft.run(edits[config]);
-      }
-    };
-    const probe = async (p: number): Promise<string> => {
-      const [r] = await sandbox.probe([{ from: clientKey, toIp: SERVER.ip, port: p, protocol: 'TCP', timeoutMs: 1000 }]);
-      return r?.outcome ?? 'error';
-    };
-
-    console.log(`dataplane per-packet cost: new TCP connections/s, client ${clientKey} (${CLIENT.ip}) -> server ${serverKey} (${SERVER.ip}), both on ${BENCH_NODE}, routed sandbox`);
-    console.log(`  cluster: the reference cluster, ${fmt(cluster.pods)} pods (${cluster.localPods} on ${BENCH_NODE}, its busiest node), ${fmt(cluster.syntheticPolicies)} synthetic policies + 50 selecting the server; generated and compiled in ${fmt(genMs)} ms`);
-    console.log(`  rule table on ${BENCH_NODE}: (b) ${fmt(elementsB.length)} elements, (c) ${fmt(elementsC.length)} elements`);
-    console.log(`  server: ${serverText}`);
-    console.log(`  client: ${clientText}`);
-    console.log(`  rounds: ${ROUNDS}; each measures every configuration for ${SECONDS} s between two ${SECONDS} s measurements of (b) (order rotated between rounds)`);
-
-    // What (c) programs: the server's group chain and its sets; and that the server is really isolated.
-    const syncC = tableC.report;
-    const snap = await (async () => {
-      const inspect = new KernelNftBackend({ table: DEFAULT_TABLE, netns: nodeNetns });
-      try {
-        return await inspect.list();
-      } finally {
-        inspect.close();
-      }
-    })();
-    const counts = snapshotCounts(snap);
-    const jump = snap?.maps.find((m) => m.name === 'ingress_v4')?.elements.find((e) => e.key[0] === SERVER.ip)?.value;
-    const group = typeof jump === 'object' && jump !== null && 'jump' in jump ? jump.jump : null;
-    console.log(`  (c) programmed: ${syncC.operations} operations, ${counts.chains} chains (${syncC.groups} groups), ${counts.rules} rules, ${counts.sets} sets with ${fmt(counts.setElements)} elements, ${counts.mapElements} vmap elements`);
-    if (group === null) throw new Error(`server ${SERVER.ip} is not in ingress_v4: not isolated in (c)`);
-    const sets = snap?.sets.filter((x) => x.name.startsWith(`${group}_`)).map((x) => `${x.name.slice(group.length)} ${x.elements.length}`);
-    console.log(`  (c) server -> ${group}: ${snap?.chains.find((ch) => ch.name === group)?.rules.length ?? 0} rules; set elements ${sets?.join(', ')}`);
-    const chainText = await sandbox.exec(`node:${BENCH_NODE}`, ['nft', 'list', 'chain', 'inet', DEFAULT_TABLE, group], 10_000);
-    console.log(`  (c) nft list chain inet ${DEFAULT_TABLE} ${group}:\n${chainText.stdout.split('\n').filter((l) => /^\t\t/.test(l)).map((l) => `      ${l.trim()}`).join('\n')}`);
-    edits = layoutEdits(DEFAULT_TABLE, group);
-
-    // Every configuration must let the client in on `port`; (c) and its alternatives must drop DENIED_PORT.
-    const isolation = new Map<Config, string>();
-    for (const config of configs) {
-      await program(config);
-      const [open, denied] = [await probe(port), await probe(DENIED_PORT)];
-      // Nothing listens on DENIED_PORT: a reachable port refuses, a dropped SYN times out.
-      const want = config === 'a' || config === 'b' ? 'refused' : 'timeout';
-      isolation.set(config, `${port} ${open}, ${DENIED_PORT} ${denied}${open === 'connected' && denied === want ? '' : ' (WRONG)'}`);
-    }
-    if (bin === null) {
-      console.log('  no load generator: per-packet figures skipped\n');
-      return;
-    }
-
-    const measure = async (): Promise<RunResult> => {
-      const r = await sandbox.exec(clientKey, [bin, 'client', SERVER.ip, String(port), String(SECONDS)], (SECONDS + 20) * 1000);
-      const parsed = parseClient(r.stdout);
-      if (r.code !== 0 || parsed === null) throw new Error(`connrate client failed (${String(r.code)}): ${r.stdout.trim()} ${r.stderr.trim()}`);
-      return parsed;
-    };
-    await program('a');
-    await measure(); // warm-up, not reported
-    // Each configuration X is measured between two measurements of (b), and its ratio is X over the
-    // mean of those two: slow drift of the machine's load cancels out. The ratio of each (b) to the
-    // one before it is the noise floor of the method.
-    const rate = (r: RunResult): number => r.connections / r.seconds;
-    const results = new Map<Config, RunResult[]>(configs.map((c) => [c, []]));
-    const ratios = new Map<Config, number[]>(configs.map((c) => [c, []]));
-    const others = configs.filter((c) => c !== 'b');
-    const run = async (config: Config): Promise<RunResult> => {
-      await program(config);
-      await new Promise((r) => setTimeout(r, 200));
-      const r = await measure();
-      results.get(config)?.push(r);
-      return r;
-    };
-    for (let round = 0; round < ROUNDS; round++) {
-      let before = await run('b');
-      for (let i = 0; i < others.length; i++) {
-        const config = others[(round + i) % others.length] as Config;
-        const r = await run(config);
-        const after = await run('b');
-        ratios.get(config)?.push(rate(r) / ((rate(before) + rate(after)) / 2));
-        ratios.get('b')?.push(rate(after) / rate(before));
-        before = after;
-      }
-    }
-    await program('a');
-    const rates = (cfg: Config): number[] => (results.get(cfg) ?? []).map(rate);
-    const ratioOf = (cfg: Config): number[] => ratios.get(cfg) ?? [];
-    const range = (xs: readonly number[], digits: number): string => `${Math.min(...xs).toFixed(digits)}..${Math.max(...xs).toFixed(digits)}`;
-    printTable(['configuration', 'conn/s median', 'conn/s min..max', 'ratio to the (b) around it: median', 'min..max', 'n', 'errors', 'isolation check'], configs.map((cfg) => {
-      const rs = results.get(cfg) ?? [];
-      const errors = rs.reduce((n, r) => n + r.errors, 0);
-      return [
-        cfg === 'b' ? `${CONFIG_NAMES[cfg]}; ratio: to the (b) before it (noise floor)` : CONFIG_NAMES[cfg],
-        fmt(median(rates(cfg))),
-        `${fmt(Math.min(...rates(cfg)))}..${fmt(Math.max(...rates(cfg)))}`,
-        median(ratioOf(cfg)).toFixed(3),
-        range(ratioOf(cfg), 3),
-        String(ratioOf(cfg).length),
-        String(errors) + (errors > 0 ? ` (${rs.find((r) => r.errors > 0)?.firstError ?? ''})` : ''),
-        isolation.get(cfg) ?? '',
-      ];
-    }));
-    const c = median(ratioOf('c'));
-    console.log(`(c)/(b), median of ${ROUNDS} ratios: ${c.toFixed(3)} (spread ${range(ratioOf('c'), 3)}; target >= 0.97: ${c >= 0.97 ? 'met' : 'NOT met'}); noise floor (b)/(b): ${range(ratioOf('b'), 3)}`);
-    const best = configs.filter((cfg) => cfg.startsWith('c')).sort((x, y) => median(ratioOf(y)) - median(ratioOf(x)))[0];
-    if (best !== undefined) console.log(`best layout for (c) in this run: ${CONFIG_NAMES[best]} (${median(ratioOf(best)).toFixed(3)}); a difference smaller than the noise floor's spread is noise\n`);
-  } finally {
-    nft.close();
-    if (server !== null && server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
-    await sandbox.destroy();
-  }
 }
 
 // ------------------------------------------------------------------------------------------ 2. programming
@@ -692,14 +477,8 @@ export async function runProgrammingBenchmark(): Promise<void> {
   }
 }
 
-export async function runDataplaneBenchmark(which: readonly string[] = []): Promise<void> {
-  const all = which.length === 0;
-  if (all || which.includes('packets')) await runPacketBenchmark();
-  if (all || which.includes('programming')) await runProgrammingBenchmark();
-}
-
 if (require.main === module) {
-  runDataplaneBenchmark(process.argv.slice(2)).catch((err: unknown) => {
+  runProgrammingBenchmark().catch((err: unknown) => {
     console.error(err);
     process.exitCode = 1;
   });

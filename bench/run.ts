@@ -7,7 +7,8 @@
 // dataplane benchmarks need root and say so (and skip) without it.
 import { runEngineBenchmark } from './engine-compile';
 import { main as runAddonBenchmark } from './addon-apply';
-import { runPacketBenchmark, runProgrammingBenchmark } from './dataplane';
+import { runProgrammingBenchmark } from './dataplane';
+import { runPathBenchmark } from './packet-paths';
 import { runAgentLatencyBenchmark } from './agent-latency';
 import { runDropLogBenchmark } from './drop-log';
 import { runDebugReadsBenchmark } from './debug-reads';
@@ -15,7 +16,7 @@ import { runDebugReadsBenchmark } from './debug-reads';
 const BENCHMARKS: readonly { name: string; run: () => void | Promise<void> }[] = [
   { name: 'engine', run: () => runEngineBenchmark() },
   { name: 'addon', run: () => runAddonBenchmark([]) },
-  { name: 'dataplane-packets', run: () => runPacketBenchmark() },
+  { name: 'dataplane-packets', run: () => runPathBenchmark() },
   { name: 'dataplane-programming', run: () => runProgrammingBenchmark() },
   { name: 'agent', run: () => runAgentLatencyBenchmark() },
   { name: 'drop-log', run: () => runDropLogBenchmark() },

@@ -6,6 +6,10 @@
  *       opens a TCP connection, closes it with SO_LINGER 0 (RST: no TIME_WAIT), in a loop for
  *       SECONDS; prints "connections=N errors=E seconds=S first_error=..." on one line.
  *       A connect that takes more than 1 s (a dropped SYN) counts as an error.
+ *   connrate syn IP PORT SECONDS
+ *       opens a TCP connection without waiting for it (non-blocking connect: one SYN, a new
+ *       connection for conntrack) and closes it at once, in a loop for SECONDS; prints the same line,
+ *       connections= counting the SYNs sent. Measures what the node sustains, dropped or forwarded.
  *   connrate server PORT MAX_SECONDS
  *       accepts TCP connections on [::]:PORT (or 0.0.0.0 when the netns has no IPv6) and closes
  *       each at once; prints "ready" once listening; exits after MAX_SECONDS or when its parent dies.
@@ -31,7 +35,7 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int client(const char *ip, int port, double seconds) {
+static int client(const char *ip, int port, double seconds, int syn_only) {
   struct sockaddr_storage ss;
   socklen_t len;
   memset(&ss, 0, sizeof ss);
@@ -58,8 +62,18 @@ static int client(const char *ip, int port, double seconds) {
   char first_error[128] = "none";
   double start = now(), end = start + seconds, t = start;
   while (t < end) {
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | (syn_only ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0) { perror("socket"); return 2; }
+    if (syn_only) {
+      if (connect(fd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) ok++;
+      else {
+        if (errors == 0) snprintf(first_error, sizeof first_error, "%s", strerror(errno));
+        errors++;
+      }
+      close(fd);
+      t = now();
+      continue;
+    }
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -114,8 +128,9 @@ static int server(int port, int max_seconds) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 5 && strcmp(argv[1], "client") == 0) return client(argv[2], atoi(argv[3]), atof(argv[4]));
+  if (argc == 5 && strcmp(argv[1], "client") == 0) return client(argv[2], atoi(argv[3]), atof(argv[4]), 0);
+  if (argc == 5 && strcmp(argv[1], "syn") == 0) return client(argv[2], atoi(argv[3]), atof(argv[4]), 1);
   if (argc == 4 && strcmp(argv[1], "server") == 0) return server(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: connrate client IP PORT SECONDS | connrate server PORT MAX_SECONDS\n");
+  fprintf(stderr, "usage: connrate client|syn IP PORT SECONDS | connrate server PORT MAX_SECONDS\n");
   return 2;
 }

@@ -16,8 +16,14 @@ export interface FlatAllowSet {
   readonly anyPeerPorts: KeyParts[];
   /** address: these peers on every port, per family. */
   readonly peersAllPorts: Record<IpFamily, KeyParts[]>;
-  /** address . protocol . port, per family. */
+  /** block (CIDR or address range) . protocol . port, per family. */
   readonly peerPorts: Record<IpFamily, KeyParts[]>;
+  /**
+   * One address . protocol . port range, per family: pod peers on a port range, apart from the
+   * blocks, because they are many (one per peer pod) and an interval set's lookup costs grow with
+   * its size: a packet from a block need not walk them.
+   */
+  readonly podPortRanges: Record<IpFamily, KeyParts[]>;
 }
 
 interface Interval<T> {
@@ -142,6 +148,7 @@ export function flattenAllowSpans(spans: Iterable<AllowSpan>): FlatAllowSet {
   const anyPeer = new Map<Protocol, Interval<number>[]>();
   const allPorts: Record<IpFamily, Interval<bigint>[]> = { 4: [], 6: [] };
   const rects: Record<IpFamily, Map<Protocol, Rect[]>> = { 4: new Map(), 6: new Map() };
+  const podRects: Record<IpFamily, Map<Protocol, Rect[]>> = { 4: new Map(), 6: new Map() };
   for (const { peer, port } of spans) {
     if (peer === 'any') {
       if (port === 'any') allowAll = true;
@@ -156,7 +163,7 @@ export function flattenAllowSpans(spans: Iterable<AllowSpan>): FlatAllowSet {
     if (iv === null) continue; // the compiler only emits valid peers
     if (port === 'any') allPorts[iv.family].push({ lo: iv.lo, hi: iv.hi });
     else {
-      const byProto = rects[iv.family];
+      const byProto = (iv.lo === iv.hi ? podRects : rects)[iv.family];
       const list = byProto.get(port.protocol) ?? [];
       list.push({ lo: iv.lo, hi: iv.hi, ports: { lo: port.from, hi: port.to } });
       byProto.set(port.protocol, list);
@@ -169,13 +176,16 @@ export function flattenAllowSpans(spans: Iterable<AllowSpan>): FlatAllowSet {
   }
   const peersAllPorts: Record<IpFamily, KeyParts[]> = { 4: [], 6: [] };
   const peerPorts: Record<IpFamily, KeyParts[]> = { 4: [], 6: [] };
+  const podPortRanges: Record<IpFamily, KeyParts[]> = { 4: [], 6: [] };
+  const flatRects = (family: IpFamily, byProto: Map<Protocol, Rect[]>, out: KeyParts[]): void => {
+    for (const proto of protocols(byProto)) {
+      for (const r of unionRects(byProto.get(proto) ?? [])) out.push([addressText(family, r.lo, r.hi), PROTOCOL_NAMES[proto], portText(r.ports)]);
+    }
+  };
   for (const family of [4, 6] as const) {
     for (const iv of unionIntervals(allPorts[family])) peersAllPorts[family].push([addressText(family, iv.lo, iv.hi)]);
-    for (const proto of protocols(rects[family])) {
-      for (const r of unionRects(rects[family].get(proto) ?? [])) {
-        peerPorts[family].push([addressText(family, r.lo, r.hi), PROTOCOL_NAMES[proto], portText(r.ports)]);
-      }
-    }
+    flatRects(family, rects[family], peerPorts[family]);
+    flatRects(family, podRects[family], podPortRanges[family]);
   }
-  return { allowAll, anyPeerPorts, peersAllPorts, peerPorts };
+  return { allowAll, anyPeerPorts, peersAllPorts, peerPorts, podPortRanges };
 }

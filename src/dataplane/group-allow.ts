@@ -60,7 +60,15 @@ export class GroupAllow {
     const byId = (keys: readonly KeyParts[]): Elements => new Map(keys.map((key) => [elementId(key), { key }]));
     this.flat = {
       allowAll: f.allowAll,
-      sets: { pp4: byId(f.peerPorts[4]), pp6: byId(f.peerPorts[6]), pa4: byId(f.peersAllPorts[4]), pa6: byId(f.peersAllPorts[6]), ap: byId(f.anyPeerPorts) },
+      sets: {
+        pp4: byId(f.peerPorts[4]),
+        pp6: byId(f.peerPorts[6]),
+        pa4: byId(f.peersAllPorts[4]),
+        pa6: byId(f.peersAllPorts[6]),
+        ap: byId(f.anyPeerPorts),
+        pr4: byId(f.podPortRanges[4]),
+        pr6: byId(f.podPortRanges[6]),
+      },
     };
     return this.flat;
   }

@@ -13,13 +13,17 @@
 //                                    a bounded number of set lookups whatever the number of policies,
 //                                    one per non-empty set, hash sets of exact keys first:
 //        addr . l4proto . dport @..._px4/6 | addr @..._ax4/6            (hash: one address, one port)
-//        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  (interval)
+//        addr . l4proto . dport @..._pp4/6 | addr @..._pa4/6 | l4proto . dport @..._ap  (interval:
+//                                                                   blocks, ranges, any peer)
+//        addr . l4proto . dport @..._pr4/6        (interval: one pod address . a port range; last)
 //          -> counter allow
 //        with drop logging: ct state new limit rate R/second log prefix "<chain>" group G
 //        otherwise counter drop
 // Exact keys live in hash sets so that a peer pod coming or going is one independent element (an
 // element change in a large interval set costs the kernel tens of ms); interval sets keep CIDRs and
-// ranges, flattened into disjoint elements.
+// ranges, flattened into disjoint elements. A concatenated interval set's lookup walks bitmaps as
+// long as its element count, so pod addresses on port ranges (one element per pod: the large ones)
+// get their own set, looked up last: a packet admitted by a block, or by a hash set, never walks it.
 // Every allowing rule and the drop carry an anonymous counter: one per group chain rule, since a set
 // element can stand for several policy rules (flattening merges them), and the counter of a lookup
 // counts every element of its set.
@@ -110,9 +114,9 @@ export function groupName(direction: Direction, signature: string): string {
 /** Hash sets of exact keys (one address; one port or every port), looked up first. */
 export type ExactSetSuffix = 'px4' | 'px6' | 'ax4' | 'ax6';
 /** Interval sets of disjoint elements: CIDRs, ranges, any peer. */
-export type IntervalSetSuffix = 'pp4' | 'pp6' | 'pa4' | 'pa6' | 'ap';
+export type IntervalSetSuffix = 'pp4' | 'pp6' | 'pa4' | 'pa6' | 'ap' | 'pr4' | 'pr6';
 export type GroupSetSuffix = ExactSetSuffix | IntervalSetSuffix;
-export const INTERVAL_SET_SUFFIXES: readonly IntervalSetSuffix[] = ['pp4', 'pp6', 'pa4', 'pa6', 'ap'];
+export const INTERVAL_SET_SUFFIXES: readonly IntervalSetSuffix[] = ['pp4', 'pp6', 'pa4', 'pa6', 'ap', 'pr4', 'pr6'];
 
 /** What a group allows, as the elements of each of its sets (element id -> key parts). */
 export interface GroupContent {
@@ -132,7 +136,7 @@ function peerField(family: IpFamily, d: Direction): LookupFields[number] {
 const PEER_PORT_V4: SetDatatype[] = ['ipv4_addr', 'inet_proto', 'inet_service'];
 const PEER_PORT_V6: SetDatatype[] = ['ipv6_addr', 'inet_proto', 'inet_service'];
 
-/** In lookup order: the hash sets first (one hash lookup), then the interval sets. */
+/** In lookup order: the hash sets first (one hash lookup), then the interval sets, the largest last. */
 const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields: (d: Direction) => LookupFields }[] = [
   { suffix: 'px4', type: PEER_PORT_V4, fields: peerPortFields(4) },
   { suffix: 'px6', type: PEER_PORT_V6, fields: peerPortFields(6) },
@@ -143,6 +147,8 @@ const GROUP_SETS: readonly { suffix: GroupSetSuffix; type: SetDatatype[]; fields
   { suffix: 'pa4', type: ['ipv4_addr'], fields: peerFields(4) },
   { suffix: 'pa6', type: ['ipv6_addr'], fields: peerFields(6) },
   { suffix: 'ap', type: ['inet_proto', 'inet_service'], fields: () => ['meta l4proto', 'th dport'] },
+  { suffix: 'pr4', type: PEER_PORT_V4, fields: peerPortFields(4) },
+  { suffix: 'pr6', type: PEER_PORT_V6, fields: peerPortFields(6) },
 ];
 
 export const GROUP_SET_SUFFIXES: readonly GroupSetSuffix[] = GROUP_SETS.map((s) => s.suffix);
@@ -197,7 +203,7 @@ export function groupCounters(chain: ChainSnapshot): GroupCounters {
   chain.rules.forEach((text, i) => {
     const c = chain.counters?.[i];
     if (c === null || c === undefined) return;
-    const set = /@\S+_(px4|px6|ax4|ax6|pp4|pp6|pa4|pa6|ap)\b/.exec(text)?.[1] as GroupSetSuffix | undefined;
+    const set = /@\S+_(px4|px6|ax4|ax6|pp4|pp6|pa4|pa6|ap|pr4|pr6)\b/.exec(text)?.[1] as GroupSetSuffix | undefined;
     if (set !== undefined) out[set] = c;
     else if (text === 'counter drop' || text === 'counter') out.drop = c; // 'counter': an audit chain's would-be drop
     else if (text === 'counter accept' || text === 'counter return') out.allowAll = c;
@@ -211,11 +217,13 @@ export const GROUP_SET_MEANING: Readonly<Record<GroupSetSuffix, string>> = {
   px6: 'IPv6 pod address . protocol . port',
   ax4: 'IPv4 pod address, every port',
   ax6: 'IPv6 pod address, every port',
-  pp4: 'IPv4 block or port range . protocol . port',
-  pp6: 'IPv6 block or port range . protocol . port',
+  pp4: 'IPv4 block . protocol . port or port range',
+  pp6: 'IPv6 block . protocol . port or port range',
   pa4: 'IPv4 block, every port',
   pa6: 'IPv6 block, every port',
   ap: 'every peer . protocol . port',
+  pr4: 'IPv4 pod address . protocol . port range',
+  pr6: 'IPv6 pod address . protocol . port range',
 };
 
 /** Names of the sets that belong to a group chain. */

@@ -5,20 +5,34 @@ import type { AllowSpan } from '../../src/ruletable';
 
 const tcp = (from: number, to = from) => ({ protocol: 'TCP' as const, from, to });
 
-test('overlapping CIDRs and pod addresses become disjoint elements', () => {
+test('overlapping blocks become disjoint elements', () => {
   const spans: AllowSpan[] = [
     { peer: '10.0.0.0/24', port: tcp(80, 90) },
-    { peer: '10.0.0.5', port: tcp(85) }, // inside the block: absorbed
-    { peer: '10.0.0.7', port: tcp(95) }, // inside the block, other port: its own slice
+    { peer: '10.0.0.0/25', port: tcp(85, 95) }, // inside the block, more ports: its own slice
     { peer: '10.0.1.0/24', port: tcp(80, 90) }, // touching block, same ports: merged
   ];
   const flat = flattenAllowSpans(spans);
   assert.deepEqual(flat.peerPorts[4], [
-    ['10.0.0.0-10.0.0.6', 'tcp', '80-90'],
-    ['10.0.0.7', 'tcp', '80-90'],
-    ['10.0.0.7', 'tcp', '95'],
-    ['10.0.0.8-10.0.1.255', 'tcp', '80-90'],
+    ['10.0.0.0/25', 'tcp', '80-95'],
+    ['10.0.0.128-10.0.1.255', 'tcp', '80-90'],
   ]);
+  assert.deepEqual(flat.podPortRanges[4], []);
+});
+
+test('one address on ports goes to its own set, flattened apart from the blocks that may cover it', () => {
+  const flat = flattenAllowSpans([
+    { peer: '10.0.0.0/24', port: tcp(80, 90) },
+    { peer: '10.0.0.5', port: tcp(85, 99) }, // inside the block: kept in the pod set all the same
+    { peer: '10.0.0.6', port: tcp(85, 99) }, // its neighbour on the same ports: merged
+    { peer: '10.0.0.9', port: tcp(95) },
+    { peer: 'fd00::5', port: tcp(1000, 2000) },
+  ]);
+  assert.deepEqual(flat.peerPorts[4], [['10.0.0.0/24', 'tcp', '80-90']]);
+  assert.deepEqual(flat.podPortRanges[4], [
+    ['10.0.0.5-10.0.0.6', 'tcp', '85-99'],
+    ['10.0.0.9', 'tcp', '95'],
+  ]);
+  assert.deepEqual(flat.podPortRanges[6], [['fd00::5', 'tcp', '1000-2000']]);
 });
 
 test('every-port peers, every-peer ports and allow-all are kept apart, per family', () => {

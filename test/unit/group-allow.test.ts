@@ -34,12 +34,15 @@ test('exact keys are independent hash-set elements (neighbours are not merged); 
     px6: ['fd00::1 . udp . 53'],
     ax4: ['10.0.0.1', '10.0.0.2'],
     ax6: ['fd00::2'],
-    // A port range or a CIDR is flattened with the other interval spans, disjointly.
+    // A CIDR is flattened with the other blocks, disjointly; a pod address on a port range apart
+    // from them (in its own set, even where a block covers it).
     pp4: ['10.0.0.0/24 . tcp . 80-90'],
     pp6: [],
     pa4: ['10.0.2.0/24'],
     pa6: [],
     ap: ['tcp . 443'],
+    pr4: ['10.0.0.7 . tcp . 80-90'],
+    pr6: [],
   });
 });
 
