@@ -51,7 +51,7 @@ function readDocs(file: string): unknown[] {
 }
 
 const kustomization = parse(readFileSync(join(MANIFESTS, 'cni/kustomization.yaml'), 'utf8')) as { resources: string[]; patches: { path: string; target: { kind: string; name: string } }[] };
-const base = readDocs(join(MANIFESTS, 'daemonset.yaml'))[0] as DaemonSet;
+const base = readDocs(join(MANIFESTS, 'base', 'daemonset.yaml'))[0] as DaemonSet;
 const patched = structuredClone(base);
 for (const p of kustomization.patches) {
   assert.equal(p.target.kind, 'DaemonSet');
@@ -68,7 +68,7 @@ const hostPathOf = (spec: PodSpec, c: Container | undefined, mountPath: string):
 };
 
 test('the overlay builds on the base install and patches only its DaemonSet', () => {
-  assert.deepEqual(kustomization.resources, ['../']);
+  assert.deepEqual(kustomization.resources, ['../base']);
   assert.equal(pod.containers.length, 1);
   assert.equal(agent?.args?.[0], 'run');
 });

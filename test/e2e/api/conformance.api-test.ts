@@ -1,7 +1,7 @@
 // The upstream netpol e2e cases (and ours, extra-cases.ts) through the real API server: namespaces and
 // pods are created through the API and run by the sandbox kubelet on two sandbox nodes, each step's
 // policies are created, replaced and deleted and its labels patched through the API, and two real
-// `netpol-agent run` processes (one per node, ServiceAccount token of manifests/rbac.yaml) enforce them.
+// `netpol-agent run` processes (one per node, ServiceAccount token of manifests/base/rbac.yaml) enforce them.
 // Verdicts are real packets between pod namespaces, across nodes and within one, over IPv4 (every case)
 // and IPv6 (a subset); SCTP probes are left to the tiers that check SCTP at rule level (no SCTP sockets).
 // Convergence: after each step's writes, the probes are repeated until they match upstream's truth table,

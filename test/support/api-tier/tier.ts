@@ -1,7 +1,7 @@
 // The API tier's world: the real control plane (etcd, kube-apiserver, kube-controller-manager from
 // test/e2e/cluster, control-plane-only) in its own network namespace, sandbox nodes (src/sandbox) whose
 // fabric is linked to that namespace, the sandbox kubelet, and one `netpol-agent run` per node inside the
-// node's namespace, authenticated with the ServiceAccount token of manifests/rbac.yaml.
+// node's namespace, authenticated with the ServiceAccount token of manifests/base/rbac.yaml.
 //
 // Routing: a veth joins the control plane's namespace to the sandbox fabric bridge (169.254.100.254 on
 // the control-plane side); each node routes the API server's address (10.250.0.10) there. Nothing links
@@ -149,7 +149,7 @@ export class Tier {
   /** The ServiceAccount, ClusterRole and ClusterRoleBinding of manifests/ (and its namespace). */
   private async applyManifests(): Promise<void> {
     for (const file of ['namespace.yaml', 'rbac.yaml']) {
-      for (const doc of parseAllDocuments(readFileSync(join(REPO_ROOT, 'manifests', file), 'utf8'))) {
+      for (const doc of parseAllDocuments(readFileSync(join(REPO_ROOT, 'manifests', 'base', file), 'utf8'))) {
         const o = doc.toJS() as KubeObject | null;
         if (o === null) continue;
         await this.kube.create(collectionOf(o), o);
@@ -157,13 +157,13 @@ export class Tier {
     }
   }
 
-  /** The ClusterRoleBinding as manifests/rbac.yaml has it. */
+  /** The ClusterRoleBinding as manifests/base/rbac.yaml has it. */
   rbacObject(kind: string): KubeObject {
-    for (const doc of parseAllDocuments(readFileSync(join(REPO_ROOT, 'manifests', 'rbac.yaml'), 'utf8'))) {
+    for (const doc of parseAllDocuments(readFileSync(join(REPO_ROOT, 'manifests', 'base', 'rbac.yaml'), 'utf8'))) {
       const o = doc.toJS() as KubeObject | null;
       if (o !== null && o.kind === kind) return o;
     }
-    throw new Error(`manifests/rbac.yaml has no ${kind}`);
+    throw new Error(`manifests/base/rbac.yaml has no ${kind}`);
   }
 
   agentSocket(node: string): string {
