@@ -219,6 +219,11 @@ function plugin(command: string, stdin: string, name: string): Promise<{ code: n
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.on('error', failed);
     child.on('close', (code) => done({ code, stdout }));
+    // The plugin may answer and exit before reading its configuration (a missing CNI_COMMAND, say): its exit
+    // code is the result, and the EPIPE of the write that lost that race is not a failure.
+    child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') failed(err);
+    });
     child.stdin.end(stdin);
   });
 }
