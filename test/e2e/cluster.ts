@@ -1,5 +1,6 @@
 // A real cluster for end-to-end tests, started and removed by the scripts in test/e2e/cluster/ (see its
-// README). The full mode is one real node (kubelet, containerd, bridge CNI, kube-proxy, CoreDNS); the
+// README). The full mode is one or two real nodes (kubelet, containerd, bridge CNI, kube-proxy; CoreDNS),
+// each in its own network namespace, their pod ranges routed to each other; the
 // control-plane-only mode is etcd + kube-apiserver + kube-controller-manager for tests that bring their
 // own sandbox nodes. Everything lives in a network namespace the scripts create; kubectl runs inside it.
 import { execFile, execFileSync, spawn } from 'node:child_process';
@@ -17,6 +18,8 @@ export interface CommandResult {
 
 export interface ClusterOptions {
   controlPlaneOnly?: boolean;
+  /** Real nodes in full mode: 1 (the default) or 2. */
+  nodes?: 1 | 2;
   /** docker-save archives imported into the node's containerd (the agent's image, for example). */
   images?: string[];
   /** Called with each line the scripts print (progress, timings). */
@@ -33,6 +36,11 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; inp
       }
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 124;
       resolveResult({ code, stdout, stderr });
+    });
+    // A child may exit without reading its input (kubectl refusing its arguments): its exit status and output
+    // say so, and are the result; the EPIPE of the write that lost the race is not an error of the test's.
+    child.stdin?.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') reject(err);
     });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
@@ -85,6 +93,14 @@ function watchInterrupts(): void {
   }
 }
 
+export interface ClusterNode {
+  name: string;
+  ip: string;
+  netnsPath: string;
+  dir: string;
+  kubeletPidFile: string;
+}
+
 export class Cluster {
   private constructor(
     /** The state folder: PKI, kubeconfigs, logs, pids, wrappers. */
@@ -95,7 +111,10 @@ export class Cluster {
 
   static async start(opts: ClusterOptions = {}): Promise<Cluster> {
     const onLog = opts.onLog ?? (() => undefined);
-    const args = [...(opts.controlPlaneOnly === true ? ['--control-plane-only'] : []), ...(opts.images ?? []).flatMap((i) => ['--image', i])];
+    const args = [
+      ...(opts.controlPlaneOnly === true ? ['--control-plane-only'] : ['--nodes', String(opts.nodes ?? 1)]),
+      ...(opts.images ?? []).flatMap((i) => ['--image', i]),
+    ];
     watchInterrupts();
     starting++;
     const up = await runScript('up.sh', args, onLog).finally(() => starting--);
@@ -105,7 +124,8 @@ export class Cluster {
       readFileSync(join(state, 'meta.sh'), 'utf8')
         .split('\n')
         .filter((l) => l.includes('='))
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+        // Lists are space-separated in double quotes (the file is also sourced by bash).
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).replace(/^"(.*)"$/, '$1')]),
     );
     const cluster = new Cluster(state, meta, onLog);
     running.add(cluster);
@@ -130,6 +150,21 @@ export class Cluster {
   get nodeName(): string {
     return this.field('E2E_NODE_NAME');
   }
+  /**
+   * The real nodes, the first one first: its name, address, network namespace (mount path), state folder
+   * (holding its `ctr` wrapper) and the file with its kubelet's PID.
+   */
+  get nodes(): ClusterNode[] {
+    const list = (key: string): string[] => this.field(key).split(' ').filter((v) => v !== '');
+    const [names, ips, netnses, dirs] = [list('E2E_NODE_NAMES'), list('E2E_NODE_IPS'), list('E2E_NODE_NETNSES'), list('E2E_NODE_DIRS')];
+    return names.map((name, i) => ({
+      name,
+      ip: ips[i] ?? '',
+      netnsPath: `/run/netns/${netnses[i] ?? ''}`,
+      dir: dirs[i] ?? '',
+      kubeletPidFile: join(this.state, 'pids', i === 0 ? 'kubelet' : `kubelet-${i + 1}`),
+    }));
+  }
   /** The folder of the built binaries (kubectl, etcdctl...). */
   get binDir(): string {
     return this.field('E2E_BIN');
@@ -147,9 +182,9 @@ export class Cluster {
     return r.stdout;
   }
 
-  /** A command in the node's network namespace (host mounts, as the cluster's processes). */
-  inNetns(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<CommandResult> {
-    return run('nsenter', [`--net=${this.netnsPath}`, cmd, ...args], opts);
+  /** A command in the (first) node's network namespace, or NETNS_PATH's (host mounts, as the cluster's processes). */
+  inNetns(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string; netnsPath?: string } = {}): Promise<CommandResult> {
+    return run('nsenter', [`--net=${opts.netnsPath ?? this.netnsPath}`, cmd, ...args], opts);
   }
 
   /**

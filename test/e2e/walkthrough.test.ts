@@ -1,6 +1,8 @@
-// The docs' "Declare Network Policy" walkthrough, verbatim, with the real kubectl in a real one-node
-// cluster (test/e2e/cluster: etcd, kube-apiserver, controller-manager, scheduler, kubelet on containerd and
-// runc with the bridge CNI, kube-proxy in nftables mode, CoreDNS). Needs root and the build of
+// The docs' "Declare Network Policy" walkthrough, verbatim, with the real kubectl in a real two-node
+// cluster (test/e2e/cluster: etcd, kube-apiserver, controller-manager, scheduler; on each node kubelet on
+// containerd and runc with the bridge CNI, pod ranges routed between the nodes, kube-proxy in nftables mode;
+// CoreDNS). The agent runs on both nodes; the probe loops run on the node nginx is not on, so the verdicts
+// cross nodes (the policy is enforced by the agent of nginx's node on traffic routed from the other). Needs root and the build of
 // test/e2e/cluster/build.sh (about 12 min the first time, cached afterwards). Run with
 //   npm run test:e2e
 // The policy half installs the agent with `kubectl apply -k manifests/` from the image named by
@@ -76,7 +78,7 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
 
   before(async () => {
     const onLog = (line: string): void => console.log(`# ${line}`);
-    cluster = await Cluster.start({ images: AGENT_SKIP === false ? [await agentImageArchive(onLog)] : [], onLog });
+    cluster = await Cluster.start({ nodes: 2, images: AGENT_SKIP === false ? [await agentImageArchive(onLog)] : [], onLog });
   }, { timeout: 45 * 60_000 });
 
   after(async () => {
@@ -145,14 +147,16 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       assert.equal(r.code, 0, r.stderr);
       const rollout = ['-n', AGENT_NS, 'rollout', 'status', 'daemonset/netpol-agent', '--timeout=180s'];
       record(rollout, await cluster.kubectl(rollout, { timeoutMs: 190_000 }));
-      assert.equal((await agentPod(cluster)).ready, true);
+      const pods = await agentPods(cluster);
+      assert.deepEqual(pods.map((p) => p.node).sort(), cluster.nodes.map((n) => n.name).sort(), 'one agent pod on each node');
+      assert.ok(pods.every((p) => p.ready), 'every agent pod is ready');
     });
 
     test('the agent runs with only NET_ADMIN, in the node\'s network namespace, as the netpol-agent ServiceAccount', async () => {
-      const pod = await agentPod(cluster);
+      const pod = await agentPodOn(cluster, await nginxNode(cluster));
       assert.equal(pod.serviceAccountName, 'netpol-agent');
       // PID 1 of the container is the agent (bin/netpol-agent is a node script).
-      const status = await agentExecOk(cluster, ['cat', '/proc/1/status']);
+      const status = await agentExecOk(cluster, pod, ['cat', '/proc/1/status']);
       const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
       assert.match(field('Name'), /node/);
       const NET_ADMIN_ONLY = (1n << 12n).toString(16).padStart(16, '0');
@@ -161,8 +165,8 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       assert.equal(field('NoNewPrivs'), '1');
       assert.equal(field('Seccomp'), '2', 'the RuntimeDefault seccomp profile is a filter (mode 2)');
       assert.match(field('Uid'), /^0\s/);
-      const inPod = (await agentExecOk(cluster, ['readlink', '/proc/1/ns/net'])).trim();
-      const node = (await run('readlink', [`/proc/${await nodeNetnsPid(cluster)}/ns/net`])).stdout.trim();
+      const inPod = (await agentExecOk(cluster, pod, ['readlink', '/proc/1/ns/net'])).trim();
+      const node = (await run('readlink', [`/proc/${nodeNetnsPid(cluster, pod.node)}/ns/net`])).stdout.trim();
       assert.equal(inPod, node, 'hostNetwork: the agent is in the node\'s network namespace');
       // What the ClusterRole grants the ServiceAccount: reading the three kinds, nothing else.
       const sa = `--as=system:serviceaccount:${AGENT_NS}:netpol-agent`;
@@ -174,9 +178,12 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       transcript.push(`# agent pod ${pod.name}: ${['CapEff', 'CapBnd', 'NoNewPrivs', 'Seccomp', 'Uid'].map((f) => `${f} ${field(f).replace(/\s+/g, ' ')}`).join(', ')}; netns ${inPod}`);
     });
 
-    test('two probe loops run against nginx: one pod without the label, one with access=true', async () => {
-      await startProber(cluster, DENIED_PROBER);
-      await startProber(cluster, ALLOWED_PROBER, 'access=true');
+    test('two probe loops run against nginx from the other node: one pod without the label, one with access=true', async () => {
+      const nginxOn = await nginxNode(cluster);
+      const other = cluster.nodes.find((n) => n.name !== nginxOn)?.name;
+      assert.ok(other !== undefined, `a node other than nginx's ${nginxOn}`);
+      await startProber(cluster, DENIED_PROBER, other);
+      await startProber(cluster, ALLOWED_PROBER, other, 'access=true');
       // Before the policy, both get through.
       for (const name of [DENIED_PROBER, ALLOWED_PROBER]) {
         await waitFor(async () => (await proberLog(cluster, name)).some((p) => p.exit === 0), 60_000, `${name} never reached nginx`);
@@ -221,10 +228,11 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
     });
 
     test('netpol-agent rules (its /rules) shows access-nginx, the nginx pod and the resolved peers', async () => {
-      const text = ['-n', AGENT_NS, 'exec', 'ds/netpol-agent', '--', 'netpol-agent', 'rules', '--verbose'];
+      // The agent of nginx's node: its table isolates nginx.
+      const text = ['-n', AGENT_NS, 'exec', (await agentPodOn(cluster, await nginxNode(cluster))).name, '--', 'netpol-agent', 'rules', '--verbose'];
       const shown = record(text, await cluster.kubectl(text));
       assert.equal(shown.code, 0, shown.stderr);
-      const report = JSON.parse(await agentExecOk(cluster, ['netpol-agent', 'rules', '--verbose', '-o', 'json'])) as RulesJson;
+      const report = JSON.parse(await agentExecOk(cluster, await agentPodOn(cluster, await nginxNode(cluster)), ['netpol-agent', 'rules', '--verbose', '-o', 'json'])) as RulesJson;
       const nginx = report.pods.find((p) => p.pod.startsWith('default/nginx-'));
       assert.ok(nginx !== undefined, `no nginx pod in /rules: ${report.pods.map((p) => p.pod).join(', ')}`);
       assert.deepEqual(nginx.ips, [await podIp(cluster, 'default', '-l app=nginx')]);
@@ -238,9 +246,10 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       assert.ok(report.pods.every((p) => p.pod === nginx.pod || !p.ingress.isolated), 'only nginx is isolated');
     });
 
-    test('figures: the agent pod\'s RSS and CPU (its /proc and the kubelet\'s stats)', async () => {
+    test('figures: the agent pod\'s RSS and CPU on nginx\'s node (its /proc and the kubelet\'s stats)', async () => {
+      const pod = await agentPodOn(cluster, await nginxNode(cluster));
       const sample = async (): Promise<{ rssKiB: number; hwmKiB: number; cpuTicks: number; uptime: number; started: number }> => {
-        const out = await agentExecOk(cluster, ['sh', '-c', 'cat /proc/1/status; echo; cat /proc/1/stat; cat /proc/uptime; getconf CLK_TCK']);
+        const out = await agentExecOk(cluster, pod, ['sh', '-c', 'cat /proc/1/status; echo; cat /proc/1/stat; cat /proc/uptime; getconf CLK_TCK']);
         const kib = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+) kB`, 'm').exec(out)?.[1]);
         const lines = out.trimEnd().split('\n');
         const hz = Number(lines.at(-1));
@@ -254,7 +263,7 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       const b = await sample();
       const idle = ((b.cpuTicks - a.cpuTicks) / (b.uptime - a.uptime)) * 100;
       const lifetime = (b.cpuTicks / (b.uptime - b.started)) * 100;
-      const summary = JSON.parse(await cluster.kubectlOk(['get', '--raw', `/api/v1/nodes/${cluster.nodeName}/proxy/stats/summary`])) as StatsSummary;
+      const summary = JSON.parse(await cluster.kubectlOk(['get', '--raw', `/api/v1/nodes/${pod.node}/proxy/stats/summary`])) as StatsSummary;
       const agent = summary.pods.find((p) => p.podRef.namespace === AGENT_NS)?.containers?.find((c) => c.name === 'agent');
       const mib = (bytes: number | undefined): string => (bytes === undefined ? '?' : (bytes / 1048576).toFixed(1));
       const figure = `agent pod: RSS ${(b.rssKiB / 1024).toFixed(1)} MiB (peak ${(b.hwmKiB / 1024).toFixed(1)} MiB); CPU ${b.cpuTicks.toFixed(2)} s in its ${Math.round(b.uptime - b.started)} s (${lifetime.toFixed(1)} %), idle ${idle.toFixed(2)} % over 10 s; `
@@ -268,19 +277,24 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       const ds = ['-n', AGENT_NS, 'get', 'daemonset/netpol-agent', '-o', 'jsonpath={.spec.template.spec.containers[0].image}'];
       const image = (await cluster.kubectlOk(ds)).trim();
       const updated = `${image.replace(/:[^:/]*$/, '')}:e2e-rollout`;
-      // The same archive under a second tag: kubelet finds it in containerd and never pulls.
-      const tagged = await run(join(cluster.state, 'ctr'), ['images', 'tag', qualified(image), qualified(updated)]);
-      assert.equal(tagged.code, 0, tagged.stderr);
-      const before = await agentPod(cluster);
+      // The same archive under a second tag on each node: kubelet finds it in containerd and never pulls.
+      for (const node of cluster.nodes) {
+        const tagged = await run(join(node.dir, 'ctr'), ['images', 'tag', qualified(image), qualified(updated)]);
+        assert.equal(tagged.code, 0, `${node.name}: ${tagged.stderr}`);
+      }
+      const before = await agentPods(cluster);
       const from = Date.now();
       const set = ['-n', AGENT_NS, 'set', 'image', 'daemonset/netpol-agent', `agent=${updated}`];
       assert.equal(record(set, await cluster.kubectl(set)).code, 0);
       const rollout = ['-n', AGENT_NS, 'rollout', 'status', 'daemonset/netpol-agent', '--timeout=180s'];
       const done = record(rollout, await cluster.kubectl(rollout, { timeoutMs: 190_000 }));
       assert.equal(done.code, 0, done.stderr);
-      const after = await agentPod(cluster);
-      assert.notEqual(after.name, before.name, 'the DaemonSet replaced its pod');
-      assert.equal(after.image, updated);
+      const after = await agentPods(cluster);
+      assert.equal(after.length, cluster.nodes.length, 'one agent pod on each node after the update');
+      for (const pod of after) {
+        assert.ok(!before.some((b) => b.name === pod.name), `the DaemonSet replaced its pod on ${pod.node}`);
+        assert.equal(pod.image, updated);
+      }
       // Keep probing a while after the new agent is ready.
       await new Promise((r) => setTimeout(r, 5_000));
       const to = Date.now();
@@ -288,7 +302,7 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       const denied = inWindow(await proberLog(cluster, DENIED_PROBER));
       const allowed = inWindow(await proberLog(cluster, ALLOWED_PROBER));
       const wrong = denied.filter((p) => p.exit === 0).length + allowed.filter((p) => p.exit !== 0).length;
-      const figure = `rolling update ${before.name} -> ${after.name} (${Math.round((to - from) / 1000)} s with 5 s after it): `
+      const figure = `rolling update ${before.map((p) => p.name).join(', ')} -> ${after.map((p) => p.name).join(', ')} (${Math.round((to - from) / 1000)} s with 5 s after it): `
         + `${denied.length} probes without the label (${denied.filter((p) => p.exit === 0).length} got through), `
         + `${allowed.length} with access=true (${allowed.filter((p) => p.exit !== 0).length} failed): ${wrong} wrong verdicts`;
       console.log(`# ${figure}`);
@@ -302,7 +316,7 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       const deleted = record(del, await cluster.kubectl(del, { timeoutMs: 130_000 }));
       assert.equal(deleted.code, 0, deleted.stderr);
       // The table outlives its agent on purpose (restarts, rolling updates): enforcement goes on.
-      assert.match(await nodeTables(cluster), new RegExp(`table inet ${AGENT_TABLE}\\b`));
+      for (const node of cluster.nodes) assert.match(await nodeTables(cluster, node.netnsPath), new RegExp(`table inet ${AGENT_TABLE}\\b`), node.name);
       // The documented uninstall, run as written in manifests/examples/README.md (its "Clean up" block that
       // runs `netpol-agent cleanup` on each node), with this cluster's kubectl first on PATH.
       const readme = readFileSync(join(REPO_ROOT, 'manifests', 'examples', 'README.md'), 'utf8');
@@ -318,10 +332,12 @@ describe('docs walkthrough in a real cluster', { skip: SKIP }, () => {
       } finally {
         rmSync(bin, { recursive: true, force: true });
       }
-      const ruleset = await cluster.inNetns('nft', ['list', 'ruleset']);
-      assert.equal(ruleset.code, 0, ruleset.stderr);
-      assert.doesNotMatch(ruleset.stdout, new RegExp(AGENT_TABLE), 'the node\'s ruleset still holds something of the agent\'s');
-      transcript.push(`$ nsenter --net=${cluster.netnsPath} nft list tables`, await nodeTables(cluster));
+      for (const node of cluster.nodes) {
+        const ruleset = await cluster.inNetns('nft', ['list', 'ruleset'], { netnsPath: node.netnsPath });
+        assert.equal(ruleset.code, 0, ruleset.stderr);
+        assert.doesNotMatch(ruleset.stdout, new RegExp(AGENT_TABLE), `${node.name}'s ruleset still holds something of the agent's`);
+        transcript.push(`$ nsenter --net=${node.netnsPath} nft list tables`, await nodeTables(cluster, node.netnsPath));
+      }
       // With no agent and no table, the pod without the label gets through again.
       const since = Date.now();
       await waitFor(async () => (await proberLog(cluster, DENIED_PROBER)).some((p) => p.start >= since && p.exit === 0), 30_000, `${DENIED_PROBER} is still cut off`);
@@ -334,30 +350,42 @@ const AGENT_TABLE = 'netpol_agent';
 const DENIED_PROBER = 'prober';
 const ALLOWED_PROBER = 'prober-access';
 
-/** `kubectl exec` in the agent's pod (its only container), rejecting on failure. */
-function agentExecOk(cluster: Cluster, command: string[]): Promise<string> {
-  return cluster.kubectlOk(['-n', AGENT_NS, 'exec', 'ds/netpol-agent', '--', ...command]);
+/** `kubectl exec` in an agent pod (its only container), rejecting on failure. */
+function agentExecOk(cluster: Cluster, pod: AgentPod, command: string[]): Promise<string> {
+  return cluster.kubectlOk(['-n', AGENT_NS, 'exec', pod.name, '--', ...command]);
 }
 
 interface AgentPod {
   name: string;
+  node: string;
   image: string;
   ready: boolean;
   serviceAccountName: string;
 }
-async function agentPod(cluster: Cluster): Promise<AgentPod> {
+/** The agent's pods that are not being deleted. */
+async function agentPods(cluster: Cluster): Promise<AgentPod[]> {
   const list = JSON.parse(await cluster.kubectlOk(['-n', AGENT_NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=netpol-agent', '-o', 'json'])) as {
-    items: { metadata: { name: string; deletionTimestamp?: string }; spec: { serviceAccountName: string; containers: { image: string }[] }; status: { conditions?: { type: string; status: string }[] } }[];
+    items: { metadata: { name: string; deletionTimestamp?: string }; spec: { nodeName: string; serviceAccountName: string; containers: { image: string }[] }; status: { conditions?: { type: string; status: string }[] } }[];
   };
-  const live = list.items.filter((p) => p.metadata.deletionTimestamp === undefined);
-  assert.equal(live.length, 1, `one agent pod on the one node, found ${live.map((p) => p.metadata.name).join(', ')}`);
-  const [pod] = live as [(typeof live)[number]];
-  return {
+  return list.items.filter((p) => p.metadata.deletionTimestamp === undefined).map((pod) => ({
     name: pod.metadata.name,
+    node: pod.spec.nodeName,
     image: pod.spec.containers[0]?.image ?? '',
     ready: pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
     serviceAccountName: pod.spec.serviceAccountName,
-  };
+  }));
+}
+async function agentPodOn(cluster: Cluster, node: string): Promise<AgentPod> {
+  const on = (await agentPods(cluster)).filter((p) => p.node === node);
+  assert.equal(on.length, 1, `one agent pod on ${node}, found ${on.map((p) => p.name).join(', ')}`);
+  return on[0] as AgentPod;
+}
+
+/** The node the nginx pod runs on. */
+async function nginxNode(cluster: Cluster): Promise<string> {
+  const node = (await cluster.kubectlOk(['get', 'pods', '-l', 'app=nginx', '-o', 'jsonpath={.items[0].spec.nodeName}'])).trim();
+  assert.notEqual(node, '', 'the nginx pod is scheduled');
+  return node;
 }
 
 /** The IP of the pod named NAME, or of the first pod matching the label selector `-l SELECTOR`. */
@@ -368,13 +396,15 @@ async function podIp(cluster: Cluster, namespace: string, pod: string): Promise<
   return ip;
 }
 
-/** A PID in the node's network namespace (kubelet's), to compare namespaces by their /proc link. */
-async function nodeNetnsPid(cluster: Cluster): Promise<string> {
-  return readFileSync(join(cluster.state, 'pids', 'kubelet'), 'utf8').trim();
+/** A PID in NODE's network namespace (its kubelet's), to compare namespaces by their /proc link. */
+function nodeNetnsPid(cluster: Cluster, node: string): string {
+  const found = cluster.nodes.find((n) => n.name === node);
+  assert.ok(found !== undefined, `no node ${node} in the cluster`);
+  return readFileSync(found.kubeletPidFile, 'utf8').trim();
 }
 
-async function nodeTables(cluster: Cluster): Promise<string> {
-  const r = await cluster.inNetns('nft', ['list', 'tables']);
+async function nodeTables(cluster: Cluster, netnsPath: string): Promise<string> {
+  const r = await cluster.inNetns('nft', ['list', 'tables'], { netnsPath });
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trim();
 }
@@ -387,12 +417,13 @@ function qualified(image: string): string {
 }
 
 /**
- * A long-running busybox pod probing nginx as the walkthrough does, `timeout 1 wget --spider nginx`, every
- * 0.1 s. It prints `start` before each wget and `exit N` after it; the kubelet's log timestamps say when.
+ * A long-running busybox pod on NODE probing nginx as the walkthrough does, `timeout 1 wget --spider nginx`,
+ * every 0.1 s. It prints `start` before each wget and `exit N` after it; the kubelet's log timestamps say when.
  */
-async function startProber(cluster: Cluster, name: string, labels?: string): Promise<void> {
+async function startProber(cluster: Cluster, name: string, node: string, labels?: string): Promise<void> {
   const loop = 'while true; do echo start; timeout 1 wget --spider nginx >/dev/null 2>&1; echo "exit $?"; sleep 0.1; done';
-  const args = ['run', name, ...(labels === undefined ? [] : [`--labels=${labels}`]), '--image=busybox:e2e', '--restart=Never', '--', 'sh', '-c', loop];
+  const onNode = `--overrides=${JSON.stringify({ apiVersion: 'v1', spec: { nodeName: node } })}`;
+  const args = ['run', name, ...(labels === undefined ? [] : [`--labels=${labels}`]), onNode, '--image=busybox:e2e', '--restart=Never', '--', 'sh', '-c', loop];
   assert.equal(record(args, await cluster.kubectl(args)).code, 0);
   await cluster.kubectlOk(['wait', `pod/${name}`, '--for=condition=Ready', '--timeout=120s'], { timeoutMs: 130_000 });
 }

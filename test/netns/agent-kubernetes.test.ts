@@ -53,6 +53,9 @@ class ApiServerProcess {
   constructor() {
     this.child = spawn('ip', ['netns', 'exec', NETNS, process.execPath, '-e', SERVER_SCRIPT, FAKE_APISERVER], { stdio: ['pipe', 'pipe', 'inherit'] });
     if (this.child.stdout === null) throw new Error('no stdout');
+    // A command written after the server died fails with EPIPE: nextLine() reports that (the server does not
+    // answer, its exit code set) instead of the write's error ending the test process.
+    this.child.stdin?.on('error', () => undefined);
     createInterface({ input: this.child.stdout }).on('line', (line) => {
       this.lines.push(line);
       this.waiter?.();

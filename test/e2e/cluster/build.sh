@@ -9,20 +9,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/common.sh
 . "$here/lib/common.sh"
+# shellcheck source=lib/kubernetes-module.sh
+. "$here/lib/kubernetes-module.sh"
 
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16
 COREDNS_VERSION=v1.15.0
-k8s_minor=${K8S_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
-staging_version=v0.${K8S_VERSION#v1.}
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 # The build flags are part of the key: changing them must not reuse binaries built with other ones.
-version_ldflags=""
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  version_ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor -X $pkg.gitTreeState=clean"
-done
-k8s_ldflags="-s -w$version_ldflags"
+k8s_ldflags="-s -w$(kubernetes_version_ldflags "$K8S_VERSION")"
 key_text="k8s=$K8S_VERSION etcd=$ETCD_VERSION coredns=$COREDNS_VERSION $(go env GOVERSION) $k8s_ldflags coredns-plugins=v1"
 key=$(printf '%s' "$key_text" | sha256sum | cut -c1-16)
 bin_dir="$E2E_CACHE/bin-$key"
@@ -39,18 +35,11 @@ started=$(date +%s)
 mkdir -p "$bin_dir"
 work="$E2E_CACHE/go-src"
 
-# Kubernetes: k8s.io/kubernetes is not importable as a library (its go.mod requires every staging module at
-# v0.0.0), so a throwaway main module requires it and replaces each staging module by its published tag.
+# Kubernetes, in a throwaway module (lib/kubernetes-module.sh says why).
 k8s_mod="$work/kubernetes-$K8S_VERSION"
-rm -rf "$k8s_mod"; mkdir -p "$k8s_mod"
+kubernetes_module "$k8s_mod" e2e.local/kubernetes "$K8S_VERSION"
 (
   cd "$k8s_mod"
-  go mod init e2e.local/kubernetes >/dev/null 2>&1
-  upstream_mod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')
-  # The staging modules are the `=> ./staging/src/...` lines of the replace block.
-  mapfile -t staging < <(sed -n 's#^\s*\(k8s.io/[^ ]*\) => ./staging/src/.*#\1#p' "$upstream_mod")
-  [[ ${#staging[@]} -gt 20 ]] || die "found only ${#staging[@]} staging modules in $upstream_mod"
-  for m in "${staging[@]}"; do go mod edit -replace="$m=$m@$staging_version"; done
   pkgs=()
   for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     pkgs+=("k8s.io/kubernetes/cmd/$c")

@@ -56,9 +56,17 @@ pids_with_arg() { # TEXT
 # With E2E_DEBUG=1, how long each phase took.
 phase() { [[ ${E2E_DEBUG:-} == 1 ]] && log "  $1: $(awk -v a="$2" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"; return 0; }
 netns_inode() { stat -L -c %i "$1" 2>/dev/null; }
-sock="$state/containerd/containerd.sock"
-ctr_() { ctr --address "$sock" -n k8s.io "$@"; }
-cgroup_dirs() { for h in /sys/fs/cgroup/*/; do [[ -d "$h$E2E_CGROUP" ]] && echo "$h$E2E_CGROUP"; done; }
+# Each node's namespace, folder and cgroup (the first node's are the cluster's own; a state folder of a
+# one-node version of up.sh has no lists).
+read -r -a netnses <<< "${E2E_NODE_NETNSES:-$E2E_NETNS}"
+read -r -a node_dirs <<< "${E2E_NODE_DIRS:-$state}"
+read -r -a cgroups <<< "${E2E_CGROUPS:-$E2E_CGROUP}"
+# The suffix of node I's process names (pids/kubelet, pids/kubelet-2...).
+node_suffix() { [[ $1 == 1 ]] || echo "-$1"; }
+node_names_of() { # BASENAME: that process's name on every node
+  local i; for (( i = 1; i <= ${#node_dirs[@]}; i++ )); do echo "$1$(node_suffix "$i")"; done
+}
+cgroup_dirs() { local h c; for h in /sys/fs/cgroup/*/; do for c in "${cgroups[@]}"; do [[ -d "$h$c" ]] && echo "$h$c"; done; done; }
 
 # 1. While kubelet and the API server live, delete the workloads and pods: kubelet stops them and the CNI
 #    removes their network namespaces and leases, the normal way.
@@ -73,11 +81,13 @@ fi
 # 2. Pod network namespaces still mounted: those of the pod sandboxes containerd knows, and those a
 #    process in our cgroups holds (if containerd is already gone).
 pod_netns=()
-if alive "$(pid_of containerd)"; then
+for (( i = 1; i <= ${#node_dirs[@]}; i++ )); do
+  alive "$(pid_of "containerd$(node_suffix "$i")")" || continue
+  ctr_() { ctr --address "${node_dirs[i-1]}/containerd/containerd.sock" -n k8s.io "$@"; }
   for c in $(ctr_ containers list -q 2>/dev/null); do
     while read -r path; do pod_netns+=("$path"); done < <(ctr_ containers info "$c" 2>/dev/null | grep -o '/var/run/netns/cni-[0-9a-f-]*' | sort -u)
   done
-fi
+done
 our_net_inodes=()
 for dir in $(cgroup_dirs); do
   for pid in $(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null); do
@@ -91,7 +101,8 @@ for path in /run/netns/cni-*; do
 done
 
 # 3. Processes by PID, the node agents first, the API server and etcd last.
-stop 10 kube-proxy kubelet kube-scheduler kube-controller-manager
+# shellcheck disable=SC2046 # one name per line
+stop 10 $(node_names_of kube-proxy) $(node_names_of kubelet) kube-scheduler kube-controller-manager
 # Every process left in our cgroups is a container (pause and workloads): kill them, then containerd and
 # the shims that served our containerd (found by its socket path, unique to this cluster).
 for round in 1 2 3; do
@@ -99,11 +110,14 @@ for round in 1 2 3; do
   [[ -z "$pids" ]] && break
   kill -KILL $pids 2>/dev/null; sleep 0.3
 done
-stop 10 containerd
+# shellcheck disable=SC2046 # one name per line
+stop 10 $(node_names_of containerd)
 t=$(date +%s.%N)
 shims=()
-for pid in $(pids_with_arg "$sock"); do
-  grep -qsF containerd-shim "/proc/$pid/cmdline" && shims+=("$pid")
+for dir in "${node_dirs[@]}"; do
+  for pid in $(pids_with_arg "$dir/containerd/containerd.sock"); do
+    grep -qsF containerd-shim "/proc/$pid/cmdline" && shims+=("$pid")
+  done
 done
 stop_pids 3 "${shims[@]}"
 phase "stop ${#shims[@]} shims" "$t"
@@ -120,7 +134,9 @@ done
 for path in $(printf '%s\n' "${pod_netns[@]}" | sed 's#^/var/run/#/run/#' | sort -u); do
   umount "$path" 2>/dev/null; rm -f "$path"
 done
-[[ -e "/run/netns/$E2E_NETNS" ]] && ip netns delete "$E2E_NETNS"
+for netns in "${netnses[@]}"; do
+  [[ -e "/run/netns/$netns" ]] && ip netns delete "$netns"
+done
 
 # 5. Cgroups, deepest first (only empty ones can go).
 for dir in $(cgroup_dirs); do
@@ -154,7 +170,7 @@ for pid in $(pids_with_arg "$state/"); do
 done
 while read -r m; do left+=("mount $m"); done < <(awk -v s="$state/" 'index($5, s) == 1 { print $5 }' /proc/self/mountinfo)
 for path in "${pod_netns[@]}"; do [[ -e "${path/#\/var\/run/\/run}" ]] && left+=("pod netns $path"); done
-[[ -e "/run/netns/$E2E_NETNS" ]] && left+=("netns $E2E_NETNS")
+for netns in "${netnses[@]}"; do [[ -e "/run/netns/$netns" ]] && left+=("netns $netns"); done
 for dir in $(cgroup_dirs); do left+=("cgroup $dir"); done
 ls /var/lib/cni/results/"$E2E_CNI_NETWORK"-* >/dev/null 2>&1 && left+=("CNI results of $E2E_CNI_NETWORK")
 if [[ -f "$state/sysctls.orig" ]]; then

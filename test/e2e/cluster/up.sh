@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Starts a real one-node Kubernetes v1.34.4 cluster inside a network namespace it creates, and prints the
-# state folder (last line of stdout) that down.sh, the kubectl wrapper and the tests use.
+# Starts a real Kubernetes v1.34.4 cluster of one or two nodes inside network namespaces it creates, and
+# prints the state folder (last line of stdout) that down.sh, the kubectl wrapper and the tests use.
 #
-#   up.sh [--control-plane-only] [--image ARCHIVE]...
+#   up.sh [--control-plane-only] [--nodes 1|2] [--image ARCHIVE]...
 #
-# Full mode: etcd, kube-apiserver (Node,RBAC), kube-controller-manager, kube-scheduler, containerd + runc
-# with the bridge CNI (a CNI that enforces no policy), kubelet, kube-proxy (nftables mode) and CoreDNS
-# (a Deployment behind the Service 10.96.0.10, as in a real cluster), with pause/busybox/nginx/coredns
-# images imported under the tag :e2e, plus every --image archive and the archives listed (colon-separated)
-# in E2E_EXTRA_IMAGES (for example the agent's image, a docker-save tarball).
+# Full mode: etcd, kube-apiserver (Node,RBAC), kube-controller-manager, kube-scheduler and CoreDNS (a
+# Deployment behind the Service 10.96.0.10, as in a real cluster) in the first node's namespace; on each
+# node containerd + runc with the bridge CNI (a CNI that enforces no policy), kubelet and kube-proxy
+# (nftables mode). Two nodes (the default) are two namespaces joined by a veth pair (10.250.0.10 and
+# 10.250.0.11); each node's bridge has its own pod range (10.244.0.0/24, 10.244.1.0/24), routed to the
+# other node's range through that link, as a routed CNI does. Every node gets the pause/busybox/nginx/coredns
+# images under the tag :e2e, plus every --image archive and the archives listed (colon-separated) in
+# E2E_EXTRA_IMAGES (for example the agent's image, a docker-save tarball).
 # --control-plane-only: etcd, kube-apiserver and kube-controller-manager without its pod garbage collector
 # and node lifecycle controllers (pods bound to nodes without a kubelet stay), no node.
 #
@@ -21,15 +24,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/pki.sh"
 
 mode=full
+node_count=2
 extra_images=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --control-plane-only) mode=control-plane ;;
     --image) extra_images+=("$2"); shift ;;
-    *) die "unknown argument $1 (usage: up.sh [--control-plane-only] [--image ARCHIVE]...)" ;;
+    --nodes) node_count=$2; shift ;;
+    *) die "unknown argument $1 (usage: up.sh [--control-plane-only] [--nodes 1|2] [--image ARCHIVE]...)" ;;
   esac
   shift
 done
+[[ $node_count == 1 || $node_count == 2 ]] || die "--nodes takes 1 or 2 (the nodes share one veth pair), not $node_count"
+[[ $mode == control-plane ]] && node_count=0
 if [[ -n "${E2E_EXTRA_IMAGES:-}" ]]; then
   IFS=: read -r -a from_env <<< "$E2E_EXTRA_IMAGES"
   extra_images+=("${from_env[@]}")
@@ -53,6 +60,18 @@ state="${E2E_STATE_ROOT:-/tmp}/netpol-e2e-$id"
 node_ip=10.250.0.10
 node="node-$id"
 mkdir -p "$state"/{pki,logs,pids}
+# Node I's name, address, namespace, folder, cgroup and pod range; the first node is the control plane's
+# namespace and the state folder itself, and its file and process names carry no suffix.
+node_suffix() { [[ $1 == 1 ]] || echo "-$1"; }
+node_names=() node_ips=() node_netnses=() node_dirs=() node_cgroups=()
+for (( i = 1; i <= node_count; i++ )); do
+  sfx=$(node_suffix "$i")
+  node_names+=("$([[ $i == 1 ]] && echo "$node" || echo "node$i-$id")")
+  node_ips+=("10.250.0.$(( 9 + i ))")
+  node_netnses+=("$ns$sfx")
+  node_dirs+=("$([[ $i == 1 ]] && echo "$state" || echo "$state/node$i")")
+  node_cgroups+=("npe2e-$id$sfx")
+done
 
 # From here on, a failure or an interrupt removes everything started so far.
 started_ok=false
@@ -86,16 +105,23 @@ E2E_STATE=$state
 E2E_CGROUP=npe2e-$id
 E2E_CNI_NETWORK=npe2e-$id
 KUBECONFIG=$state/pki/admin.kubeconfig
+E2E_NODE_COUNT=$node_count
+E2E_NODE_NAMES="${node_names[*]}"
+E2E_NODE_IPS="${node_ips[*]}"
+E2E_NODE_NETNSES="${node_netnses[*]}"
+E2E_NODE_DIRS="${node_dirs[*]}"
+E2E_CGROUPS="${node_cgroups[*]}"
 META
 in_ns() { nsenter --net="/run/netns/$ns" "$@"; }
 
-# Starts a daemon in the node's namespace, in its own session (a Ctrl-C on the terminal reaches only this
-# script, whose trap stops the daemons in order), recording its PID for down.sh.
-start() { # NAME COMMAND...
-  local name=$1; shift
-  setsid nsenter --net="/run/netns/$ns" "$@" > "$state/logs/$name.log" 2>&1 < /dev/null &
+# Starts a daemon in a node's namespace (the first's by default), in its own session (a Ctrl-C on the
+# terminal reaches only this script, whose trap stops the daemons in order), recording its PID for down.sh.
+start_in() { # NETNS NAME COMMAND...
+  local netns=$1 name=$2; shift 2
+  setsid nsenter --net="/run/netns/$netns" "$@" > "$state/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$state/pids/$name"
 }
+start() { start_in "$ns" "$@"; }
 # Waits until COMMAND succeeds, failing if the daemon NAME died or SECONDS passed.
 wait_for() { # NAME SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
@@ -121,11 +147,32 @@ in_ns sysctl -qw net.ipv4.ip_forward=1
 # the endpoint, and without a route it fails with ENETUNREACH. This one points at the veth, whose peer is
 # in the same namespace, so nothing it carries leaves the node.
 [[ $mode == full ]] && ip -n "$ns" route add default dev "npe2e${id}a"
+# A second node: the veth's peer moves into its namespace and takes the second address; each node routes
+# the other's pod range through that link (a routed CNI's job), and has its default route on it too.
+if (( node_count == 2 )); then
+  ns2=${node_netnses[1]}
+  ip netns add "$ns2"
+  ip -n "$ns2" link set lo up
+  ip -n "$ns" link set "npe2e${id}b" netns "$ns2"
+  ip -n "$ns2" addr add "${node_ips[1]}/24" dev "npe2e${id}b"
+  ip -n "$ns2" link set "npe2e${id}b" up
+  ip -n "$ns2" route add default dev "npe2e${id}b"
+  nsenter --net="/run/netns/$ns2" sysctl -qw net.ipv4.ip_forward=1
+  ip -n "$ns" route add 10.244.1.0/24 via "${node_ips[1]}"
+  ip -n "$ns2" route add 10.244.0.0/24 via "$node_ip"
+fi
 
 make_pki "$state/pki" "$node" "$node_ip"
 p=$state/pki
 for user in admin controller-manager scheduler kubelet kube-proxy; do
   write_kubeconfig "$p/$user.kubeconfig" https://127.0.0.1:6443 "$p/ca.crt" "cert:$p/$user"
+done
+# The other nodes reach the API server at the first node's address.
+for (( i = 2; i <= node_count; i++ )); do
+  sfx=$(node_suffix "$i")
+  node_certs "$p" "$sfx" "${node_names[i-1]}" "${node_ips[i-1]}"
+  write_kubeconfig "$p/kubelet$sfx.kubeconfig" "https://$node_ip:6443" "$p/ca.crt" "cert:$p/kubelet$sfx"
+  write_kubeconfig "$p/kube-proxy$sfx.kubeconfig" "https://$node_ip:6443" "$p/ca.crt" "cert:$p/kube-proxy"
 done
 printf '#!/bin/sh\nexec nsenter --net=/run/netns/%s %s/kubectl --kubeconfig=%s "$@"\n' "$ns" "$bin" "$p/admin.kubeconfig" > "$state/kubectl"
 chmod +x "$state/kubectl"
@@ -158,23 +205,24 @@ start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$p/co
   --controllers="$controllers" --profiling=false
 wait_for kube-controller-manager 60 kubectl get serviceaccount default -n default
 
-if [[ $mode == full ]]; then
-  start kube-scheduler "$bin/kube-scheduler" --kubeconfig="$p/scheduler.kubeconfig" \
-    --authentication-kubeconfig="$p/scheduler.kubeconfig" --authorization-kubeconfig="$p/scheduler.kubeconfig" \
-    --bind-address=127.0.0.1 --leader-elect=false --profiling=false
-
+# Node I: containerd, kubelet and kube-proxy in its namespace, with its own folders, cgroup root and pod
+# range; the images imported into its containerd.
+start_node() { # I
+  local i=$1 sfx dir netns name ip cgroup pod_cidr hierarchy archive
+  sfx=$(node_suffix "$i"); dir=${node_dirs[i-1]}; netns=${node_netnses[i-1]}; name=${node_names[i-1]}
+  ip=${node_ips[i-1]}; cgroup=${node_cgroups[i-1]}; pod_cidr="10.244.$(( i - 1 )).0/24"
   # containerd with its own root, state, socket and runc root; restrict_oom_score_adj because root lacks
   # CAP_SYS_RESOURCE here (runc cannot lower oom_score_adj). The opt plugin's path would default to /opt.
-  mkdir -p "$state/containerd" "$state/cni/net.d" "$state/runc"
-  cat > "$state/containerd/config.toml" <<TOML
+  mkdir -p "$dir/containerd" "$dir/cni/net.d" "$dir/runc"
+  cat > "$dir/containerd/config.toml" <<TOML
 version = 2
-root = "$state/containerd/root"
-state = "$state/containerd/state"
+root = "$dir/containerd/root"
+state = "$dir/containerd/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 [grpc]
-  address = "$state/containerd/containerd.sock"
+  address = "$dir/containerd/containerd.sock"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "$state/containerd/opt"
+  path = "$dir/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/library/pause:e2e"
   restrict_oom_score_adj = true
@@ -185,50 +233,45 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
-        Root = "$state/runc"
+        Root = "$dir/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$state/cni/net.d"
+    conf_dir = "$dir/cni/net.d"
 TOML
-  # The bridge CNI (no policy enforcement of its own); host-local keeps its leases in the state folder.
-  cat > "$state/cni/net.d/10-bridge.conflist" <<JSON
+  # The bridge CNI (no policy enforcement of its own) on the node's pod range; host-local keeps its leases
+  # in the node's folder. One network name for the cluster (down.sh removes its CNI cache entries).
+  cat > "$dir/cni/net.d/10-bridge.conflist" <<JSON
 {
   "cniVersion": "0.4.0",
   "name": "npe2e-$id",
   "plugins": [
     {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-     "ipam": {"type": "host-local", "dataDir": "$state/cni/ipam", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+     "ipam": {"type": "host-local", "dataDir": "$dir/cni/ipam", "ranges": [[{"subnet": "$pod_cidr"}]],
               "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 JSON
-  # containerd writes shim sockets under /run/containerd; down.sh removes the folders it created.
-  [[ -e /run/containerd ]] || touch "$state/created-run-containerd"
-  start containerd containerd --config "$state/containerd/config.toml"
-  ctr() { command ctr --address "$state/containerd/containerd.sock" "$@"; }
-  wait_for containerd 30 ctr version
+  start_in "$netns" "containerd$sfx" containerd --config "$dir/containerd/config.toml"
+  wait_for "containerd$sfx" 30 command ctr --address "$dir/containerd/containerd.sock" version
+  # DIR/ctr: ctr on this node's containerd, in the namespace kubelet uses.
+  printf '#!/bin/sh\nexec ctr --address %s -n k8s.io "$@"\n' "$dir/containerd/containerd.sock" > "$dir/ctr"
+  chmod +x "$dir/ctr"
   for archive in "$E2E_CACHE"/images/{pause,busybox,nginx,coredns}.tar "${extra_images[@]}"; do
-    ctr -n k8s.io images import "$archive" >/dev/null
+    "$dir/ctr" images import "$archive" >/dev/null
   done
-  printf '#!/bin/sh\nexec ctr --address %s -n k8s.io "$@"\n' "$state/containerd/containerd.sock" > "$state/ctr"
-  chmod +x "$state/ctr"
 
-  # kubelet changes these global sysctls; down.sh restores them.
-  for key in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
-    echo "$key=$(sysctl -n "$key")"
-  done > "$state/sysctls.orig"
-  # Its own cgroup root in every v1 hierarchy, so two clusters on one machine never share kubepods.
+  # Its own cgroup root in every v1 hierarchy, so two nodes or clusters on one machine never share kubepods.
   for hierarchy in /sys/fs/cgroup/*/; do
     [[ $hierarchy == */unified/ ]] && continue
-    mkdir -p "$hierarchy/npe2e-$id"
+    mkdir -p "$hierarchy/$cgroup"
     if [[ -f "$hierarchy/cpuset.cpus" ]]; then
-      cat "$hierarchy/cpuset.cpus" > "$hierarchy/npe2e-$id/cpuset.cpus"
-      cat "$hierarchy/cpuset.mems" > "$hierarchy/npe2e-$id/cpuset.mems"
+      cat "$hierarchy/cpuset.cpus" > "$hierarchy/$cgroup/cpuset.cpus"
+      cat "$hierarchy/cpuset.mems" > "$hierarchy/$cgroup/cpuset.mems"
     fi
   done
-  mkdir -p "$state/kubelet" "$state/pod-logs"
-  cat > "$state/kubelet.yaml" <<YAML
+  mkdir -p "$dir/kubelet" "$dir/pod-logs"
+  cat > "$dir/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 authentication:
@@ -236,41 +279,56 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: $p/ca.crt}
 authorization: {mode: Webhook}
-containerRuntimeEndpoint: unix://$state/containerd/containerd.sock
+containerRuntimeEndpoint: unix://$dir/containerd/containerd.sock
 cgroupDriver: cgroupfs
-cgroupRoot: /npe2e-$id
+cgroupRoot: /$cgroup
 failSwapOn: false
 clusterDomain: cluster.local
 clusterDNS: [10.96.0.10]
 resolvConf: ""
-podCIDR: 10.244.0.0/24
-podLogsDir: $state/pod-logs
-tlsCertFile: $p/kubelet-serving.crt
-tlsPrivateKeyFile: $p/kubelet-serving.key
+podCIDR: $pod_cidr
+podLogsDir: $dir/pod-logs
+tlsCertFile: $p/kubelet-serving$sfx.crt
+tlsPrivateKeyFile: $p/kubelet-serving$sfx.key
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 YAML
-  start kubelet "$bin/kubelet" --config="$state/kubelet.yaml" --kubeconfig="$p/kubelet.kubeconfig" \
-    --root-dir="$state/kubelet" --hostname-override="$node" --node-ip="$node_ip"
+  start_in "$netns" "kubelet$sfx" "$bin/kubelet" --config="$dir/kubelet.yaml" --kubeconfig="$p/kubelet$sfx.kubeconfig" \
+    --root-dir="$dir/kubelet" --hostname-override="$name" --node-ip="$ip"
 
-  cat > "$state/kube-proxy.yaml" <<YAML
+  cat > "$dir/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: nftables
-clientConnection: {kubeconfig: $p/kube-proxy.kubeconfig}
-hostnameOverride: $node
-clusterCIDR: 10.244.0.0/24
+clientConnection: {kubeconfig: $p/kube-proxy$sfx.kubeconfig}
+hostnameOverride: $name
+clusterCIDR: 10.244.0.0/16
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Zero leaves the conntrack table size and timeouts alone: nf_conntrack_max is shared with the host.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
-  start kube-proxy "$bin/kube-proxy" --config="$state/kube-proxy.yaml"
+  start_in "$netns" "kube-proxy$sfx" "$bin/kube-proxy" --config="$dir/kube-proxy.yaml"
+}
 
-  wait_for kubelet 90 kubectl wait --for=condition=Ready "node/$node" --timeout=1s
+if [[ $mode == full ]]; then
+  start kube-scheduler "$bin/kube-scheduler" --kubeconfig="$p/scheduler.kubeconfig" \
+    --authentication-kubeconfig="$p/scheduler.kubeconfig" --authorization-kubeconfig="$p/scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 --leader-elect=false --profiling=false
+
+  # containerd writes shim sockets under /run/containerd; down.sh removes the folders it created.
+  [[ -e /run/containerd ]] || touch "$state/created-run-containerd"
+  # kubelet changes these global sysctls; down.sh restores them.
+  for key in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
+    echo "$key=$(sysctl -n "$key")"
+  done > "$state/sysctls.orig"
+  for (( i = 1; i <= node_count; i++ )); do start_node "$i"; done
+  for (( i = 1; i <= node_count; i++ )); do
+    wait_for "kubelet$(node_suffix "$i")" 90 kubectl wait --for=condition=Ready "node/${node_names[i-1]}" --timeout=1s
+  done
   kubectl apply -f "$here/coredns.yaml" >/dev/null
   wait_for kubelet 120 kubectl -n kube-system rollout status deployment/coredns --timeout=2s
 fi

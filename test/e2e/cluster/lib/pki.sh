@@ -31,16 +31,22 @@ make_pki() { # DIR NODE_NAME NODE_IP
     -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out "$dir/ca.crt" 2>/dev/null
   serving_cert "$dir" apiserver "/CN=kube-apiserver" \
     "IP:127.0.0.1,IP:$ip,IP:10.96.0.1,IP:::1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-  serving_cert "$dir" kubelet-serving "/CN=$node" "IP:$ip,DNS:$node"
+  node_certs "$dir" "" "$node" "$ip"
   client_cert "$dir" admin "/O=system:masters/CN=e2e-admin"
   client_cert "$dir" controller-manager "/CN=system:kube-controller-manager"
   client_cert "$dir" scheduler "/CN=system:kube-scheduler"
-  client_cert "$dir" kubelet "/O=system:nodes/CN=system:node:$node"
   client_cert "$dir" kube-proxy "/CN=system:kube-proxy"
   client_cert "$dir" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/sa.key" 2>/dev/null
   openssl pkey -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
   chmod 600 "$dir"/*.key
+}
+
+# A node's kubelet certificates: kubeletSUFFIX (client, in system:nodes, as the Node authorizer wants) and
+# kubelet-servingSUFFIX (its HTTPS endpoint, for the node's IP).
+node_certs() { # DIR SUFFIX NODE_NAME NODE_IP
+  serving_cert "$1" "kubelet-serving$2" "/CN=$3" "IP:$4,DNS:$3"
+  client_cert "$1" "kubelet$2" "/O=system:nodes/CN=system:node:$3"
 }
 
 # A kubeconfig with a client certificate (NAME.crt/.key in DIR) or a bearer token.
