@@ -406,7 +406,7 @@ export class FileSource implements ClusterSource {
       if (what !== null) return keep(`${file}: ${where} is not a Kubernetes object (${what}): garbage, or a file cut while written (write a temporary file and rename it over this one)`, false);
     }
     if (items.length === 0 && old !== undefined && objectCount(old.objects) > 0) {
-      return keep(`${file}: is empty but held ${objectCount(old.objects)} object(s), as a file cut while written would be; to delete them all, remove the file or write "kind: List" with "items: []"`, false);
+      return keep(`${file}: is empty but held ${objectCount(old.objects)} object(s), as a file cut while written would be; to delete them all, write "kind: List" with "items: []" (or, in a datastore directory, remove the file)`, false);
     }
     this.setFileFailure(file, null);
     const objects = emptyClusterObjects();
